@@ -1,0 +1,171 @@
+//! The JSON-lines event stream on stdout: one object per line, one `write` per line.
+
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// One event: its name, level and fields in the order they were added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub level: Level,
+    pub name: &'static str,
+    pub fields: Vec<(&'static str, Value)>,
+}
+
+impl Event {
+    pub fn new(level: Level, name: &'static str) -> Event {
+        Event {
+            level,
+            name,
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn info(name: &'static str) -> Event {
+        Event::new(Level::Info, name)
+    }
+
+    pub fn warn(name: &'static str) -> Event {
+        Event::new(Level::Warn, name)
+    }
+
+    pub fn error(name: &'static str) -> Event {
+        Event::new(Level::Error, name)
+    }
+
+    /// Adds a field; later fields with the same key are kept too, so add each key once.
+    pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> Event {
+        self.fields.push((key, value.into()));
+        self
+    }
+
+    /// The value of a field, for tests and for the runtime's own decisions.
+    pub fn field(&self, key: &str) -> Option<&Value> {
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The line as written: `{"ts":…,"level":…,"event":…,<fields>}` and a newline.
+    pub fn render(&self, at: SystemTime) -> String {
+        let mut line = String::with_capacity(128);
+        line.push_str("{\"ts\":\"");
+        line.push_str(&rfc3339_millis(at));
+        line.push_str("\",\"level\":\"");
+        line.push_str(self.level.as_str());
+        line.push_str("\",\"event\":");
+        line.push_str(&Value::from(self.name).to_string());
+        for (key, value) in &self.fields {
+            line.push(',');
+            line.push_str(&Value::from(*key).to_string());
+            line.push(':');
+            line.push_str(&value.to_string());
+        }
+        line.push_str("}\n");
+        line
+    }
+}
+
+/// Writes the event to stdout in one `write(2)` (looping only on a short write).
+///
+/// A closed or broken stdout is not fleet-init's problem to die of: the event is dropped.
+pub fn emit(event: &Event) {
+    let line = event.render(SystemTime::now());
+    let mut bytes = line.as_bytes();
+    while !bytes.is_empty() {
+        // SAFETY: the pointer and length describe the live `bytes` slice.
+        let written = unsafe { libc::write(1, bytes.as_ptr().cast(), bytes.len()) };
+        if written < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            // EPIPE, EBADF, ENOSPC: nobody is listening; the supervisor goes on.
+            return;
+        }
+        let written = usize::try_from(written).unwrap_or(bytes.len());
+        bytes = bytes.get(written..).unwrap_or_default();
+    }
+}
+
+/// RFC 3339 UTC with milliseconds: `2026-11-22T02:28:10.123Z`.
+pub fn rfc3339_millis(at: SystemTime) -> String {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let millis = since_epoch.subsec_millis();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's `civil_from_days`
+/// restricted to dates after the epoch.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_millis() {
+        for (secs, millis, want) in [
+            (0, 0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, 5, "2000-02-29T00:00:00.005Z"),
+            (1_795_314_490, 123, "2026-11-22T02:28:10.123Z"),
+            (4_107_542_399, 999, "2100-02-28T23:59:59.999Z"),
+        ] {
+            let at = UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis);
+            assert_eq!(rfc3339_millis(at), want);
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_fields_in_order() {
+        let event = Event::warn("worker_exited")
+            .with("worker", "api \"x\"")
+            .with("pid", 42)
+            .with("code", Value::Null);
+        let line = event.render(UNIX_EPOCH);
+        assert!(line.ends_with("}\n"));
+        assert_eq!(line.matches('\n').count(), 1);
+        let parsed: Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(parsed["ts"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(parsed["level"], "warn");
+        assert_eq!(parsed["event"], "worker_exited");
+        assert_eq!(parsed["worker"], "api \"x\"");
+        assert_eq!(parsed["pid"], 42);
+        let keys: Vec<&str> = line.split(",\"").map(|s| s.split('"').next().unwrap()).collect();
+        assert_eq!(&keys[1..], ["level", "event", "worker", "pid", "code"]);
+    }
+}

@@ -1,0 +1,10 @@
+//! fleet-init: a container init that reaps zombies, forwards signals and supervises workers.
+//!
+//! The decision logic (`supervisor`, `config`, `procscan` parsers) is pure; `runtime` is the one
+//! loop that owns the side effects.
+
+pub mod config;
+pub mod events;
+pub mod exit;
+pub mod procscan;
+pub mod signals;

@@ -1,0 +1,214 @@
+//! Signal names and numbers, the handlers that only record (signal-hook), and the self-pipe the
+//! main loop sleeps on. Nothing here acts on a signal: the loop drains and decides.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Standard signals by name; real-time ones are spelled `SIGRTMIN+N`.
+const NAMES: &[(&str, i32)] = &[
+    ("SIGHUP", libc::SIGHUP),
+    ("SIGINT", libc::SIGINT),
+    ("SIGQUIT", libc::SIGQUIT),
+    ("SIGILL", libc::SIGILL),
+    ("SIGTRAP", libc::SIGTRAP),
+    ("SIGABRT", libc::SIGABRT),
+    ("SIGBUS", libc::SIGBUS),
+    ("SIGFPE", libc::SIGFPE),
+    ("SIGKILL", libc::SIGKILL),
+    ("SIGUSR1", libc::SIGUSR1),
+    ("SIGSEGV", libc::SIGSEGV),
+    ("SIGUSR2", libc::SIGUSR2),
+    ("SIGPIPE", libc::SIGPIPE),
+    ("SIGALRM", libc::SIGALRM),
+    ("SIGTERM", libc::SIGTERM),
+    ("SIGSTKFLT", libc::SIGSTKFLT),
+    ("SIGCHLD", libc::SIGCHLD),
+    ("SIGCONT", libc::SIGCONT),
+    ("SIGSTOP", libc::SIGSTOP),
+    ("SIGTSTP", libc::SIGTSTP),
+    ("SIGTTIN", libc::SIGTTIN),
+    ("SIGTTOU", libc::SIGTTOU),
+    ("SIGURG", libc::SIGURG),
+    ("SIGXCPU", libc::SIGXCPU),
+    ("SIGXFSZ", libc::SIGXFSZ),
+    ("SIGVTALRM", libc::SIGVTALRM),
+    ("SIGPROF", libc::SIGPROF),
+    ("SIGWINCH", libc::SIGWINCH),
+    ("SIGIO", libc::SIGIO),
+    ("SIGPWR", libc::SIGPWR),
+    ("SIGSYS", libc::SIGSYS),
+];
+
+/// Highest signal number on Linux (SIGRTMAX with glibc).
+pub const MAX_SIGNAL: i32 = 64;
+
+/// `SIGTERM`, or `SIGRTMIN+3` for real-time signals.
+pub fn name(signal: i32) -> String {
+    if let Some((name, _)) = NAMES.iter().find(|(_, n)| *n == signal) {
+        return (*name).to_string();
+    }
+    let rtmin = libc::SIGRTMIN();
+    if signal >= rtmin && signal <= MAX_SIGNAL {
+        return format!("SIGRTMIN+{}", signal - rtmin);
+    }
+    format!("signal {signal}")
+}
+
+/// Parses `SIGTERM`, `TERM`, `term` or `15`. `None` for anything that is not a signal.
+pub fn parse(text: &str) -> Option<i32> {
+    if let Ok(number) = text.parse::<i32>() {
+        return (1..=MAX_SIGNAL).contains(&number).then_some(number);
+    }
+    let upper = text.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    if let Some(offset) = full.strip_prefix("SIGRTMIN+") {
+        let offset: i32 = offset.parse().ok()?;
+        let number = libc::SIGRTMIN().checked_add(offset)?;
+        return (number <= MAX_SIGNAL).then_some(number);
+    }
+    NAMES.iter().find(|(n, _)| *n == full).map(|(_, number)| *number)
+}
+
+/// Signals fleet-init itself acts on or forwards. The synchronous ones (SEGV, BUS, FPE, ILL,
+/// TRAP, SYS, ABRT) are about fleet-init's own faults and keep their default action; SIGPIPE stays
+/// ignored (it would be about fleet-init's own stdout); SIGTTIN/SIGTTOU are ignored as tini does,
+/// so a background fleet-init is never stopped by its terminal; SIGKILL/SIGSTOP cannot be caught.
+pub fn handled() -> Vec<i32> {
+    let mut signals = vec![
+        libc::SIGCHLD,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGWINCH,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGURG,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        libc::SIGPWR,
+        libc::SIGSTKFLT,
+    ];
+    signals.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    signals
+}
+
+/// Per-signal arrival counters, written only by the handlers (an atomic add is
+/// async-signal-safe) and read by the main loop.
+static COUNTS: [AtomicU32; 65] = [const { AtomicU32::new(0) }; 65];
+
+/// The installed handlers and the read end of their wake-up pipe.
+pub struct SignalInbox {
+    wake_read: OwnedFd,
+    seen: [u32; 65],
+}
+
+impl SignalInbox {
+    /// Installs the recording handlers. Called once, before anything is spawned.
+    pub fn install() -> std::io::Result<SignalInbox> {
+        let (wake_read, wake_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+        let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&wake_write);
+        // The write end lives as long as the process: the handlers use it until exit/exec.
+        std::mem::forget(wake_write);
+        for signal in handled() {
+            let Ok(index) = usize::try_from(signal) else { continue };
+            if index >= COUNTS.len() {
+                continue;
+            }
+            let action = move || {
+                if let Some(count) = COUNTS.get(index) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                // SAFETY: write(2) is async-signal-safe; the fd is never closed; a full pipe
+                // (EAGAIN) already guarantees a wake-up, so the result is not needed.
+                unsafe { libc::write(wake_fd, [0u8].as_ptr().cast(), 1) };
+            };
+            // SAFETY: the action only does an atomic add and a write(2), both
+            // async-signal-safe; it allocates nothing and takes no lock.
+            unsafe { signal_hook::low_level::register(signal, action) }?;
+        }
+        for signal in [libc::SIGTTIN, libc::SIGTTOU] {
+            // SAFETY: installing SIG_IGN has no handler to run.
+            unsafe { libc::signal(signal, libc::SIG_IGN) };
+        }
+        Ok(SignalInbox {
+            wake_read,
+            seen: [0; 65],
+        })
+    }
+
+    /// The descriptor that becomes readable when a signal arrives.
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.wake_read.as_fd()
+    }
+
+    /// Empties the pipe first, then reads the counters (signal-hook's order: no signal is lost).
+    /// Returns each signal that arrived, once per arrival the counters saw, in signal order.
+    pub fn drain(&mut self) -> Vec<i32> {
+        let mut buffer = [0u8; 256];
+        loop {
+            match nix::unistd::read(&self.wake_read, &mut buffer) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                // EAGAIN: empty, the normal end.
+                Err(_) => break,
+            }
+        }
+        let mut arrived = Vec::new();
+        for (index, count) in COUNTS.iter().enumerate() {
+            let now = count.load(Ordering::SeqCst);
+            let Some(seen) = self.seen.get_mut(index) else { continue };
+            let new = now.wrapping_sub(*seen);
+            *seen = now;
+            let Ok(signal) = i32::try_from(index) else { continue };
+            // Standard signals coalesce in the kernel anyway; two are enough to tell
+            // "second SIGTERM" apart, so a burst is not replayed in full.
+            for _ in 0..new.min(2) {
+                arrived.push(signal);
+            }
+        }
+        arrived
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers_round_trip() {
+        for (text, want) in [
+            ("SIGTERM", Some(15)),
+            ("TERM", Some(15)),
+            ("term", Some(15)),
+            ("9", Some(9)),
+            ("SIGKILL", Some(9)),
+            ("SIGRTMIN+2", Some(libc::SIGRTMIN() + 2)),
+            ("BOGUS", None),
+            ("0", None),
+            ("65", None),
+            ("-1", None),
+            ("SIGRTMIN+99", None),
+            ("", None),
+        ] {
+            assert_eq!(parse(text), want, "{text}");
+        }
+        assert_eq!(name(15), "SIGTERM");
+        assert_eq!(name(libc::SIGRTMIN() + 1), "SIGRTMIN+1");
+        for signal in 1..=31 {
+            assert_eq!(parse(&name(signal)), Some(signal));
+        }
+    }
+}
