@@ -8,3 +8,4 @@ pub mod events;
 pub mod exit;
 pub mod procscan;
 pub mod signals;
+pub mod supervisor;

@@ -1,0 +1,535 @@
+//! The supervisor's pure core: every worker's life cycle and the shutdown, as
+//! `handle(input, now) -> actions` plus `next_deadline()`. No system calls, no clock: the
+//! runtime feeds it what happened and carries out what it asks for.
+
+pub mod policy;
+mod shutdown;
+pub mod worker;
+
+use crate::config::{OnMaxCrashes, RestartPolicy, SignalTarget, WorkerSpec};
+use crate::events::Event;
+use crate::exit::Exit;
+use crate::signals;
+use policy::{backoff_ms, classify, Cause, StopReason};
+use serde_json::Value;
+use shutdown::Shutdown;
+use worker::{After, Outcome, Phase, Run, Worker};
+
+/// Milliseconds on a monotonic clock chosen by the caller.
+pub type Millis = u64;
+
+/// After SIGKILL, how long a group that still looks alive is waited for before moving on.
+const KILL_SETTLE_MS: Millis = 1000;
+
+/// What happened, as the runtime observed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Time passed: act on every deadline that is due.
+    Tick,
+    Spawned {
+        worker: usize,
+        pid: i32,
+    },
+    SpawnFailed {
+        worker: usize,
+        /// The forked child that failed to exec, when there was one.
+        pid: Option<i32>,
+        error: String,
+        /// 127 for a missing command, 126 for one that cannot be executed.
+        exit_code: i32,
+    },
+    /// A reaped child, any child: pids that are no worker's are ignored.
+    Exited {
+        pid: i32,
+        exit: Exit,
+    },
+    Signal(i32),
+    /// The runtime found a draining worker's process group empty.
+    GroupEmpty {
+        worker: usize,
+    },
+    /// `waitpid` said ECHILD: no process is left below fleet-init.
+    ChildrenGone,
+}
+
+/// What the runtime must do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Emit(Event),
+    Spawn {
+        worker: usize,
+    },
+    SignalProcess {
+        pid: i32,
+        signal: i32,
+    },
+    SignalGroup {
+        pgid: i32,
+        signal: i32,
+    },
+    /// Shutdown: every process left (in the namespace as PID 1, below fleet-init as a
+    /// subreaper) except those in `spare_groups`, which got their worker's stop signal.
+    SignalOthers {
+        signal: i32,
+        spare_groups: Vec<i32>,
+    },
+    /// The grace is over: SIGKILL every process left. The runtime reports the count with
+    /// `note_killed`.
+    KillAll,
+    Exit {
+        code: i32,
+    },
+}
+
+/// Single-command mode (tini's semantics) or the workers of a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Single { remap_exit: Vec<i32> },
+    Config,
+}
+
+pub struct Supervisor {
+    mode: Mode,
+    grace_ms: Millis,
+    workers: Vec<Worker>,
+    shutdown: Option<Shutdown>,
+    actions: Vec<Action>,
+}
+
+impl Supervisor {
+    pub fn new(mode: Mode, grace_ms: Millis, specs: Vec<WorkerSpec>) -> Supervisor {
+        Supervisor {
+            mode,
+            grace_ms,
+            workers: specs.into_iter().map(Worker::new).collect(),
+            shutdown: None,
+            actions: Vec::new(),
+        }
+    }
+
+    pub fn spec(&self, worker: usize) -> Option<&WorkerSpec> {
+        self.workers.get(worker).map(|w| &w.spec)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_some()
+    }
+
+    /// Workers whose main process is gone while their group may still hold processes.
+    pub fn draining_groups(&self) -> Vec<(usize, i32)> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, w)| match w.phase {
+                Phase::Draining { pgid, .. } => Some((index, pgid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The earliest deadline of any worker or of the shutdown; `None`: sleep until a signal.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let workers = self.workers.iter().filter_map(|w| {
+            // Waiting workers do not start during a shutdown.
+            match (&w.phase, &self.shutdown) {
+                (Phase::Waiting { .. }, Some(_)) => None,
+                _ => w.next_deadline(),
+            }
+        });
+        let shutdown = self.shutdown.as_ref().and_then(Shutdown::next_deadline);
+        workers.chain(shutdown).min()
+    }
+
+    /// Counts processes the runtime SIGKILLed for `KillAll`, for `shutdown_complete.killed`.
+    pub fn note_killed(&mut self, count: usize) {
+        if let Some(shutdown) = self.shutdown.as_mut() {
+            shutdown.killed = shutdown.killed.saturating_add(count);
+        }
+    }
+
+    pub fn handle(&mut self, input: Input, now: Millis) -> Vec<Action> {
+        match input {
+            Input::Tick => self.on_tick(now),
+            Input::Spawned { worker, pid } => self.on_spawned(worker, pid, now),
+            Input::SpawnFailed {
+                worker,
+                pid,
+                error,
+                exit_code,
+            } => self.on_spawn_failed(worker, pid, &error, exit_code, now),
+            Input::Exited { pid, exit } => self.on_exited(pid, exit, now),
+            Input::Signal(signal) => self.on_signal(signal, now),
+            Input::GroupEmpty { worker } => self.on_group_empty(worker, now),
+            Input::ChildrenGone => self.on_children_gone(now),
+        }
+        self.finish_if_nothing_left(now);
+        std::mem::take(&mut self.actions)
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.actions.push(Action::Emit(event));
+    }
+
+    fn on_tick(&mut self, now: Millis) {
+        for index in 0..self.workers.len() {
+            self.tick_worker(index, now);
+        }
+        self.tick_shutdown(now);
+    }
+
+    fn tick_worker(&mut self, index: usize, now: Millis) {
+        let shutting_down = self.shutdown.is_some();
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        match &mut w.phase {
+            Phase::Waiting { start_at } if !shutting_down && *start_at <= now => {
+                w.phase = Phase::Starting;
+                self.actions.push(Action::Spawn { worker: index });
+            }
+            Phase::Running(run) => {
+                if let Some(kill_at) = run.kill_at {
+                    if !run.is_killed && kill_at <= now {
+                        run.is_killed = true;
+                        let pid = run.pid;
+                        self.actions.push(Action::SignalGroup {
+                            pgid: pid,
+                            signal: libc::SIGKILL,
+                        });
+                        // A process that left its own group is still the worker: kill it too.
+                        self.actions.push(Action::SignalProcess {
+                            pid,
+                            signal: libc::SIGKILL,
+                        });
+                    }
+                }
+            }
+            Phase::Draining {
+                pgid,
+                kill_at,
+                is_killed,
+                give_up_at,
+                then,
+            } => {
+                if !*is_killed && *kill_at <= now {
+                    *is_killed = true;
+                    *give_up_at = Some(now.saturating_add(KILL_SETTLE_MS));
+                    self.actions.push(Action::SignalGroup {
+                        pgid: *pgid,
+                        signal: libc::SIGKILL,
+                    });
+                } else if give_up_at.is_some_and(|at| at <= now) {
+                    let then = *then;
+                    self.leave_draining(index, then, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_spawned(&mut self, index: usize, pid: i32, now: Millis) {
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        w.run = w.run.saturating_add(1);
+        let interval = w.spec.watchdog_interval_ms;
+        let sample_at = w.spec.max_rss_mb.map(|_| now.saturating_add(interval));
+        w.phase = Phase::Running(Run {
+            pid,
+            started_at: now,
+            stop: None,
+            kill_at: None,
+            is_killed: false,
+            sample_at,
+        });
+        let event = Event::info("worker_started")
+            .with("worker", w.spec.name.clone())
+            .with("pid", pid)
+            .with("run", w.run);
+        self.emit(event);
+        if self.shutdown.is_some() {
+            // Raced with a shutdown: stop it like the others.
+            self.stop_worker(index, StopReason::Shutdown, now);
+        }
+    }
+
+    fn on_spawn_failed(
+        &mut self,
+        index: usize,
+        pid: Option<i32>,
+        error: &str,
+        exit_code: i32,
+        now: Millis,
+    ) {
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        w.run = w.run.saturating_add(1);
+        w.crash_count = w.crash_count.saturating_add(1);
+        w.last_code = Some(exit_code);
+        w.phase = Phase::Done;
+        let name = w.spec.name.clone();
+        let (run, crash_count) = (w.run, w.crash_count);
+        if let Some(pid) = pid {
+            self.emit(
+                Event::info("worker_started")
+                    .with("worker", name.clone())
+                    .with("pid", pid)
+                    .with("run", run),
+            );
+        }
+        self.emit(
+            Event::error("spawn_failed")
+                .with("worker", name.clone())
+                .with("error", error),
+        );
+        if let Some(pid) = pid {
+            self.emit(
+                Event::warn("worker_exited")
+                    .with("worker", name)
+                    .with("pid", pid)
+                    .with("code", exit_code)
+                    .with("uptime_ms", 0)
+                    .with("likely_cause", Cause::SpawnFailed.as_str())
+                    .with("crash_count", crash_count),
+            );
+        }
+        // Nothing of this run is left to drain: decide at once.
+        let then = self.after_exit(index, Cause::SpawnFailed, now);
+        self.leave_draining(index, then, now);
+    }
+
+    fn on_exited(&mut self, pid: i32, exit: Exit, now: Millis) {
+        let found = self
+            .workers
+            .iter()
+            .position(|w| w.running_pid() == Some(pid));
+        let Some(index) = found else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        let Phase::Running(run) = std::mem::replace(&mut w.phase, Phase::Starting) else {
+            return;
+        };
+        let reported = remap(&self.mode, exit);
+        let cause = classify(reported, run.stop);
+        let uptime_ms = now.saturating_sub(run.started_at);
+        if uptime_ms >= w.spec.stable_run_ms {
+            w.crash_count = 0;
+        }
+        if cause.is_crash() {
+            w.crash_count = w.crash_count.saturating_add(1);
+        }
+        w.last_code = Some(reported.shell_code());
+        let mut event = Event::new(level_of(cause), "worker_exited")
+            .with("worker", w.spec.name.clone())
+            .with("pid", pid);
+        event = match exit {
+            Exit::Code(code) => event.with("code", code),
+            Exit::Signal(signal) => event.with("signal", signals::name(signal)),
+        };
+        event = event
+            .with("uptime_ms", uptime_ms)
+            .with("likely_cause", cause.as_str())
+            .with("crash_count", w.crash_count);
+        let grace_ms = w.spec.stop_grace_ms;
+        let stop_signal = w.spec.stop_signal;
+        self.emit(event);
+        let then = self.after_exit(index, cause, now);
+        // Whatever is left of its group is stopped before anything else happens to it.
+        if let Some(w) = self.workers.get_mut(index) {
+            w.phase = Phase::Draining {
+                pgid: pid,
+                kill_at: now.saturating_add(grace_ms),
+                is_killed: false,
+                give_up_at: None,
+                then,
+            };
+        }
+        self.actions.push(Action::SignalGroup {
+            pgid: pid,
+            signal: stop_signal,
+        });
+    }
+
+    /// Applies the restart rules to an exit of the given cause; emits `max_crashes_exceeded`,
+    /// `health_warn` and `backoff` as they apply.
+    fn after_exit(&mut self, index: usize, cause: Cause, now: Millis) -> After {
+        if self.shutdown.is_some() {
+            return After::StayDown;
+        }
+        let Some(w) = self.workers.get_mut(index) else {
+            return After::StayDown;
+        };
+        let spec = &w.spec;
+        if cause.is_crash() && w.crash_count >= spec.max_crashes {
+            w.outcome = Outcome::Failed;
+            let event = Event::error("max_crashes_exceeded")
+                .with("worker", spec.name.clone())
+                .with("crash_count", w.crash_count)
+                .with("max_crashes", spec.max_crashes);
+            let shuts_down = spec.on_max_crashes == OnMaxCrashes::Shutdown;
+            self.emit(event);
+            if shuts_down {
+                let code = match self.mode {
+                    Mode::Config => Some(1),
+                    Mode::Single { .. } => None,
+                };
+                self.begin_shutdown("max_crashes_exceeded", code, now);
+            }
+            return After::StayDown;
+        }
+        let restarts = match spec.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => cause != Cause::CleanExit,
+            RestartPolicy::Never => false,
+        };
+        if !restarts {
+            w.outcome = match cause {
+                Cause::CleanExit => Outcome::Clean,
+                _ => Outcome::Failed,
+            };
+            return After::StayDown;
+        }
+        let delay_ms = if cause.is_clean_class() {
+            let verdict = w.budget.record(
+                now,
+                spec.clean_restart_budget,
+                spec.clean_restart_window_ms,
+                spec.backoff_initial_ms,
+                spec.backoff_max_ms,
+            );
+            if verdict.warn {
+                let event = Event::warn("health_warn")
+                    .with("worker", spec.name.clone())
+                    .with("reason", "clean_restart_budget_exceeded")
+                    .with("clean_restarts", verdict.count)
+                    .with("clean_restart_budget", spec.clean_restart_budget)
+                    .with("clean_restart_window_ms", spec.clean_restart_window_ms)
+                    .with("backoff_ms", verdict.delay_ms);
+                self.actions.push(Action::Emit(event));
+            }
+            verdict.delay_ms
+        } else {
+            backoff_ms(spec.backoff_initial_ms, spec.backoff_max_ms, w.crash_count)
+        };
+        let event = Event::info("backoff")
+            .with("worker", spec.name.clone())
+            .with("ms", delay_ms);
+        self.emit(event);
+        After::RestartAt(now.saturating_add(delay_ms))
+    }
+
+    fn on_group_empty(&mut self, index: usize, now: Millis) {
+        let Some(w) = self.workers.get(index) else {
+            return;
+        };
+        if let Phase::Draining { then, .. } = w.phase {
+            self.leave_draining(index, then, now);
+        }
+    }
+
+    fn leave_draining(&mut self, index: usize, then: After, now: Millis) {
+        let shutting_down = self.shutdown.is_some();
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        w.phase = match then {
+            After::RestartAt(at) if !shutting_down => Phase::Waiting {
+                start_at: at.max(now),
+            },
+            _ => Phase::Done,
+        };
+        // A restart due now happens in this same step: no extra loop turn for a clean exit.
+        if matches!(w.phase, Phase::Waiting { start_at } if start_at <= now) {
+            self.tick_worker(index, now);
+        }
+    }
+
+    fn on_signal(&mut self, signal: i32, now: Millis) {
+        match signal {
+            libc::SIGCHLD => {}
+            libc::SIGTERM | libc::SIGINT => {
+                if self.shutdown.is_some() {
+                    self.skip_grace(now);
+                } else {
+                    let reason = signals::name(signal);
+                    self.begin_shutdown_by_signal(&reason, signal, now);
+                }
+            }
+            _ => self.forward(signal),
+        }
+    }
+
+    fn forward(&mut self, signal: i32) {
+        let mut names = Vec::new();
+        for w in &self.workers {
+            let Some(pid) = w.running_pid() else { continue };
+            names.push(Value::from(w.spec.name.clone()));
+            self.actions.push(signal_worker(&w.spec, pid, signal));
+        }
+        self.emit(
+            Event::info("signal_forwarded")
+                .with("signal", signals::name(signal))
+                .with("workers", names),
+        );
+    }
+
+    /// Asks a running worker to stop with its stop signal; SIGKILL after its grace.
+    fn stop_worker(&mut self, index: usize, reason: StopReason, now: Millis) {
+        self.stop_worker_with(index, reason, None, now);
+    }
+
+    fn stop_worker_with(
+        &mut self,
+        index: usize,
+        reason: StopReason,
+        signal: Option<i32>,
+        now: Millis,
+    ) {
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        let Phase::Running(run) = &mut w.phase else {
+            return;
+        };
+        run.stop = Some(reason);
+        run.kill_at = Some(now.saturating_add(w.spec.stop_grace_ms));
+        let action = signal_worker(&w.spec, run.pid, signal.unwrap_or(w.spec.stop_signal));
+        self.actions.push(action);
+    }
+
+    fn finish_if_nothing_left(&mut self, now: Millis) {
+        if self.shutdown.is_none() && self.workers.iter().all(|w| w.phase == Phase::Done) {
+            self.begin_shutdown("workers_finished", None, now);
+        }
+    }
+}
+
+/// The action that delivers a signal to a worker by its `signal_target`.
+fn signal_worker(spec: &WorkerSpec, pid: i32, signal: i32) -> Action {
+    match spec.signal_target {
+        SignalTarget::Group => Action::SignalGroup { pgid: pid, signal },
+        SignalTarget::Process => Action::SignalProcess { pid, signal },
+    }
+}
+
+/// `--remap-exit`: the listed shell codes are reported as exit 0.
+fn remap(mode: &Mode, exit: Exit) -> Exit {
+    match mode {
+        Mode::Single { remap_exit } if remap_exit.contains(&exit.shell_code()) => Exit::Code(0),
+        _ => exit,
+    }
+}
+
+fn level_of(cause: Cause) -> crate::events::Level {
+    match cause {
+        Cause::CleanExit | Cause::Shutdown => crate::events::Level::Info,
+        Cause::Watchdog | Cause::Crash | Cause::SpawnFailed => crate::events::Level::Warn,
+    }
+}
+
+#[cfg(test)]
+mod tests;

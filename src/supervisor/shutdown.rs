@@ -1,0 +1,176 @@
+//! The one shutdown path: stop signal to every worker, SIGTERM to every other process, SIGKILL
+//! when the grace ends (or at a second SIGTERM/SIGINT), exit the moment nothing is left.
+
+use super::policy::StopReason;
+use super::worker::{After, Outcome, Phase};
+use super::{Action, Millis, Mode, Supervisor};
+use crate::events::Event;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shutdown {
+    reason: String,
+    started_at: Millis,
+    kill_at: Millis,
+    is_killed: bool,
+    /// Processes SIGKILLed, as the runtime counted them.
+    pub killed: usize,
+    /// The exit code decided when it began (config mode, max crashes); otherwise computed at
+    /// the end from the workers' outcomes.
+    forced_code: Option<i32>,
+    is_signal_initiated: bool,
+    is_complete: bool,
+}
+
+impl Shutdown {
+    pub fn next_deadline(&self) -> Option<Millis> {
+        (!self.is_killed && !self.is_complete).then_some(self.kill_at)
+    }
+}
+
+impl Supervisor {
+    /// Shutdown for a reason of fleet-init's own (max crashes, every worker finished).
+    pub(super) fn begin_shutdown(&mut self, reason: &str, forced_code: Option<i32>, now: Millis) {
+        self.begin(reason, forced_code, None, false, now);
+    }
+
+    /// Shutdown asked for by SIGTERM/SIGINT. In single-command mode the child gets the very
+    /// signal fleet-init got (tini forwards it); in config mode each worker its stop signal.
+    pub(super) fn begin_shutdown_by_signal(&mut self, reason: &str, signal: i32, now: Millis) {
+        let forwarded = match self.mode {
+            Mode::Single { .. } => Some(signal),
+            Mode::Config => None,
+        };
+        self.begin(reason, None, forwarded, true, now);
+    }
+
+    fn begin(
+        &mut self,
+        reason: &str,
+        forced_code: Option<i32>,
+        signal: Option<i32>,
+        is_signal_initiated: bool,
+        now: Millis,
+    ) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.shutdown = Some(Shutdown {
+            reason: reason.to_string(),
+            started_at: now,
+            kill_at: now.saturating_add(self.grace_ms),
+            is_killed: false,
+            killed: 0,
+            forced_code,
+            is_signal_initiated,
+            is_complete: false,
+        });
+        self.emit(Event::info("shutdown_started").with("reason", reason));
+        let mut spare_groups = Vec::new();
+        let mut to_stop = Vec::new();
+        for (index, w) in self.workers.iter_mut().enumerate() {
+            match &mut w.phase {
+                Phase::Running(run) => {
+                    spare_groups.push(run.pid);
+                    if run.stop.is_none() {
+                        to_stop.push(index);
+                    }
+                }
+                Phase::Draining { pgid, then, .. } => {
+                    spare_groups.push(*pgid);
+                    *then = After::StayDown;
+                }
+                Phase::Waiting { .. } | Phase::Starting => w.phase = Phase::Done,
+                Phase::Done => {}
+            }
+        }
+        for index in to_stop {
+            self.stop_worker_with(index, StopReason::Shutdown, signal, now);
+        }
+        self.actions.push(Action::SignalOthers {
+            signal: libc::SIGTERM,
+            spare_groups,
+        });
+    }
+
+    /// A second SIGTERM/SIGINT: the rest of the grace is skipped.
+    pub(super) fn skip_grace(&mut self, now: Millis) {
+        if let Some(shutdown) = self.shutdown.as_mut() {
+            shutdown.kill_at = shutdown.kill_at.min(now);
+        }
+        self.tick_shutdown(now);
+    }
+
+    pub(super) fn tick_shutdown(&mut self, now: Millis) {
+        let Some(shutdown) = self.shutdown.as_mut() else {
+            return;
+        };
+        if shutdown.is_killed || shutdown.is_complete || shutdown.kill_at > now {
+            return;
+        }
+        shutdown.is_killed = true;
+        self.actions.push(Action::KillAll);
+        // KillAll covers every worker's group: their own kill deadlines are moot.
+        for w in &mut self.workers {
+            match &mut w.phase {
+                Phase::Running(run) => run.is_killed = true,
+                Phase::Draining {
+                    is_killed,
+                    give_up_at,
+                    ..
+                } => {
+                    *is_killed = true;
+                    *give_up_at = Some(now.saturating_add(super::KILL_SETTLE_MS));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Nothing is left below fleet-init: a shutdown under way is complete.
+    pub(super) fn on_children_gone(&mut self, now: Millis) {
+        let code = self.exit_code();
+        let Some(shutdown) = self.shutdown.as_mut() else {
+            return;
+        };
+        if shutdown.is_complete {
+            return;
+        }
+        shutdown.is_complete = true;
+        let event = Event::info("shutdown_complete")
+            .with("reason", shutdown.reason.clone())
+            .with("exit_code", code)
+            .with("duration_ms", now.saturating_sub(shutdown.started_at))
+            .with("killed", shutdown.killed);
+        for w in &mut self.workers {
+            w.phase = Phase::Done;
+        }
+        self.emit(event);
+        self.actions.push(Action::Exit { code });
+    }
+
+    /// Single-command mode: the child's code. Config mode: 0 after a signal or when every
+    /// worker finished cleanly; 1 after max crashes or any failed final run.
+    fn exit_code(&self) -> i32 {
+        let Some(shutdown) = self.shutdown.as_ref() else {
+            return 0;
+        };
+        match self.mode {
+            Mode::Single { .. } => self
+                .workers
+                .first()
+                .and_then(|w| w.last_code)
+                .unwrap_or(0),
+            Mode::Config => {
+                if let Some(code) = shutdown.forced_code {
+                    code
+                } else if shutdown.is_signal_initiated
+                    || self.workers.iter().all(|w| w.outcome == Outcome::Clean)
+                {
+                    0
+                } else {
+                    1
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! The supervision rules, driven through `handle` with a fake clock and a simulated runtime.
+
+use super::*;
+use crate::config::WorkerSpec;
+use std::collections::HashMap;
+
+/// A runtime stand-in: answers `Spawn` with fresh pids, finds groups empty unless told not
+/// to, and records everything the core asked for.
+struct Sim {
+    sup: Supervisor,
+    now: Millis,
+    next_pid: i32,
+    events: Vec<Event>,
+    actions: Vec<Action>,
+    exit: Option<i32>,
+    pids: HashMap<usize, i32>,
+    groups_linger: bool,
+    fail_spawns: bool,
+}
+
+impl Sim {
+    fn new(mode: Mode, specs: Vec<WorkerSpec>) -> Sim {
+        let mut sim = Sim {
+            sup: Supervisor::new(mode, 8000, specs),
+            now: 0,
+            next_pid: 100,
+            events: Vec::new(),
+            actions: Vec::new(),
+            exit: None,
+            pids: HashMap::new(),
+            groups_linger: false,
+            fail_spawns: false,
+        };
+        sim.feed(Input::Tick);
+        sim
+    }
+
+    fn config(specs: Vec<WorkerSpec>) -> Sim {
+        Sim::new(Mode::Config, specs)
+    }
+
+    fn feed(&mut self, input: Input) {
+        let actions = self.sup.handle(input, self.now);
+        for action in actions {
+            self.apply(action);
+        }
+        if !self.groups_linger {
+            for (worker, _) in self.sup.draining_groups() {
+                self.feed(Input::GroupEmpty { worker });
+            }
+        }
+    }
+
+    fn apply(&mut self, action: Action) {
+        match &action {
+            Action::Emit(event) => self.events.push(event.clone()),
+            Action::Spawn { worker } => {
+                self.next_pid += 1;
+                let pid = self.next_pid;
+                if self.fail_spawns {
+                    self.feed(Input::SpawnFailed {
+                        worker: *worker,
+                        pid: Some(pid),
+                        error: "No such file or directory".into(),
+                        exit_code: 127,
+                    });
+                } else {
+                    self.pids.insert(*worker, pid);
+                    self.feed(Input::Spawned {
+                        worker: *worker,
+                        pid,
+                    });
+                }
+            }
+            Action::Exit { code } => self.exit = Some(*code),
+            _ => {}
+        }
+        self.actions.push(action);
+    }
+
+    fn exit_worker(&mut self, worker: usize, exit: Exit) {
+        let pid = self.pids[&worker];
+        self.feed(Input::Exited { pid, exit });
+    }
+
+    fn advance(&mut self, ms: Millis) {
+        self.now += ms;
+        self.feed(Input::Tick);
+    }
+
+    /// Jumps to the next deadline, as the loop's sleep would.
+    fn sleep(&mut self) {
+        let deadline = self.sup.next_deadline().expect("a deadline");
+        assert!(deadline >= self.now, "deadline in the past");
+        self.now = deadline;
+        self.feed(Input::Tick);
+    }
+
+    fn named(&self, name: &str) -> Vec<&Event> {
+        self.events.iter().filter(|e| e.name == name).collect()
+    }
+
+    fn last(&self, name: &str) -> &Event {
+        self.named(name).pop().expect(name)
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.named(name).len()
+    }
+
+    fn is_running(&self, worker: usize) -> bool {
+        self.sup.workers[worker].running_pid().is_some()
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+}
+
+fn spec(name: &str) -> WorkerSpec {
+    WorkerSpec::new(name, vec!["/bin/true".into()], 8000)
+}
+
+fn field(event: &Event, key: &str) -> Value {
+    event.field(key).cloned().unwrap_or(Value::Null)
+}
+
+#[test]
+fn alternating_crash_and_clean_exits_trip_max_crashes_at_the_ninth_exit() {
+    let mut worker = spec("api");
+    worker.backoff_initial_ms = 10;
+    let mut sim = Sim::config(vec![worker]);
+    for n in 1u32..=9 {
+        assert!(sim.is_running(0), "running before exit {n}");
+        assert_eq!(sim.count("max_crashes_exceeded"), 0, "not tripped before exit {n}");
+        let code = if n % 2 == 1 { 1 } else { 0 };
+        sim.advance(5);
+        sim.exit_worker(0, Exit::Code(code));
+        let exited = sim.last("worker_exited");
+        let want_count = n.div_ceil(2);
+        assert_eq!(field(exited, "crash_count"), want_count, "exit {n}");
+        if sim.count("max_crashes_exceeded") == 0 && !sim.is_running(0) {
+            sim.sleep();
+        }
+    }
+    let tripped = sim.last("max_crashes_exceeded");
+    assert_eq!(field(tripped, "crash_count"), 5);
+    assert_eq!(field(tripped, "max_crashes"), 5);
+    assert_eq!(sim.count("worker_started"), 9);
+    assert_eq!(sim.count("worker_exited"), 9);
+    // on_max_crashes: shutdown; nothing is left, so the container ends with 1.
+    sim.feed(Input::ChildrenGone);
+    assert_eq!(sim.exit, Some(1));
+    assert_eq!(field(sim.last("shutdown_started"), "reason"), "max_crashes_exceeded");
+}
+
+#[test]
+fn a_hundred_clean_exits_never_trip_and_restart_at_once_within_the_budget() {
+    let mut sim = Sim::config(vec![spec("drained")]);
+    for _ in 0..100 {
+        // One clean exit every 10 s stays within 10 per 60 s.
+        sim.advance(10_000);
+        sim.exit_worker(0, Exit::Code(0));
+        assert!(sim.is_running(0), "restarted in the same step");
+        assert_eq!(field(sim.last("backoff"), "ms"), 0);
+        assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "clean_exit");
+        assert_eq!(field(sim.last("worker_exited"), "crash_count"), 0);
+    }
+    assert_eq!(sim.count("max_crashes_exceeded"), 0);
+    assert_eq!(sim.count("health_warn"), 0);
+    assert_eq!(sim.count("worker_started"), 101);
+}
+
+#[test]
+fn a_worker_drained_forever_in_a_tight_loop_backs_off_but_never_trips() {
+    let mut sim = Sim::config(vec![spec("drained")]);
+    for _ in 0..100 {
+        sim.exit_worker(0, Exit::Code(0));
+        if !sim.is_running(0) {
+            sim.sleep();
+        }
+    }
+    assert_eq!(sim.count("max_crashes_exceeded"), 0);
+    assert!(sim.count("health_warn") >= 1);
+    assert_eq!(sim.count("worker_started"), 101);
+    assert_eq!(sim.count("worker_exited"), 100);
+}
+
+#[test]
+fn the_eleventh_clean_restart_in_a_window_warns_once_and_backs_off() {
+    let mut sim = Sim::config(vec![spec("api")]);
+    for n in 1..=10 {
+        sim.advance(100);
+        sim.exit_worker(0, Exit::Code(0));
+        assert_eq!(field(sim.last("backoff"), "ms"), 0, "restart {n}");
+    }
+    assert_eq!(sim.count("health_warn"), 0);
+    sim.advance(100);
+    sim.exit_worker(0, Exit::Code(0));
+    let warn = sim.last("health_warn");
+    assert_eq!(field(warn, "reason"), "clean_restart_budget_exceeded");
+    assert_eq!(field(warn, "clean_restarts"), 11);
+    assert_eq!(field(warn, "clean_restart_budget"), 10);
+    assert_eq!(field(sim.last("backoff"), "ms"), 1000);
+    assert!(!sim.is_running(0), "waits its backoff");
+    sim.sleep();
+    assert!(sim.is_running(0));
+    sim.exit_worker(0, Exit::Code(0));
+    assert_eq!(field(sim.last("backoff"), "ms"), 2000);
+    assert_eq!(sim.count("health_warn"), 1, "warned once per stretch");
+    // A minute later the window has slid: restarts are immediate again.
+    sim.sleep();
+    sim.advance(61_000);
+    sim.exit_worker(0, Exit::Code(0));
+    assert_eq!(field(sim.last("backoff"), "ms"), 0);
+    assert!(sim.is_running(0));
+    assert_eq!(sim.count("max_crashes_exceeded"), 0);
+}
+
+#[test]
+fn crash_backoff_doubles_up_to_its_cap() {
+    let mut worker = spec("api");
+    worker.max_crashes = 100;
+    worker.backoff_initial_ms = 1000;
+    worker.backoff_max_ms = 8000;
+    let mut sim = Sim::config(vec![worker]);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        sim.exit_worker(0, Exit::Code(2));
+        delays.push(field(sim.last("backoff"), "ms"));
+        let before = sim.now;
+        sim.sleep();
+        assert_eq!(Value::from(sim.now - before), *delays.last().unwrap());
+        assert!(sim.is_running(0));
+    }
+    assert_eq!(delays, [1000, 2000, 4000, 8000, 8000, 8000]);
+}
+
+#[test]
+fn a_crash_after_a_stable_run_counts_as_one() {
+    let mut worker = spec("api");
+    worker.stable_run_ms = 60_000;
+    worker.backoff_initial_ms = 10;
+    let mut sim = Sim::config(vec![worker]);
+    for _ in 0..3 {
+        sim.exit_worker(0, Exit::Signal(11));
+        sim.sleep();
+    }
+    assert_eq!(field(sim.last("worker_exited"), "crash_count"), 3);
+    sim.advance(60_000);
+    sim.exit_worker(0, Exit::Code(1));
+    assert_eq!(field(sim.last("worker_exited"), "crash_count"), 1);
+    assert_eq!(field(sim.last("backoff"), "ms"), 10);
+}
+
+#[test]
+fn spawn_failures_count_as_crashes_and_trip_the_limit() {
+    let mut worker = spec("ghost");
+    worker.max_crashes = 3;
+    worker.backoff_initial_ms = 10;
+    let mut sim = Sim {
+        fail_spawns: true,
+        ..Sim::new(Mode::Config, vec![])
+    };
+    sim.sup = Supervisor::new(Mode::Config, 8000, vec![worker]);
+    sim.feed(Input::Tick);
+    for _ in 0..2 {
+        sim.sleep();
+    }
+    assert_eq!(sim.count("spawn_failed"), 3);
+    assert_eq!(sim.count("worker_started"), 3);
+    assert_eq!(sim.count("worker_exited"), 3);
+    assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "spawn_failed");
+    assert_eq!(field(sim.last("max_crashes_exceeded"), "crash_count"), 3);
+    sim.feed(Input::ChildrenGone);
+    assert_eq!(sim.exit, Some(1));
+}
+
+#[test]
+fn restart_policies_decide_which_exits_restart() {
+    use RestartPolicy::*;
+    for (policy, exit, restarts) in [
+        (Always, Exit::Code(0), true),
+        (Always, Exit::Code(1), true),
+        (OnFailure, Exit::Code(0), false),
+        (OnFailure, Exit::Code(1), true),
+        (OnFailure, Exit::Signal(9), true),
+        (Never, Exit::Code(0), false),
+        (Never, Exit::Code(1), false),
+    ] {
+        let mut worker = spec("w");
+        worker.restart = policy;
+        let mut sim = Sim::config(vec![worker, spec("other")]);
+        sim.exit_worker(0, exit);
+        if !sim.is_running(0) && sim.sup.next_deadline().is_some() {
+            sim.sleep();
+        }
+        assert_eq!(sim.is_running(0), restarts, "{policy:?} {exit:?}");
+    }
+}
+
+#[test]
+fn on_max_crashes_stop_keeps_the_others_running() {
+    let mut flaky = spec("flaky");
+    flaky.max_crashes = 1;
+    flaky.on_max_crashes = OnMaxCrashes::Stop;
+    let mut sim = Sim::config(vec![flaky, spec("steady")]);
+    sim.exit_worker(0, Exit::Code(1));
+    assert_eq!(sim.count("max_crashes_exceeded"), 1);
+    assert_eq!(sim.count("shutdown_started"), 0);
+    assert!(!sim.is_running(0));
+    assert!(sim.is_running(1));
+    assert_eq!(sim.sup.next_deadline(), None, "nothing scheduled: idle");
+}
+
+#[test]
+fn sigterm_stops_every_worker_then_kills_at_the_grace_and_exits_when_all_are_gone() {
+    let mut custom = spec("nginx");
+    custom.stop_signal = libc::SIGQUIT;
+    custom.stop_grace_ms = 3000;
+    let mut sim = Sim::config(vec![spec("api"), custom]);
+    let (api, nginx) = (sim.pids[&0], sim.pids[&1]);
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGTERM));
+    let actions = sim.take_actions();
+    assert!(actions.contains(&Action::SignalGroup {
+        pgid: api,
+        signal: libc::SIGTERM
+    }));
+    assert!(actions.contains(&Action::SignalGroup {
+        pgid: nginx,
+        signal: libc::SIGQUIT
+    }));
+    assert!(actions.contains(&Action::SignalOthers {
+        signal: libc::SIGTERM,
+        spare_groups: vec![api, nginx]
+    }));
+    // api exits in time; nginx does not, and is killed at its own grace.
+    sim.advance(500);
+    sim.exit_worker(0, Exit::Signal(libc::SIGTERM));
+    assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "shutdown");
+    assert!(!sim.is_running(0), "no restart during shutdown");
+    sim.take_actions();
+    sim.sleep();
+    assert_eq!(sim.now, 3000);
+    assert!(sim.take_actions().contains(&Action::SignalGroup {
+        pgid: nginx,
+        signal: libc::SIGKILL
+    }));
+    sim.sleep();
+    assert_eq!(sim.now, 8000);
+    assert!(sim.take_actions().contains(&Action::KillAll));
+    sim.sup.note_killed(2);
+    sim.exit_worker(1, Exit::Signal(libc::SIGKILL));
+    assert_eq!(sim.exit, None, "not before every process is gone");
+    sim.feed(Input::ChildrenGone);
+    assert_eq!(sim.exit, Some(0));
+    let complete = sim.last("shutdown_complete");
+    assert_eq!(field(complete, "reason"), "SIGTERM");
+    assert_eq!(field(complete, "exit_code"), 0);
+    assert_eq!(field(complete, "duration_ms"), 8000);
+    assert_eq!(field(complete, "killed"), 2);
+    assert_eq!(sim.count("worker_started"), sim.count("worker_exited"));
+}
+
+#[test]
+fn a_second_sigterm_skips_the_rest_of_the_grace() {
+    let mut sim = Sim::config(vec![spec("api")]);
+    sim.feed(Input::Signal(libc::SIGTERM));
+    sim.take_actions();
+    sim.advance(10);
+    sim.feed(Input::Signal(libc::SIGINT));
+    assert!(sim.take_actions().contains(&Action::KillAll));
+    assert_eq!(sim.sup.next_deadline(), None);
+}
+
+#[test]
+fn single_mode_forwards_the_shutdown_signal_and_exits_with_the_childs_code() {
+    let mode = Mode::Single { remap_exit: vec![] };
+    let mut single = spec("main");
+    single.restart = RestartPolicy::Never;
+    let mut sim = Sim::new(mode, vec![single]);
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGINT));
+    assert!(sim.take_actions().contains(&Action::SignalGroup {
+        pgid: pid,
+        signal: libc::SIGINT
+    }));
+    sim.exit_worker(0, Exit::Signal(libc::SIGINT));
+    sim.feed(Input::ChildrenGone);
+    assert_eq!(sim.exit, Some(130));
+}
+
+#[test]
+fn single_mode_exit_codes_and_remapping() {
+    for (remap, exit, want) in [
+        (vec![], Exit::Code(0), 0),
+        (vec![], Exit::Code(3), 3),
+        (vec![], Exit::Signal(11), 139),
+        (vec![143], Exit::Signal(15), 0),
+        (vec![3], Exit::Code(3), 0),
+        (vec![3], Exit::Code(4), 4),
+    ] {
+        let mut single = spec("main");
+        single.restart = RestartPolicy::Never;
+        let mut sim = Sim::new(
+            Mode::Single {
+                remap_exit: remap.clone(),
+            },
+            vec![single],
+        );
+        sim.exit_worker(0, exit);
+        assert_eq!(field(sim.last("shutdown_started"), "reason"), "workers_finished");
+        sim.feed(Input::ChildrenGone);
+        assert_eq!(sim.exit, Some(want), "{remap:?} {exit:?}");
+    }
+}
+
+#[test]
+fn a_dead_workers_group_is_stopped_before_its_restart() {
+    let mut sim = Sim::config(vec![spec("api")]);
+    sim.groups_linger = true;
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    sim.exit_worker(0, Exit::Code(0));
+    assert!(sim.take_actions().contains(&Action::SignalGroup {
+        pgid: pid,
+        signal: libc::SIGTERM
+    }));
+    assert!(!sim.is_running(0), "not restarted while its group lingers");
+    sim.sleep();
+    assert_eq!(sim.now, 8000);
+    assert!(sim.take_actions().contains(&Action::SignalGroup {
+        pgid: pid,
+        signal: libc::SIGKILL
+    }));
+    sim.feed(Input::GroupEmpty { worker: 0 });
+    assert!(sim.is_running(0));
+    assert_eq!(field(sim.last("worker_started"), "run"), 2);
+}
+
+#[test]
+fn config_mode_exit_code_after_every_worker_finished() {
+    for (codes, want) in [(vec![0, 0], 0), (vec![0, 2], 1)] {
+        let specs = codes
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                let mut s = spec(&format!("w{i}"));
+                s.restart = RestartPolicy::Never;
+                s
+            })
+            .collect();
+        let mut sim = Sim::config(specs);
+        for (i, code) in codes.iter().enumerate() {
+            assert_eq!(sim.count("shutdown_started"), 0);
+            sim.exit_worker(i, Exit::Code(*code));
+        }
+        sim.feed(Input::ChildrenGone);
+        assert_eq!(sim.exit, Some(want), "{codes:?}");
+    }
+}
+
+#[test]
+fn signals_are_forwarded_to_each_workers_target() {
+    let mut celery = spec("celery");
+    celery.signal_target = SignalTarget::Process;
+    let mut sim = Sim::config(vec![spec("api"), celery]);
+    let (api, celery) = (sim.pids[&0], sim.pids[&1]);
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGHUP));
+    let actions = sim.take_actions();
+    assert!(actions.contains(&Action::SignalGroup {
+        pgid: api,
+        signal: libc::SIGHUP
+    }));
+    assert!(actions.contains(&Action::SignalProcess {
+        pid: celery,
+        signal: libc::SIGHUP
+    }));
+    let forwarded = sim.last("signal_forwarded");
+    assert_eq!(field(forwarded, "signal"), "SIGHUP");
+    assert_eq!(field(forwarded, "workers"), serde_json::json!(["api", "celery"]));
+    // SIGCHLD is fleet-init's own business.
+    sim.feed(Input::Signal(libc::SIGCHLD));
+    assert!(sim.take_actions().is_empty());
+}
+
+#[test]
+fn unknown_pids_are_ignored_and_idle_means_no_deadline() {
+    let mut sim = Sim::config(vec![spec("api")]);
+    sim.take_actions();
+    sim.feed(Input::Exited {
+        pid: 99_999,
+        exit: Exit::Code(0),
+    });
+    sim.feed(Input::ChildrenGone);
+    assert!(sim.take_actions().is_empty());
+    assert_eq!(sim.sup.next_deadline(), None);
+}
+
+#[test]
+fn every_started_worker_gets_exactly_one_exit_event_on_every_path() {
+    let mut flaky = spec("flaky");
+    flaky.backoff_initial_ms = 1;
+    let mut sim = Sim::config(vec![spec("api"), flaky, spec("cron")]);
+    sim.exit_worker(1, Exit::Code(1));
+    sim.sleep();
+    sim.exit_worker(2, Exit::Code(0));
+    sim.feed(Input::Signal(libc::SIGTERM));
+    for worker in 0..3 {
+        sim.exit_worker(worker, Exit::Signal(libc::SIGTERM));
+    }
+    sim.feed(Input::ChildrenGone);
+    let mut started: Vec<Value> = sim
+        .named("worker_started")
+        .iter()
+        .map(|e| field(e, "pid"))
+        .collect();
+    let mut exited: Vec<Value> = sim
+        .named("worker_exited")
+        .iter()
+        .map(|e| field(e, "pid"))
+        .collect();
+    started.sort_by_key(|v| v.as_i64());
+    exited.sort_by_key(|v| v.as_i64());
+    assert_eq!(started, exited);
+    assert_eq!(sim.exit, Some(0));
+}

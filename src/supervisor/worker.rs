@@ -1,0 +1,111 @@
+//! One supervised worker: its spec, its phase in the life cycle and its counters.
+
+use super::policy::{CleanBudget, StopReason};
+use super::Millis;
+use crate::config::WorkerSpec;
+
+/// A started run of the worker's main process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub pid: i32,
+    pub started_at: Millis,
+    /// Set when fleet-init asked it to stop, so its death is classified by that reason.
+    pub stop: Option<StopReason>,
+    /// When the stop signal's grace ends and the group gets SIGKILL.
+    pub kill_at: Option<Millis>,
+    pub is_killed: bool,
+    /// Next memory sample, for workers with a limit.
+    pub sample_at: Option<Millis>,
+}
+
+/// What happens once a dead worker's process group is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    RestartAt(Millis),
+    StayDown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Not running; starts at `start_at` (at once for the first run, later after a backoff).
+    Waiting { start_at: Millis },
+    /// `Spawn` was asked for; the runtime answers with `Spawned` or `SpawnFailed`.
+    Starting,
+    Running(Run),
+    /// The main process is gone; what is left of its group is being stopped.
+    Draining {
+        pgid: i32,
+        kill_at: Millis,
+        is_killed: bool,
+        /// After SIGKILL, a group held up by a zombie of a foreign parent is given up on here.
+        give_up_at: Option<Millis>,
+        then: After,
+    },
+    /// Never started again.
+    Done,
+}
+
+/// How the worker's last run ended, for the config-mode exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Clean,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+pub struct Worker {
+    pub spec: WorkerSpec,
+    pub phase: Phase,
+    /// Runs started so far (1 for the first).
+    pub run: u32,
+    pub crash_count: u32,
+    pub budget: CleanBudget,
+    /// Shell-style code of the last exit, after `--remap-exit`.
+    pub last_code: Option<i32>,
+    pub outcome: Outcome,
+}
+
+impl Worker {
+    pub fn new(spec: WorkerSpec) -> Worker {
+        Worker {
+            spec,
+            phase: Phase::Waiting { start_at: 0 },
+            run: 0,
+            crash_count: 0,
+            budget: CleanBudget::default(),
+            last_code: None,
+            outcome: Outcome::Clean,
+        }
+    }
+
+    pub fn running_pid(&self) -> Option<i32> {
+        match &self.phase {
+            Phase::Running(run) => Some(run.pid),
+            _ => None,
+        }
+    }
+
+    /// The earliest instant at which this worker needs the loop to wake up.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        match &self.phase {
+            Phase::Waiting { start_at } => Some(*start_at),
+            Phase::Running(run) => {
+                let kill = run.kill_at.filter(|_| !run.is_killed);
+                [kill, run.sample_at].into_iter().flatten().min()
+            }
+            Phase::Draining {
+                kill_at,
+                is_killed,
+                give_up_at,
+                ..
+            } => {
+                if *is_killed {
+                    *give_up_at
+                } else {
+                    Some(*kill_at)
+                }
+            }
+            Phase::Starting | Phase::Done => None,
+        }
+    }
+}
