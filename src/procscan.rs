@@ -1,1 +1,0 @@
-//! Parsers of /proc files (pure: bytes in, values out) and scans of the process table.
