@@ -165,7 +165,10 @@ mod tests {
         assert_eq!(parsed["event"], "worker_exited");
         assert_eq!(parsed["worker"], "api \"x\"");
         assert_eq!(parsed["pid"], 42);
-        let keys: Vec<&str> = line.split(",\"").map(|s| s.split('"').next().unwrap()).collect();
+        let keys: Vec<&str> = line
+            .split(",\"")
+            .map(|s| s.split('"').next().unwrap())
+            .collect();
         assert_eq!(&keys[1..], ["level", "event", "worker", "pid", "code"]);
     }
 }

@@ -3,9 +3,15 @@
 //! The decision logic (`supervisor`, `config`, `procscan` parsers) is pure; `runtime` is the one
 //! loop that owns the side effects.
 
+pub mod cli;
 pub mod config;
 pub mod events;
 pub mod exit;
+pub mod launch;
+pub mod leftovers;
 pub mod procscan;
+pub mod reaper;
+pub mod runtime;
 pub mod signals;
+pub mod spawn;
 pub mod supervisor;

@@ -70,7 +70,10 @@ pub fn parse(text: &str) -> Option<i32> {
         let number = libc::SIGRTMIN().checked_add(offset)?;
         return (number <= MAX_SIGNAL).then_some(number);
     }
-    NAMES.iter().find(|(n, _)| *n == full).map(|(_, number)| *number)
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == full)
+        .map(|(_, number)| *number)
 }
 
 /// Signals fleet-init itself acts on or forwards. The synchronous ones (SEGV, BUS, FPE, ILL,
@@ -122,7 +125,9 @@ impl SignalInbox {
         // The write end lives as long as the process: the handlers use it until exit/exec.
         std::mem::forget(wake_write);
         for signal in handled() {
-            let Ok(index) = usize::try_from(signal) else { continue };
+            let Ok(index) = usize::try_from(signal) else {
+                continue;
+            };
             if index >= COUNTS.len() {
                 continue;
             }
@@ -169,10 +174,14 @@ impl SignalInbox {
         let mut arrived = Vec::new();
         for (index, count) in COUNTS.iter().enumerate() {
             let now = count.load(Ordering::SeqCst);
-            let Some(seen) = self.seen.get_mut(index) else { continue };
+            let Some(seen) = self.seen.get_mut(index) else {
+                continue;
+            };
             let new = now.wrapping_sub(*seen);
             *seen = now;
-            let Ok(signal) = i32::try_from(index) else { continue };
+            let Ok(signal) = i32::try_from(index) else {
+                continue;
+            };
             // Standard signals coalesce in the kernel anyway; two are enough to tell
             // "second SIGTERM" apart, so a burst is not replayed in full.
             for _ in 0..new.min(2) {

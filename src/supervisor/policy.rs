@@ -164,9 +164,15 @@ mod tests {
             assert_eq!((verdict.delay_ms, verdict.warn), (0, false), "restart {i}");
         }
         let eleventh = record(&mut budget, 10_000);
-        assert_eq!((eleventh.count, eleventh.delay_ms, eleventh.warn), (11, 1000, true));
+        assert_eq!(
+            (eleventh.count, eleventh.delay_ms, eleventh.warn),
+            (11, 1000, true)
+        );
         let twelfth = record(&mut budget, 11_000);
-        assert_eq!((twelfth.count, twelfth.delay_ms, twelfth.warn), (12, 2000, false));
+        assert_eq!(
+            (twelfth.count, twelfth.delay_ms, twelfth.warn),
+            (12, 2000, false)
+        );
         // 60 s after the first restarts they leave the window: back under budget, no delay.
         let later = record(&mut budget, 70_500);
         assert_eq!((later.count, later.delay_ms, later.warn), (2, 0, false));

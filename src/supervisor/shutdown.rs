@@ -155,11 +155,7 @@ impl Supervisor {
             return 0;
         };
         match self.mode {
-            Mode::Single { .. } => self
-                .workers
-                .first()
-                .and_then(|w| w.last_code)
-                .unwrap_or(0),
+            Mode::Single { .. } => self.workers.first().and_then(|w| w.last_code).unwrap_or(0),
             Mode::Config => {
                 if let Some(code) = shutdown.forced_code {
                     code

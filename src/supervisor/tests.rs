@@ -132,7 +132,11 @@ fn alternating_crash_and_clean_exits_trip_max_crashes_at_the_ninth_exit() {
     let mut sim = Sim::config(vec![worker]);
     for n in 1u32..=9 {
         assert!(sim.is_running(0), "running before exit {n}");
-        assert_eq!(sim.count("max_crashes_exceeded"), 0, "not tripped before exit {n}");
+        assert_eq!(
+            sim.count("max_crashes_exceeded"),
+            0,
+            "not tripped before exit {n}"
+        );
         let code = if n % 2 == 1 { 1 } else { 0 };
         sim.advance(5);
         sim.exit_worker(0, Exit::Code(code));
@@ -151,7 +155,10 @@ fn alternating_crash_and_clean_exits_trip_max_crashes_at_the_ninth_exit() {
     // on_max_crashes: shutdown; nothing is left, so the container ends with 1.
     sim.feed(Input::ChildrenGone);
     assert_eq!(sim.exit, Some(1));
-    assert_eq!(field(sim.last("shutdown_started"), "reason"), "max_crashes_exceeded");
+    assert_eq!(
+        field(sim.last("shutdown_started"), "reason"),
+        "max_crashes_exceeded"
+    );
 }
 
 #[test]
@@ -163,7 +170,10 @@ fn a_hundred_clean_exits_never_trip_and_restart_at_once_within_the_budget() {
         sim.exit_worker(0, Exit::Code(0));
         assert!(sim.is_running(0), "restarted in the same step");
         assert_eq!(field(sim.last("backoff"), "ms"), 0);
-        assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "clean_exit");
+        assert_eq!(
+            field(sim.last("worker_exited"), "likely_cause"),
+            "clean_exit"
+        );
         assert_eq!(field(sim.last("worker_exited"), "crash_count"), 0);
     }
     assert_eq!(sim.count("max_crashes_exceeded"), 0);
@@ -270,7 +280,10 @@ fn spawn_failures_count_as_crashes_and_trip_the_limit() {
     assert_eq!(sim.count("spawn_failed"), 3);
     assert_eq!(sim.count("worker_started"), 3);
     assert_eq!(sim.count("worker_exited"), 3);
-    assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "spawn_failed");
+    assert_eq!(
+        field(sim.last("worker_exited"), "likely_cause"),
+        "spawn_failed"
+    );
     assert_eq!(field(sim.last("max_crashes_exceeded"), "crash_count"), 3);
     sim.feed(Input::ChildrenGone);
     assert_eq!(sim.exit, Some(1));
@@ -411,7 +424,10 @@ fn single_mode_exit_codes_and_remapping() {
             vec![single],
         );
         sim.exit_worker(0, exit);
-        assert_eq!(field(sim.last("shutdown_started"), "reason"), "workers_finished");
+        assert_eq!(
+            field(sim.last("shutdown_started"), "reason"),
+            "workers_finished"
+        );
         sim.feed(Input::ChildrenGone);
         assert_eq!(sim.exit, Some(want), "{remap:?} {exit:?}");
     }
@@ -481,7 +497,10 @@ fn signals_are_forwarded_to_each_workers_target() {
     }));
     let forwarded = sim.last("signal_forwarded");
     assert_eq!(field(forwarded, "signal"), "SIGHUP");
-    assert_eq!(field(forwarded, "workers"), serde_json::json!(["api", "celery"]));
+    assert_eq!(
+        field(forwarded, "workers"),
+        serde_json::json!(["api", "celery"])
+    );
     // SIGCHLD is fleet-init's own business.
     sim.feed(Input::Signal(libc::SIGCHLD));
     assert!(sim.take_actions().is_empty());

@@ -28,7 +28,9 @@ pub enum After {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
     /// Not running; starts at `start_at` (at once for the first run, later after a backoff).
-    Waiting { start_at: Millis },
+    Waiting {
+        start_at: Millis,
+    },
     /// `Spawn` was asked for; the runtime answers with `Spawned` or `SpawnFailed`.
     Starting,
     Running(Run),

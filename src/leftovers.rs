@@ -1,0 +1,68 @@
+//! Who is left to signal at shutdown: every process in the PID namespace (as PID 1) or below
+//! fleet-init (as subreaper), except fleet-init, zombies and the spared worker groups.
+
+use crate::procscan::{descendants, ProcStat};
+
+/// Where fleet-init stands, which decides what "every other process" means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub self_pid: i32,
+    pub is_pid1: bool,
+}
+
+/// The pids to signal, from a scan of /proc.
+pub fn targets(table: &[ProcStat], scope: Scope, spare_groups: &[i32]) -> Vec<i32> {
+    let candidates: Vec<i32> = if scope.is_pid1 {
+        table.iter().map(|p| p.pid).collect()
+    } else {
+        descendants(table, scope.self_pid)
+    };
+    candidates
+        .into_iter()
+        .filter(|pid| *pid != scope.self_pid)
+        .filter_map(|pid| table.iter().find(|p| p.pid == pid))
+        .filter(|p| !p.is_zombie() && !spare_groups.contains(&p.pgrp))
+        .map(|p| p.pid)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(pid: i32, ppid: i32, pgrp: i32, state: char) -> ProcStat {
+        ProcStat {
+            pid,
+            comm: "x".into(),
+            state,
+            ppid,
+            pgrp,
+            session: 1,
+            start_time: 1,
+        }
+    }
+
+    #[test]
+    fn selection_by_scope() {
+        let table = [
+            proc(1, 0, 1, 'S'),    // init of the namespace
+            proc(10, 1, 10, 'S'),  // worker, spared
+            proc(11, 10, 10, 'S'), // its child, same group, spared
+            proc(12, 1, 12, 'S'),  // setsid escapee
+            proc(13, 12, 12, 'Z'), // zombie
+            proc(14, 12, 12, 'S'), // escapee's child
+            proc(50, 0, 50, 'S'),  // not below fleet-init when it is pid 40
+        ];
+        let pid1 = Scope {
+            self_pid: 1,
+            is_pid1: true,
+        };
+        assert_eq!(targets(&table, pid1, &[10]), [12, 14, 50]);
+        assert_eq!(targets(&table, pid1, &[]), [10, 11, 12, 14, 50]);
+        let sub = Scope {
+            self_pid: 12,
+            is_pid1: false,
+        };
+        assert_eq!(targets(&table, sub, &[]), [14]);
+    }
+}

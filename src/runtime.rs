@@ -1,0 +1,212 @@
+//! The one imperative loop: sleep until a signal or the supervisor's next deadline, drain
+//! signals, reap every zombie, feed the supervisor, carry out its actions. Once running it
+//! never ends the program on an error: every failure is logged and the loop goes on.
+
+use crate::events;
+use crate::leftovers::{self, Scope};
+use crate::procscan;
+use crate::reaper;
+use crate::signals::{self, SignalInbox};
+use crate::spawn::{self, SpawnOptions};
+use crate::supervisor::{Action, Input, Millis, Supervisor};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::killpg;
+use nix::unistd::Pid;
+use std::path::Path;
+use std::time::Instant;
+
+/// Everything the loop needs besides the supervisor.
+pub struct Runtime {
+    supervisor: Supervisor,
+    inbox: SignalInbox,
+    started: Instant,
+    scope: Scope,
+    spawn_options: SpawnOptions,
+    exit_code: Option<i32>,
+    /// A worker was spawned after the last reap: its ECHILD verdict is stale.
+    has_spawned_since_reap: bool,
+}
+
+impl Runtime {
+    pub fn new(supervisor: Supervisor, inbox: SignalInbox, spawn_options: SpawnOptions) -> Runtime {
+        let self_pid = std::process::id();
+        let self_pid = i32::try_from(self_pid).unwrap_or(i32::MAX);
+        Runtime {
+            supervisor,
+            inbox,
+            started: Instant::now(),
+            scope: Scope {
+                self_pid,
+                is_pid1: self_pid == 1,
+            },
+            spawn_options,
+            exit_code: None,
+            has_spawned_since_reap: false,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        Millis::try_from(self.started.elapsed().as_millis()).unwrap_or(Millis::MAX)
+    }
+
+    /// Runs until the supervisor says exit; returns the exit code.
+    pub fn run(mut self) -> i32 {
+        loop {
+            let did_act = self.turn();
+            if let Some(code) = self.exit_code {
+                return code;
+            }
+            // Whatever was done may have changed what there is to see (a group now empty, a
+            // child already dead): look again before sleeping.
+            if !did_act {
+                self.sleep();
+            }
+        }
+    }
+
+    /// One wake-up: signals, zombies, deadlines, draining groups. True if anything was done.
+    fn turn(&mut self) -> bool {
+        let mut did_act = false;
+        for signal in self.inbox.drain() {
+            did_act |= self.feed(Input::Signal(signal));
+        }
+        let reaped = reaper::reap_all();
+        self.has_spawned_since_reap = false;
+        for (pid, exit) in reaped.exits {
+            did_act |= self.feed(Input::Exited { pid, exit });
+        }
+        did_act |= self.feed(Input::Tick);
+        for (worker, pgid) in self.supervisor.draining_groups() {
+            if is_group_empty(pgid) {
+                did_act |= self.feed(Input::GroupEmpty { worker });
+            }
+        }
+        if !reaped.has_children && !self.has_spawned_since_reap {
+            did_act |= self.feed(Input::ChildrenGone);
+        }
+        did_act
+    }
+
+    fn sleep(&mut self) {
+        let timeout = match self.supervisor.next_deadline() {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let ms = deadline.saturating_sub(self.now());
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(self.inbox.wake_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => log::error!("poll failed: {errno}; going on"),
+        }
+    }
+
+    /// Hands one input to the supervisor and carries out what it asks. True if it asked anything.
+    fn feed(&mut self, input: Input) -> bool {
+        let now = self.now();
+        let actions = self.supervisor.handle(input, now);
+        let did_act = !actions.is_empty();
+        for action in actions {
+            self.execute(action);
+        }
+        did_act
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::Emit(event) => events::emit(&event),
+            Action::Spawn { worker } => self.spawn(worker),
+            Action::SignalProcess { pid, signal } => signal_process(pid, signal),
+            Action::SignalGroup { pgid, signal } => signal_group(pgid, signal),
+            Action::SignalOthers {
+                signal,
+                spare_groups,
+            } => {
+                self.signal_others(signal, &spare_groups);
+            }
+            Action::KillAll => {
+                let killed = self.signal_others(libc::SIGKILL, &[]);
+                self.supervisor.note_killed(killed);
+            }
+            Action::Exit { code } => self.exit_code = Some(code),
+        }
+    }
+
+    fn spawn(&mut self, worker: usize) {
+        let Some(spec) = self.supervisor.spec(worker) else {
+            log::error!("spawn asked for unknown worker #{worker}");
+            return;
+        };
+        let input = match spawn::spawn(spec, self.spawn_options) {
+            Ok(pid) => {
+                self.has_spawned_since_reap = true;
+                Input::Spawned { worker, pid }
+            }
+            Err(failure) => {
+                if failure.pid.is_some() {
+                    self.has_spawned_since_reap = true;
+                }
+                Input::SpawnFailed {
+                    worker,
+                    pid: failure.pid,
+                    error: failure.error,
+                    exit_code: failure.exit_code,
+                }
+            }
+        };
+        self.feed(input);
+    }
+
+    /// Signals every process left but the spared groups; returns how many were signalled.
+    fn signal_others(&self, signal: i32, spare_groups: &[i32]) -> usize {
+        let table = procscan::scan(Path::new("/proc"));
+        let targets = leftovers::targets(&table, self.scope, spare_groups);
+        for pid in &targets {
+            // Pids come from a scan made just now; a process that exited since is ESRCH.
+            signal_process(*pid, signal);
+        }
+        targets.len()
+    }
+}
+
+/// kill(2) by raw number, so real-time signals work too.
+fn raw_kill(pid: i32, signal: i32) -> Result<(), Errno> {
+    // SAFETY: plain syscall; an invalid pid or signal is an errno, not UB.
+    let result = unsafe { libc::kill(pid, signal) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+fn signal_process(pid: i32, signal: i32) {
+    if pid <= 0 {
+        return;
+    }
+    match raw_kill(pid, signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(errno) => log::warn!("kill({pid}, {}) failed: {errno}", signals::name(signal)),
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    if pgid <= 1 {
+        return;
+    }
+    match raw_kill(-pgid, signal) {
+        // ESRCH: the group is already empty.
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(errno) => log::warn!("killpg({pgid}, {}) failed: {errno}", signals::name(signal)),
+    }
+}
+
+/// A process group with no process left: kill(-pgid, 0) says ESRCH.
+fn is_group_empty(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return true;
+    }
+    matches!(killpg(Pid::from_raw(pgid), None), Err(Errno::ESRCH))
+}

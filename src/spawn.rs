@@ -1,0 +1,390 @@
+//! Starting a worker: fork, then in the child only async-signal-safe calls (own process
+//! group, terminal foreground, user, cwd, parent-death signal, default signal dispositions,
+//! empty mask) and exec. Exec errors come back through a close-on-exec pipe.
+
+use crate::config::WorkerSpec;
+use nix::errno::Errno;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+/// Why a worker could not be started, with the shell code it stands for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SpawnFailure {
+    /// The forked child that failed before or at exec (already exited; the reaper collects it).
+    pub pid: Option<i32>,
+    pub error: String,
+    /// 127: command not found; 126: found but cannot be executed (or set up).
+    pub exit_code: i32,
+}
+
+/// How the child is set up beyond its spec.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpawnOptions {
+    /// Make the child the foreground process group of the terminal on stdin, if any.
+    pub foreground: bool,
+    pub pdeathsig: Option<i32>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the child reports through the pipe when it fails: which step and the errno.
+#[derive(Clone, Copy)]
+#[repr(i32)]
+enum Step {
+    SetGroups = 1,
+    SetGid = 2,
+    SetUid = 3,
+    Chdir = 4,
+    Exec = 5,
+}
+
+fn step_name(step: i32) -> &'static str {
+    match step {
+        1 => "setgroups",
+        2 => "setgid",
+        3 => "setuid",
+        4 => "chdir",
+        _ => "exec",
+    }
+}
+
+/// Everything the child needs, allocated before fork so the child allocates nothing.
+struct Prepared {
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: Option<CString>,
+    user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+}
+
+/// Starts `spec`; returns the child's pid, which is also its process group id.
+pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+    let prepared = prepare(spec).map_err(|error| SpawnFailure {
+        pid: None,
+        error,
+        exit_code: 126,
+    })?;
+    let (report_read, report_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnFailure {
+            pid: None,
+            error: format!("pipe: {}", errno.desc()),
+            exit_code: 126,
+        })?;
+    let argv_ptrs = null_terminated(&prepared.argv);
+    let envp_ptrs = null_terminated(&prepared.envp);
+    let groups_ptr = prepared
+        .user
+        .as_ref()
+        .map(|(_, _, groups)| groups.as_slice());
+
+    // Block every signal across fork so no handler of fleet-init's runs in the child before its
+    // dispositions are reset (tini and catatonit do the same).
+    let old_mask = block_all_signals();
+    // SAFETY: fleet-init is single-threaded; the child below only makes async-signal-safe
+    // calls on memory prepared before the fork, then execs or _exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: see above; `child` never returns.
+        unsafe {
+            child(
+                &prepared,
+                &argv_ptrs,
+                &envp_ptrs,
+                groups_ptr,
+                options,
+                report_write.as_raw_fd(),
+            )
+        }
+    }
+    let fork_errno = Errno::last();
+    restore_signal_mask(&old_mask);
+    drop(report_write);
+    if pid < 0 {
+        return Err(SpawnFailure {
+            pid: None,
+            error: format!("fork: {}", fork_errno.desc()),
+            exit_code: 126,
+        });
+    }
+    // The child does this too; doing it here as well closes the race with anyone signalling
+    // the group before the child ran (as shells do). EACCES: it already exec'd, fine.
+    // SAFETY: plain syscall on a pid we own.
+    unsafe { libc::setpgid(pid, pid) };
+    match read_report(&report_read) {
+        None => Ok(pid),
+        Some((step, errno)) => {
+            let program = spec.command.first().map(String::as_str).unwrap_or("");
+            let target = match step {
+                4 => spec
+                    .cwd
+                    .as_ref()
+                    .map(|cwd| cwd.display().to_string())
+                    .unwrap_or_default(),
+                _ => program.to_string(),
+            };
+            let exit_code = if step == Step::Exec as i32 && is_not_found(errno) {
+                127
+            } else {
+                126
+            };
+            Err(SpawnFailure {
+                pid: Some(pid),
+                error: format!(
+                    "{} {}: {}",
+                    step_name(step),
+                    target,
+                    Errno::from_raw(errno).desc()
+                ),
+                exit_code,
+            })
+        }
+    }
+}
+
+fn is_not_found(errno: i32) -> bool {
+    errno == libc::ENOENT || errno == libc::ENOTDIR
+}
+
+/// Reads the child's failure report: `None` on EOF (exec succeeded, the pipe closed with it).
+fn read_report(fd: &OwnedFd) -> Option<(i32, i32)> {
+    let mut buffer = [0u8; 8];
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let rest = buffer.get_mut(filled..)?;
+        match nix::unistd::read(fd, rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if filled < buffer.len() {
+        return None;
+    }
+    let (step, errno) = buffer.split_at(4);
+    Some((
+        i32::from_ne_bytes(step.try_into().ok()?),
+        i32::from_ne_bytes(errno.try_into().ok()?),
+    ))
+}
+
+fn prepare(spec: &WorkerSpec) -> Result<Prepared, String> {
+    let program = spec.command.first().ok_or("empty command")?;
+    let argv = spec
+        .command
+        .iter()
+        .map(|arg| c_string(arg.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = environment(spec);
+    let path = env
+        .iter()
+        .find(|(key, _)| key == "PATH")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+    let candidates = candidates(program, &path)?;
+    let envp = env
+        .into_iter()
+        .map(|(key, value)| {
+            let mut entry = key.into_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            c_string(&entry)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cwd = match &spec.cwd {
+        Some(cwd) => Some(c_string(cwd.as_os_str().as_bytes())?),
+        None => None,
+    };
+    let user = spec
+        .user
+        .as_ref()
+        .map(|user| (user.uid, user.gid, user.groups.clone()));
+    Ok(Prepared {
+        candidates,
+        argv,
+        envp,
+        cwd,
+        user,
+    })
+}
+
+/// fleet-init's environment, then the spec's `env`, then `FLEET_INIT_WORKER`; with a `user`,
+/// HOME, USER and LOGNAME follow that user unless `env` sets them (as Docker's USER does).
+fn environment(spec: &WorkerSpec) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut set = |key: &str, value: OsString| {
+        env.retain(|(k, _)| k != key);
+        env.push((OsString::from(key), value));
+    };
+    if let Some(user) = &spec.user {
+        if let Some(home) = &user.home {
+            set("HOME", home.clone().into_os_string());
+        }
+        set("USER", OsString::from(&user.name));
+        set("LOGNAME", OsString::from(&user.name));
+    }
+    for (key, value) in &spec.env {
+        set(key, OsString::from(value));
+    }
+    set("FLEET_INIT_WORKER", OsString::from(&spec.name));
+    env
+}
+
+/// The paths exec tries, in order: the command itself when it has a slash, else each PATH entry.
+fn candidates(program: &str, path: &OsString) -> Result<Vec<CString>, String> {
+    if program.contains('/') {
+        return Ok(vec![c_string(program.as_bytes())?]);
+    }
+    let mut found = Vec::new();
+    for dir in path.as_bytes().split(|b| *b == b':') {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+        let mut full = dir.to_vec();
+        full.push(b'/');
+        full.extend_from_slice(program.as_bytes());
+        found.push(c_string(&full)?);
+    }
+    Ok(found)
+}
+
+fn c_string(bytes: &[u8]) -> Result<CString, String> {
+    CString::new(bytes).map_err(|_| {
+        format!(
+            "argument or environment entry contains a NUL byte: {:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigfillset/pthread_sigmask only write the sets given.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: restores a mask obtained from pthread_sigmask.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// The forked child. Only async-signal-safe calls; never returns.
+///
+/// # Safety
+/// Must be called in the child right after fork, with pointers into memory that stays valid.
+unsafe fn child(
+    prepared: &Prepared,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    groups: Option<&[libc::gid_t]>,
+    options: SpawnOptions,
+    report_fd: libc::c_int,
+) -> ! {
+    let fail = |step: Step, errno: i32| -> ! {
+        let mut message = [0u8; 8];
+        let (left, right) = message.split_at_mut(4);
+        left.copy_from_slice(&(step as i32).to_ne_bytes());
+        right.copy_from_slice(&errno.to_ne_bytes());
+        libc::write(report_fd, message.as_ptr().cast(), message.len());
+        let code = if is_not_found(errno) { 127 } else { 126 };
+        libc::_exit(code)
+    };
+    let errno = || *libc::__errno_location();
+
+    libc::setpgid(0, 0);
+    // SIGTTOU is ignored (inherited from fleet-init), so this works from the background.
+    if options.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {
+        libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+    }
+    if let (Some((uid, gid, _)), Some(groups)) = (&prepared.user, groups) {
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+            fail(Step::SetGroups, errno());
+        }
+        if libc::setgid(*gid) != 0 {
+            fail(Step::SetGid, errno());
+        }
+        if libc::setuid(*uid) != 0 {
+            fail(Step::SetUid, errno());
+        }
+    }
+    if let Some(cwd) = &prepared.cwd {
+        if libc::chdir(cwd.as_ptr()) != 0 {
+            fail(Step::Chdir, errno());
+        }
+    }
+    // After setuid: changing credentials clears the parent-death signal (prctl(2)).
+    if let Some(signal) = options.pdeathsig {
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong);
+    }
+    // Whatever fleet-init inherited (ignored signals survive exec), the worker starts clean.
+    for signal in 1..=crate::signals::MAX_SIGNAL {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+    // Like execvp: keep looking past a missing file; report EACCES if any candidate had it.
+    let mut last_errno = libc::ENOENT;
+    let mut saw_eacces = false;
+    for candidate in &prepared.candidates {
+        libc::execve(candidate.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        last_errno = errno();
+        match last_errno {
+            libc::EACCES => saw_eacces = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            _ => break,
+        }
+    }
+    if saw_eacces && is_not_found(last_errno) {
+        last_errno = libc::EACCES;
+    }
+    fail(Step::Exec, last_errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_search_path_unless_the_command_has_a_slash() {
+        let path = OsString::from("/usr/bin::/bin");
+        let got: Vec<String> = candidates("sh", &path)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.into_string().unwrap())
+            .collect();
+        assert_eq!(got, ["/usr/bin/sh", "./sh", "/bin/sh"]);
+        let got = candidates("./run.sh", &path).unwrap();
+        assert_eq!(got, [CString::new("./run.sh").unwrap()]);
+    }
+
+    #[test]
+    fn environment_adds_the_worker_name_and_overrides() {
+        let mut spec = WorkerSpec::new("api", vec!["true".into()], 8000);
+        spec.env = vec![("FLEET_TEST_X".into(), "1".into())];
+        let env = environment(&spec);
+        let get = |key: &str| {
+            env.iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("FLEET_INIT_WORKER"), [OsString::from("api")]);
+        assert_eq!(get("FLEET_TEST_X"), [OsString::from("1")]);
+    }
+}
