@@ -118,8 +118,18 @@ impl Runtime {
         match action {
             Action::Emit(event) => events::emit(&event),
             Action::Spawn { worker } => self.spawn(worker),
-            Action::SignalProcess { pid, signal } => signal_process(pid, signal),
-            Action::SignalGroup { pgid, signal } => signal_group(pgid, signal),
+            Action::SignalProcess { pid, signal } => {
+                if signal == libc::SIGKILL {
+                    self.count_killed(|p| p.pid == pid);
+                }
+                signal_process(pid, signal);
+            }
+            Action::SignalGroup { pgid, signal } => {
+                if signal == libc::SIGKILL {
+                    self.count_killed(|p| p.pgrp == pgid);
+                }
+                signal_group(pgid, signal);
+            }
             Action::SignalOthers {
                 signal,
                 spare_groups,
@@ -157,6 +167,20 @@ impl Runtime {
             }
         };
         self.feed(input);
+    }
+
+    /// Counts the live processes a SIGKILL is about to hit, for `shutdown_complete.killed`.
+    /// Only then is /proc scanned: a SIGKILL is rare and the figure is worth the scan.
+    fn count_killed(&mut self, is_target: impl Fn(&procscan::ProcStat) -> bool) {
+        if !self.supervisor.is_shutting_down() {
+            return;
+        }
+        let table = procscan::scan(Path::new("/proc"));
+        let count = table
+            .iter()
+            .filter(|p| !p.is_zombie() && is_target(p))
+            .count();
+        self.supervisor.note_killed(count);
     }
 
     /// Signals every process left but the spared groups; returns how many were signalled.

@@ -1,6 +1,7 @@
 //! The validated configuration: global options and one `WorkerSpec` per worker, with the
 //! SPEC's defaults. Parsing and validation of the JSON file live in `parse`; user lookup in `users`.
 
+mod checker;
 pub mod parse;
 pub mod users;
 
