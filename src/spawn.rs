@@ -329,9 +329,19 @@ unsafe fn child(
         libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong);
     }
     // Whatever fleet-init inherited (ignored signals survive exec), the worker starts clean.
+    // The raw syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an
+    // ancestor may have left those ignored too. An all-zero kernel sigaction is SIG_DFL with
+    // no flags and an empty mask, whichever of the kernel's layouts this architecture uses.
+    let default_action = [0u64; 4];
     for signal in 1..=crate::signals::MAX_SIGNAL {
         if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-            libc::signal(signal, libc::SIG_DFL);
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null::<u64>(),
+                8usize,
+            );
         }
     }
     let mut empty: libc::sigset_t = std::mem::zeroed();

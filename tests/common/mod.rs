@@ -1,0 +1,409 @@
+//! Test harness: runs the real fleet-init binary, as PID 1 of a fresh PID namespace
+//! (`unshare --pid --fork --mount-proc`) or as a plain child (subreaper), and reads its
+//! stdout as events and worker output. Every wait has a bound; a dropped harness kills
+//! whatever is left.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fleet-init");
+
+/// A generous bound for things that take milliseconds when they work.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+pub enum Line {
+    Event(Value),
+    Output(String),
+    Closed,
+}
+
+/// A unique, empty temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("fleet-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Fleet {
+    child: Option<Child>,
+    /// fleet-init's pid as the host sees it.
+    pub pid: i32,
+    lines: Receiver<Line>,
+    exits: Receiver<i32>,
+    pub events: Vec<Value>,
+    pub output: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    exit_code: Option<i32>,
+    pub is_pid1: bool,
+}
+
+pub struct Start {
+    args: Vec<String>,
+    pid1: bool,
+    env: Vec<(String, String)>,
+    stdin: Option<Stdio>,
+    pre_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync + 'static>>,
+}
+
+impl Start {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn stdin(mut self, stdin: Stdio) -> Self {
+        self.stdin = Some(stdin);
+        self
+    }
+
+    /// Runs `f` in the forked child before exec (e.g. to block signals).
+    pub fn pre_exec(
+        mut self,
+        f: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.pre_exec = Some(Box::new(f));
+        self
+    }
+
+    pub fn spawn(self) -> Fleet {
+        let mut command = if self.pid1 {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", BIN]);
+            c
+        } else {
+            Command::new(BIN)
+        };
+        command
+            .args(&self.args)
+            .stdin(self.stdin.unwrap_or_else(Stdio::null))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        if let Some(mut f) = self.pre_exec {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: test-only; the closures used are async-signal-safe syscalls.
+            unsafe { command.pre_exec(move || f()) };
+        }
+        let mut child = command.spawn().expect("spawn fleet-init");
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let parsed = if line.starts_with("{\"ts\"") {
+                    serde_json::from_str::<Value>(&line).ok()
+                } else {
+                    None
+                };
+                let item = match parsed {
+                    Some(value) => Line::Event(value),
+                    None => Line::Output(line),
+                };
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Line::Closed);
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let pid = if self.pid1 {
+            namespace_init_of(child.id() as i32)
+        } else {
+            child.id() as i32
+        };
+        let (exit_tx, exits) = channel();
+        let wait_pid = child.id() as i32;
+        // The child is waited for by pid in a thread so that waits can have a bound.
+        std::thread::spawn(move || {
+            let code = wait_pid_code(wait_pid);
+            let _ = exit_tx.send(code);
+        });
+        Fleet {
+            child: Some(child),
+            pid,
+            lines,
+            exits,
+            events: Vec::new(),
+            output: Vec::new(),
+            stderr: Some(stderr),
+            exit_code: None,
+            is_pid1: self.pid1,
+        }
+    }
+}
+
+fn wait_pid_code(pid: i32) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return -1;
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
+
+/// The pid (host view) of the process `unshare --fork` started: its only child.
+fn namespace_init_of(unshare_pid: i32) -> i32 {
+    let path = format!("/proc/{unshare_pid}/task/{unshare_pid}/children");
+    let deadline = Instant::now() + BOUND;
+    while Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if let Some(pid) = text.split_whitespace().next() {
+                return pid.parse().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("unshare {unshare_pid} started no child within {BOUND:?}");
+}
+
+pub fn pid1(args: &[&str]) -> Start {
+    Start {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        pid1: true,
+        env: Vec::new(),
+        stdin: None,
+        pre_exec: None,
+    }
+}
+
+pub fn subreaper(args: &[&str]) -> Start {
+    Start {
+        pid1: false,
+        ..pid1(args)
+    }
+}
+
+impl Fleet {
+    fn take_line(&mut self, deadline: Instant) -> Option<&Line> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(Line::Event(value)) => {
+                self.events.push(value);
+                None
+            }
+            Ok(Line::Output(text)) => {
+                self.output.push(text);
+                None
+            }
+            Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => Some(&Line::Closed),
+            Err(RecvTimeoutError::Timeout) => Some(&Line::Closed),
+        }
+    }
+
+    /// Waits for an event `name` (the `nth`, counting from 1, among those matching) and returns it.
+    pub fn wait_event_where(
+        &mut self,
+        name: &str,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            while seen < self.events.len() {
+                let event = &self.events[seen];
+                seen += 1;
+                if event["event"] == name && matches(event) {
+                    return event.clone();
+                }
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("no event {name} matching within {timeout:?}"));
+            }
+            if self.take_line(deadline).is_some() && Instant::now() < deadline {
+                // Stream closed: nothing more will come.
+                if seen == self.events.len() {
+                    self.fail(&format!("stream closed without event {name}"));
+                }
+            }
+        }
+    }
+
+    pub fn wait_event(&mut self, name: &str) -> Value {
+        self.wait_event_where(name, |_| true, BOUND)
+    }
+
+    /// Waits for the n-th event with this name (1-based).
+    pub fn wait_nth(&mut self, name: &str, n: usize, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<&Value> = self.events.iter().filter(|e| e["event"] == name).collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("fewer than {n} {name} events within {timeout:?}"));
+            }
+            if self.take_line(deadline).is_some() && Instant::now() < deadline {
+                self.fail(&format!("stream closed before {n} {name} events"));
+            }
+        }
+    }
+
+    /// Waits for a line of worker output containing `text`.
+    pub fn wait_output(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            if self.output[seen..].iter().any(|l| l.contains(text)) {
+                return;
+            }
+            seen = self.output.len();
+            if Instant::now() >= deadline {
+                self.fail(&format!("no output {text:?} within {timeout:?}"));
+            }
+            if self.take_line(deadline).is_some() && Instant::now() < deadline {
+                self.fail(&format!("stream closed before output {text:?}"));
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling the fleet-init this harness started.
+        let r = unsafe { libc::kill(self.pid, signal) };
+        assert_eq!(r, 0, "kill({}, {signal})", self.pid);
+    }
+
+    /// Waits for fleet-init (and unshare) to exit; reads the rest of its output.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        if let Some(code) = self.exit_code {
+            return code;
+        }
+        match self.exits.recv_timeout(timeout) {
+            Ok(code) => {
+                self.exit_code = Some(code);
+                self.child.take();
+                // The stream ends when the last writer is gone.
+                let deadline = Instant::now() + BOUND;
+                while self.take_line(deadline).is_none() {}
+                code
+            }
+            Err(_) => self.fail(&format!("did not exit within {timeout:?}")),
+        }
+    }
+
+    pub fn stderr(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    pub fn named(&self, name: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"] == name).collect()
+    }
+
+    fn fail(&mut self, message: &str) -> ! {
+        self.kill_all();
+        let events: Vec<String> = self.events.iter().map(|e| e.to_string()).collect();
+        panic!(
+            "{message}\nevents:\n{}\noutput:\n{}",
+            events.join("\n"),
+            self.output.join("\n")
+        );
+    }
+
+    fn kill_all(&mut self) {
+        // SAFETY: killing what this harness started; ESRCH is fine.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if self.exit_code.is_none() {
+            self.kill_all();
+        }
+    }
+}
+
+/// `/proc/PID/status` field, e.g. `voluntary_ctxt_switches`.
+pub fn status_field(pid: i32, field: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{field}:"))
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            state != Some("Z") && state != Some("X")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `condition` every millisecond until it holds or `timeout` passes.
+/// For facts no event announces (a process gone from /proc); bounded.
+pub fn eventually(timeout: Duration, condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+pub fn read_to_string(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

@@ -1,0 +1,336 @@
+//! Single-command mode (issue 2): fleet-init as a drop-in for `tini --`, run as PID 1 of its
+//! own PID namespace unless a test says otherwise.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn run_pid1(args: &[&str]) -> (i32, Fleet) {
+    let mut fleet = pid1(args).spawn();
+    let code = fleet.wait_exit(BOUND);
+    (code, fleet)
+}
+
+#[test]
+fn exit_codes_follow_the_shell() {
+    for (args, want) in [
+        (vec!["--", "sh", "-c", "exit 0"], 0),
+        (vec!["--", "sh", "-c", "exit 3"], 3),
+        (vec!["--", "sh", "-c", "kill -SEGV $$"], 139),
+        (vec!["--", "sh", "-c", "kill -TERM $$"], 143),
+        (vec!["--", "/nonexistent/command"], 127),
+        (vec!["--", "no-such-command-anywhere"], 127),
+        (vec!["--", "/etc/passwd"], 126),
+        (
+            vec!["--remap-exit", "143", "--", "sh", "-c", "kill -TERM $$"],
+            0,
+        ),
+        (vec!["--remap-exit", "3", "--", "sh", "-c", "exit 4"], 4),
+    ] {
+        let (code, fleet) = run_pid1(&args);
+        assert_eq!(code, want, "{args:?}");
+        let started = fleet.named("init_started");
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0]["pid"], 1, "runs as PID 1");
+        assert_eq!(started[0]["mode"], "single");
+        let exited = fleet.named("worker_exited");
+        assert_eq!(exited.len(), 1, "{args:?}");
+        assert_eq!(fleet.named("worker_started").len(), 1);
+        assert_eq!(exited[0]["pid"], fleet.named("worker_started")[0]["pid"]);
+    }
+}
+
+#[test]
+fn exec_failures_are_reported_as_spawn_failed() {
+    let (code, fleet) = run_pid1(&["--", "/nonexistent/command"]);
+    assert_eq!(code, 127);
+    let failed = fleet.named("spawn_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0]["error"],
+        "exec /nonexistent/command: No such file or directory"
+    );
+    assert_eq!(
+        fleet.named("worker_exited")[0]["likely_cause"],
+        "spawn_failed"
+    );
+}
+
+#[test]
+fn a_thousand_orphans_are_reaped_as_pid1() {
+    // The child double-forks 1,000 grandchildren that exit at once, waits a second, counts
+    // the zombies in the namespace, and exits 42.
+    let script = r#"
+        i=0
+        while [ $i -lt 1000 ]; do ( true & ) ; i=$((i+1)); done
+        sleep 1
+        zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)
+        echo "zombies=$zombies"
+        exit 42
+    "#;
+    let (code, fleet) = run_pid1(&["--", "sh", "-c", script]);
+    assert_eq!(code, 42);
+    assert!(
+        fleet.output.iter().any(|l| l == "zombies=0"),
+        "{:?}",
+        fleet.output
+    );
+    let exited = fleet.named("worker_exited");
+    assert_eq!(exited.len(), 1);
+    assert_eq!(exited[0]["code"], 42);
+}
+
+#[test]
+fn not_pid1_an_orphaned_grandchild_is_reaped_and_nothing_is_warned() {
+    let dir = TempDir::new();
+    let pid_file = dir.path("orphan.pid");
+    let script = format!(
+        r#"sh -c 'sleep 0.2 & echo $! > {file}'; sleep 1;
+           pid=$(cat {file});
+           if [ -e /proc/$pid ]; then echo "orphan=$(cut -d' ' -f3 /proc/$pid/stat)"; else echo orphan=gone; fi"#,
+        file = pid_file.display()
+    );
+    let mut fleet = subreaper(&["--", "sh", "-c", &script]).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert!(
+        fleet.output.iter().any(|l| l == "orphan=gone"),
+        "{:?}",
+        fleet.output
+    );
+    assert_eq!(fleet.stderr(), "", "no warning when not PID 1");
+    assert_ne!(fleet.named("init_started")[0]["pid"], 1);
+}
+
+const TRAPS: &str = r#"
+    for s in HUP USR1 USR2 WINCH; do trap "echo got-$s" $s; done
+    trap 'echo got-TERM; exit 7' TERM
+    echo ready
+    while :; do sleep 0.05; done
+"#;
+
+#[test]
+fn forwarded_signals_reach_the_child() {
+    let mut fleet = pid1(&["--", "sh", "-c", TRAPS]).spawn();
+    fleet.wait_output("ready", BOUND);
+    for (signal, name) in [
+        (libc::SIGHUP, "HUP"),
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGUSR2, "USR2"),
+        (libc::SIGWINCH, "WINCH"),
+    ] {
+        fleet.signal(signal);
+        fleet.wait_output(&format!("got-{name}"), BOUND);
+        let forwarded = fleet.wait_event_where(
+            "signal_forwarded",
+            |e| e["signal"] == format!("SIG{name}"),
+            BOUND,
+        );
+        assert_eq!(forwarded["workers"], serde_json::json!(["sh"]));
+    }
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(
+        fleet.wait_exit(BOUND),
+        7,
+        "the handler's exit code comes back"
+    );
+    assert!(fleet.output.iter().any(|l| l == "got-TERM"));
+    let exited = fleet.named("worker_exited");
+    assert_eq!(exited[0]["likely_cause"], "shutdown");
+    assert_eq!(fleet.named("shutdown_complete")[0]["exit_code"], 7);
+}
+
+#[test]
+fn a_child_ignoring_sigterm_is_killed_when_the_grace_ends() {
+    let mut fleet = pid1(&[
+        "--grace-ms",
+        "300",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    ])
+    .spawn();
+    fleet.wait_output("ready", BOUND);
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 137);
+    let complete = &fleet.named("shutdown_complete")[0];
+    let duration = complete["duration_ms"].as_u64().unwrap();
+    assert!((300..3000).contains(&duration), "duration {duration}");
+    assert!(complete["killed"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn a_second_sigterm_ends_the_grace_at_once() {
+    let mut fleet = pid1(&[
+        "--grace-ms",
+        "60000",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    ])
+    .spawn();
+    fleet.wait_output("ready", BOUND);
+    fleet.signal(libc::SIGTERM);
+    fleet.wait_event("shutdown_started");
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(
+        fleet.wait_exit(BOUND),
+        137,
+        "killed long before the 60 s grace"
+    );
+    let duration = fleet.named("shutdown_complete")[0]["duration_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(duration < 5000, "duration {duration}");
+}
+
+#[test]
+fn the_child_starts_with_no_blocked_or_ignored_signal() {
+    // tini's test: start fleet-init with signals blocked and ignored; the child's status
+    // shows SigBlk and SigIgn all zero.
+    let mut fleet = pid1(&["--", "cat", "/proc/self/status"])
+        .pre_exec(|| {
+            // SAFETY: plain signal syscalls in the forked test child.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+                for signal in [
+                    libc::SIGHUP,
+                    libc::SIGINT,
+                    libc::SIGQUIT,
+                    libc::SIGUSR1,
+                    libc::SIGPIPE,
+                    libc::SIGTERM,
+                ] {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
+                // glibc's own signal 32, left ignored by the raw syscall as an ancestor might.
+                let ignore = [1u64, 0, 0, 0];
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    32,
+                    ignore.as_ptr(),
+                    std::ptr::null::<u64>(),
+                    8usize,
+                );
+            }
+            Ok(())
+        })
+        .spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let field = |name: &str| {
+        fleet
+            .output
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))
+                    .map(|v| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} in {:?}", fleet.output))
+    };
+    assert_eq!(field("SigBlk"), "0000000000000000");
+    assert_eq!(field("SigIgn"), "0000000000000000");
+}
+
+#[test]
+fn fleet_init_itself_still_gets_sigterm_when_started_with_it_blocked() {
+    let mut fleet = pid1(&["--", "sh", "-c", "echo ready; while :; do sleep 0.05; done"])
+        .pre_exec(|| {
+            // SAFETY: plain signal syscalls in the forked test child.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            }
+            Ok(())
+        })
+        .spawn();
+    fleet.wait_output("ready", BOUND);
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 143);
+}
+
+#[test]
+fn idle_means_no_wake_ups() {
+    let mut fleet = pid1(&["--", "sh", "-c", "echo ready; exec sleep 30"]).spawn();
+    fleet.wait_output("ready", BOUND);
+    fleet.wait_event("worker_started");
+    let switches = || {
+        status_field(fleet.pid, "voluntary_ctxt_switches")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    // Let start-up settle (the exec of sleep sends nothing to fleet-init).
+    std::thread::sleep(Duration::from_millis(200));
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = switches();
+    assert_eq!(before, after, "fleet-init woke up while idle");
+}
+
+#[test]
+fn pdeathsig_reaches_the_worker_when_fleet_init_dies() {
+    let mut fleet = subreaper(&["--pdeathsig", "SIGTERM", "--", "sleep", "30"]).spawn();
+    let started = fleet.wait_event("worker_started");
+    let worker = started["pid"].as_i64().unwrap() as i32;
+    assert!(is_alive(worker));
+    // SAFETY: killing the fleet-init this test started.
+    unsafe { libc::kill(fleet.pid, libc::SIGKILL) };
+    fleet.wait_exit(BOUND);
+    assert!(eventually(BOUND, || !is_alive(worker)), "worker survived");
+}
+
+#[test]
+fn bad_input_gets_exit_2_and_one_line() {
+    for (args, want) in [
+        (vec![], "no command"),
+        (
+            vec!["--bogus", "--", "true"],
+            "Unrecognized argument: --bogus",
+        ),
+        (
+            vec!["--remap-exit", "300", "--", "true"],
+            "--remap-exit: expected an exit code from 0 to 255, got \"300\"",
+        ),
+        (
+            vec!["--pdeathsig", "BOGUS", "--", "true"],
+            "--pdeathsig: unknown signal \"BOGUS\"",
+        ),
+        (
+            vec!["--grace-ms", "-1", "--", "true"],
+            "--grace-ms: expected milliseconds from 0 to 86400000, got \"-1\"",
+        ),
+        (
+            vec!["--grace-ms"],
+            "No value provided for option '--grace-ms'",
+        ),
+        (
+            vec!["--config", "/nonexistent.json"],
+            "cannot read config file",
+        ),
+    ] {
+        let mut fleet = subreaper(&args).spawn();
+        assert_eq!(fleet.wait_exit(BOUND), 2, "{args:?}");
+        let stderr = fleet.stderr();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+        assert!(stderr.starts_with("fleet-init: "), "{stderr:?}");
+        assert!(stderr.contains(want), "{args:?}: {stderr:?}");
+        assert!(fleet.events.is_empty(), "nothing started for {args:?}");
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let mut fleet = subreaper(&["--version"]).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert_eq!(
+        fleet.output,
+        [format!("fleet-init {}", env!("CARGO_PKG_VERSION"))]
+    );
+    let mut fleet = subreaper(&["--help"]).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert!(fleet.output.iter().any(|l| l.contains("--grace-ms")));
+}
