@@ -110,10 +110,10 @@ impl Start {
         for (key, value) in &self.env {
             command.env(key, value);
         }
-        if let Some(mut f) = self.pre_exec {
+        if let Some(f) = self.pre_exec {
             use std::os::unix::process::CommandExt;
             // SAFETY: test-only; the closures used are async-signal-safe syscalls.
-            unsafe { command.pre_exec(move || f()) };
+            unsafe { command.pre_exec(f) };
         }
         let mut child = command.spawn().expect("spawn fleet-init");
         let stdout = child.stdout.take().unwrap();
