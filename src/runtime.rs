@@ -3,7 +3,9 @@
 //! never ends the program on an error: every failure is logged and the loop goes on.
 
 use crate::events;
+use crate::exit::Exit;
 use crate::leftovers::{self, Scope};
+use crate::oom::OomCounter;
 use crate::procscan;
 use crate::reaper;
 use crate::signals::{self, SignalInbox};
@@ -16,6 +18,8 @@ use nix::unistd::Pid;
 use std::path::Path;
 use std::time::Instant;
 
+const PROC: &str = "/proc";
+
 /// Everything the loop needs besides the supervisor.
 pub struct Runtime {
     supervisor: Supervisor,
@@ -26,6 +30,9 @@ pub struct Runtime {
     exit_code: Option<i32>,
     /// A worker was spawned after the last reap: its ECHILD verdict is stale.
     has_spawned_since_reap: bool,
+    oom_counter: OomCounter,
+    /// One /proc scan serves every memory sample of a turn.
+    scan_of_turn: Option<Vec<procscan::ProcStat>>,
 }
 
 impl Runtime {
@@ -43,6 +50,8 @@ impl Runtime {
             spawn_options,
             exit_code: None,
             has_spawned_since_reap: false,
+            oom_counter: OomCounter::locate(),
+            scan_of_turn: None,
         }
     }
 
@@ -52,6 +61,9 @@ impl Runtime {
 
     /// Runs until the supervisor says exit; returns the exit code.
     pub fn run(mut self) -> i32 {
+        if let Some(count) = self.oom_counter.read() {
+            self.feed(Input::OomKills(count));
+        }
         loop {
             let did_act = self.turn();
             if let Some(code) = self.exit_code {
@@ -71,8 +83,18 @@ impl Runtime {
         for signal in self.inbox.drain() {
             did_act |= self.feed(Input::Signal(signal));
         }
+        self.scan_of_turn = None;
         let reaped = reaper::reap_all();
         self.has_spawned_since_reap = false;
+        if reaped
+            .exits
+            .iter()
+            .any(|(_, exit)| *exit == Exit::Signal(libc::SIGKILL))
+        {
+            if let Some(count) = self.oom_counter.read() {
+                did_act |= self.feed(Input::OomKills(count));
+            }
+        }
         for (pid, exit) in reaped.exits {
             did_act |= self.feed(Input::Exited { pid, exit });
         }
@@ -141,6 +163,17 @@ impl Runtime {
                 self.supervisor.note_killed(killed);
             }
             Action::Exit { code } => self.exit_code = Some(code),
+            Action::SampleMemory { worker, pid } => {
+                let table = self
+                    .scan_of_turn
+                    .get_or_insert_with(|| procscan::scan(Path::new(PROC)));
+                let memory = procscan::tree_memory(Path::new(PROC), table, pid);
+                self.feed(Input::MemorySample {
+                    worker,
+                    pid,
+                    memory,
+                });
+            }
         }
     }
 
@@ -175,7 +208,7 @@ impl Runtime {
         if !self.supervisor.is_shutting_down() {
             return;
         }
-        let table = procscan::scan(Path::new("/proc"));
+        let table = procscan::scan(Path::new(PROC));
         let count = table
             .iter()
             .filter(|p| !p.is_zombie() && is_target(p))
@@ -185,7 +218,7 @@ impl Runtime {
 
     /// Signals every process left but the spared groups; returns how many were signalled.
     fn signal_others(&self, signal: i32, spare_groups: &[i32]) -> usize {
-        let table = procscan::scan(Path::new("/proc"));
+        let table = procscan::scan(Path::new(PROC));
         let targets = leftovers::targets(&table, self.scope, spare_groups);
         for pid in &targets {
             // Pids come from a scan made just now; a process that exited since is ESRCH.

@@ -9,6 +9,7 @@ pub mod worker;
 use crate::config::{OnMaxCrashes, RestartPolicy, SignalTarget, WorkerSpec};
 use crate::events::Event;
 use crate::exit::Exit;
+use crate::procscan::TreeMemory;
 use crate::signals;
 use policy::{backoff_ms, classify, Cause, StopReason};
 use serde_json::Value;
@@ -50,6 +51,14 @@ pub enum Input {
     },
     /// `waitpid` said ECHILD: no process is left below fleet-init.
     ChildrenGone,
+    /// The memory of a worker's process tree, as asked for by `SampleMemory`.
+    MemorySample {
+        worker: usize,
+        pid: i32,
+        memory: TreeMemory,
+    },
+    /// The cgroup's OOM-kill counter, read at start and before a SIGKILL death is fed.
+    OomKills(u64),
 }
 
 /// What the runtime must do.
@@ -79,6 +88,11 @@ pub enum Action {
     Exit {
         code: i32,
     },
+    /// Read the memory of the worker's process tree and answer with `MemorySample`.
+    SampleMemory {
+        worker: usize,
+        pid: i32,
+    },
 }
 
 /// Single-command mode (tini's semantics) or the workers of a config file.
@@ -94,6 +108,8 @@ pub struct Supervisor {
     workers: Vec<Worker>,
     shutdown: Option<Shutdown>,
     actions: Vec<Action>,
+    /// The cgroup's OOM-kill counter as last read; `None` where there is none.
+    oom_kills: Option<u64>,
 }
 
 impl Supervisor {
@@ -104,6 +120,7 @@ impl Supervisor {
             workers: specs.into_iter().map(Worker::new).collect(),
             shutdown: None,
             actions: Vec::new(),
+            oom_kills: None,
         }
     }
 
@@ -161,6 +178,12 @@ impl Supervisor {
             Input::Signal(signal) => self.on_signal(signal, now),
             Input::GroupEmpty { worker } => self.on_group_empty(worker, now),
             Input::ChildrenGone => self.on_children_gone(now),
+            Input::MemorySample {
+                worker,
+                pid,
+                memory,
+            } => self.on_memory_sample(worker, pid, &memory, now),
+            Input::OomKills(count) => self.oom_kills = Some(count),
         }
         self.finish_if_nothing_left(now);
         std::mem::take(&mut self.actions)
@@ -188,6 +211,17 @@ impl Supervisor {
                 self.actions.push(Action::Spawn { worker: index });
             }
             Phase::Running(run) => {
+                if let Some(sample_at) = run.sample_at.filter(|at| *at <= now) {
+                    run.sample_at = Some(
+                        sample_at
+                            .max(now)
+                            .saturating_add(w.spec.watchdog_interval_ms),
+                    );
+                    self.actions.push(Action::SampleMemory {
+                        worker: index,
+                        pid: run.pid,
+                    });
+                }
                 if let Some(kill_at) = run.kill_at {
                     if !run.is_killed && kill_at <= now {
                         run.is_killed = true;
@@ -241,6 +275,7 @@ impl Supervisor {
             kill_at: None,
             is_killed: false,
             sample_at,
+            oom_kills_at_start: self.oom_kills,
         });
         let event = Event::info("worker_started")
             .with("worker", w.spec.name.clone())
@@ -315,6 +350,10 @@ impl Supervisor {
         };
         let reported = remap(&self.mode, exit);
         let cause = classify(reported, run.stop);
+        // SIGKILL that fleet-init did not send while the cgroup counted an OOM kill.
+        let is_oom_killed = exit == Exit::Signal(libc::SIGKILL)
+            && run.stop.is_none()
+            && matches!((run.oom_kills_at_start, self.oom_kills), (Some(before), Some(after)) if after > before);
         let uptime_ms = now.saturating_sub(run.started_at);
         if uptime_ms >= w.spec.stable_run_ms {
             w.crash_count = 0;
@@ -334,6 +373,9 @@ impl Supervisor {
             .with("uptime_ms", uptime_ms)
             .with("likely_cause", cause.as_str())
             .with("crash_count", w.crash_count);
+        if is_oom_killed {
+            event = event.with("oom_killed", true);
+        }
         let grace_ms = w.spec.stop_grace_ms;
         let stop_signal = w.spec.stop_signal;
         self.emit(event);
@@ -422,6 +464,27 @@ impl Supervisor {
         After::RestartAt(now.saturating_add(delay_ms))
     }
 
+    /// Over its limit: the worker is stopped like any stop (signal, grace, SIGKILL); its exit
+    /// will be a `watchdog` one, budgeted like a clean exit.
+    fn on_memory_sample(&mut self, index: usize, pid: i32, memory: &TreeMemory, now: Millis) {
+        let Some(w) = self.workers.get(index) else {
+            return;
+        };
+        let Phase::Running(run) = &w.phase else {
+            return;
+        };
+        if run.pid != pid || run.stop.is_some() {
+            return;
+        }
+        let Some(max_rss_mb) = w.spec.max_rss_mb else {
+            return;
+        };
+        if let Some(event) = crate::watchdog::check(&w.spec.name, pid, memory, max_rss_mb) {
+            self.emit(event);
+            self.stop_worker(index, StopReason::Watchdog, now);
+        }
+    }
+
     fn on_group_empty(&mut self, index: usize, now: Millis) {
         let Some(w) = self.workers.get(index) else {
             return;
@@ -496,6 +559,7 @@ impl Supervisor {
             return;
         };
         run.stop = Some(reason);
+        run.sample_at = None;
         run.kill_at = Some(now.saturating_add(w.spec.stop_grace_ms));
         let action = signal_worker(&w.spec, run.pid, signal.unwrap_or(w.spec.stop_signal));
         self.actions.push(action);

@@ -547,3 +547,108 @@ fn every_started_worker_gets_exactly_one_exit_event_on_every_path() {
     assert_eq!(started, exited);
     assert_eq!(sim.exit, Some(0));
 }
+
+fn memory(total_mib: u64) -> crate::procscan::TreeMemory {
+    crate::procscan::TreeMemory {
+        total_bytes: total_mib * 1024 * 1024,
+        source: Some(crate::procscan::MemorySource::RssAnonShmem),
+        top: vec![(1, total_mib * 1024 * 1024)],
+        processes: 1,
+    }
+}
+
+#[test]
+fn the_watchdog_samples_on_its_interval_and_drains_a_worker_over_its_limit() {
+    let mut leaky = spec("leaky");
+    leaky.max_rss_mb = Some(100);
+    leaky.watchdog_interval_ms = 5000;
+    let mut sim = Sim::config(vec![leaky, spec("unlimited")]);
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    assert_eq!(
+        sim.sup.next_deadline(),
+        Some(5000),
+        "only the limited worker"
+    );
+    sim.sleep();
+    let sample = Action::SampleMemory { worker: 0, pid };
+    assert_eq!(sim.take_actions(), [sample.clone()]);
+    sim.feed(Input::MemorySample {
+        worker: 0,
+        pid,
+        memory: memory(99),
+    });
+    assert_eq!(sim.count("watchdog_triggered"), 0);
+    assert_eq!(sim.sup.next_deadline(), Some(10_000));
+    sim.sleep();
+    assert_eq!(sim.take_actions(), [sample]);
+    sim.feed(Input::MemorySample {
+        worker: 0,
+        pid,
+        memory: memory(200),
+    });
+    let triggered = sim.last("watchdog_triggered");
+    assert_eq!(field(triggered, "rss_bytes"), 200 * 1024 * 1024);
+    assert_eq!(field(triggered, "limit_bytes"), 100 * 1024 * 1024);
+    assert_eq!(field(triggered, "source"), "rss_anon_shmem");
+    assert!(sim.take_actions().contains(&Action::SignalGroup {
+        pgid: pid,
+        signal: libc::SIGTERM
+    }));
+    assert_eq!(
+        sim.sup.next_deadline(),
+        Some(18_000),
+        "SIGKILL at the grace, no sample"
+    );
+    sim.exit_worker(0, Exit::Signal(libc::SIGTERM));
+    let exited = sim.last("worker_exited");
+    assert_eq!(field(exited, "likely_cause"), "watchdog");
+    assert_eq!(field(exited, "crash_count"), 0);
+    assert_eq!(
+        field(sim.last("backoff"), "ms"),
+        0,
+        "budgeted like a clean exit"
+    );
+    assert!(sim.is_running(0));
+}
+
+#[test]
+fn stale_samples_and_samples_without_a_reading_do_nothing() {
+    let mut leaky = spec("leaky");
+    leaky.max_rss_mb = Some(1);
+    let mut sim = Sim::config(vec![leaky]);
+    let pid = sim.pids[&0];
+    let mut empty = memory(500);
+    empty.source = None;
+    sim.feed(Input::MemorySample {
+        worker: 0,
+        pid,
+        memory: empty,
+    });
+    sim.feed(Input::MemorySample {
+        worker: 0,
+        pid: pid + 1000,
+        memory: memory(500),
+    });
+    assert_eq!(sim.count("watchdog_triggered"), 0);
+}
+
+#[test]
+fn a_sigkill_while_the_cgroup_counted_an_oom_kill_is_flagged() {
+    let mut sim = Sim::config(vec![spec("hog"), spec("other")]);
+    sim.feed(Input::OomKills(0));
+    // Runs started before the counter was known are never flagged; restart both.
+    sim.exit_worker(0, Exit::Code(0));
+    sim.exit_worker(1, Exit::Code(0));
+    sim.feed(Input::OomKills(1));
+    sim.exit_worker(0, Exit::Signal(libc::SIGKILL));
+    let exited = sim.last("worker_exited");
+    assert_eq!(field(exited, "oom_killed"), true);
+    assert_eq!(field(exited, "likely_cause"), "crash");
+    sim.sleep();
+    // The restarted run starts from the new count: a later SIGKILL is not an OOM kill.
+    sim.exit_worker(0, Exit::Signal(libc::SIGKILL));
+    assert_eq!(field(sim.last("worker_exited"), "oom_killed"), Value::Null);
+    sim.exit_worker(1, Exit::Code(3));
+    assert_eq!(field(sim.last("worker_exited"), "oom_killed"), Value::Null);
+}

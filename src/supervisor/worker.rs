@@ -16,6 +16,8 @@ pub struct Run {
     pub is_killed: bool,
     /// Next memory sample, for workers with a limit.
     pub sample_at: Option<Millis>,
+    /// The cgroup's OOM-kill counter when it started.
+    pub oom_kills_at_start: Option<u64>,
 }
 
 /// What happens once a dead worker's process group is empty.
