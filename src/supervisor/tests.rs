@@ -572,7 +572,7 @@ fn the_watchdog_samples_on_its_interval_and_drains_a_worker_over_its_limit() {
     );
     sim.sleep();
     let sample = Action::SampleMemory { worker: 0, pid };
-    assert_eq!(sim.take_actions(), [sample.clone()]);
+    assert_eq!(sim.take_actions(), std::slice::from_ref(&sample));
     sim.feed(Input::MemorySample {
         worker: 0,
         pid,
