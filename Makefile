@@ -10,7 +10,7 @@ build:
 # Unit tests of the pure core and integration tests that run the real binary as PID 1
 # (unshare --pid --fork --mount-proc: needs root).
 test:
-	$(CARGO) test --all-targets
+	$(CARGO) test --all-targets --features fault-injection
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -4,10 +4,18 @@
 use crate::cli::{self, Command, Options, SingleOptions};
 use crate::config::{self, Config, RestartPolicy, WorkerSpec};
 use crate::events::{self, Event};
+use crate::handoff::format::Owner;
+use crate::handoff::Registry;
+use crate::procscan;
+use crate::reap;
+use crate::runtime::Ending;
 use crate::runtime::Runtime;
 use crate::signals::SignalInbox;
 use crate::spawn::SpawnOptions;
 use crate::supervisor::{Mode, Supervisor};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -43,23 +51,22 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
             }
             code
         }
-        Command::Reap => {
-            eprintln!("fleet-init: --reap is not available in this version yet");
-            2
-        }
+        Command::Reap => reap_mode(&options),
         Command::Single(single) => {
             let spec = single_worker(single, &options);
             let mode = Mode::Single {
                 remap_exit: single.remap_exit.clone(),
             };
-            supervise(
+            let plan = Plan {
                 mode,
-                "single",
-                options.grace_ms_or_default(),
-                vec![spec],
-                &options,
-                true,
-            )
+                mode_name: "single",
+                grace_ms: options.grace_ms_or_default(),
+                workers: vec![spec],
+                state_dir: options.state_dir.clone(),
+                protected_pids: Vec::new(),
+                is_single: true,
+            };
+            supervise(plan, &options)
         }
         Command::Config(path) => match config::parse::load_config(path) {
             Ok(config) => run_config(config, &options),
@@ -102,24 +109,30 @@ fn run_config(mut config: Config, options: &Options) -> i32 {
     if options.is_state_dir_explicit {
         config.state_dir = options.state_dir.clone();
     }
-    supervise(
-        Mode::Config,
-        "config",
-        config.grace_ms,
-        config.workers,
-        options,
-        false,
-    )
+    let plan = Plan {
+        mode: Mode::Config,
+        mode_name: "config",
+        grace_ms: config.grace_ms,
+        workers: config.workers,
+        state_dir: config.state_dir,
+        protected_pids: config.protected_pids,
+        is_single: false,
+    };
+    supervise(plan, options)
 }
 
-fn supervise(
+/// Everything a supervising run needs, from either mode.
+struct Plan {
     mode: Mode,
-    mode_name: &str,
+    mode_name: &'static str,
     grace_ms: u64,
     workers: Vec<WorkerSpec>,
-    options: &Options,
+    state_dir: PathBuf,
+    protected_pids: Vec<i32>,
     is_single: bool,
-) -> i32 {
+}
+
+fn supervise(plan: Plan, options: &Options) -> i32 {
     unblock_all_signals();
     let pid = std::process::id();
     if pid != 1 {
@@ -135,15 +148,95 @@ fn supervise(
     events::emit(
         &Event::info("init_started")
             .with("pid", pid)
-            .with("mode", mode_name)
+            .with("mode", plan.mode_name)
             .with("version", VERSION),
     );
-    let supervisor = Supervisor::new(mode, grace_ms, workers);
+    let registry = open_registry(&plan);
+    let state_dir = plan.state_dir.clone();
+    let supervisor = Supervisor::new(plan.mode, plan.grace_ms, plan.workers);
     let spawn_options = SpawnOptions {
-        foreground: is_single,
+        foreground: plan.is_single,
         pdeathsig: options.pdeathsig,
     };
-    Runtime::new(supervisor, inbox, spawn_options).run()
+    let runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
+    // A panic must not take the container's init down with orphans still running: it ends
+    // like any abnormal end, through --reap (catatonit's rule: inside the loop, never die).
+    let ending = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.run()))
+        .unwrap_or(Ending::Abnormal(1));
+    match ending {
+        Ending::Exit(code) => code,
+        Ending::Abnormal(code) => exec_reap(&state_dir, plan.grace_ms, code),
+    }
+}
+
+/// Consumes what the previous generation left (before anything of ours runs), then opens
+/// this generation's registry.
+fn open_registry(plan: &Plan) -> Registry {
+    let proc_root = Path::new("/proc");
+    let protected = reap::protected_pids(&plan.protected_pids, proc_root);
+    let grace = Duration::from_millis(plan.grace_ms);
+    reap::reap(&plan.state_dir, None, grace, &protected, true);
+    let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let start_time = procscan::read_stat(proc_root, self_pid)
+        .found()
+        .map(|stat| stat.start_time)
+        .unwrap_or_default();
+    let owner = Owner {
+        pid: self_pid,
+        start_time,
+    };
+    let boot_id = procscan::read_boot_id(proc_root).unwrap_or_default();
+    let (registry, event) = Registry::open(&plan.state_dir, owner, boot_id, protected);
+    if let Some(event) = event {
+        events::emit(&event);
+    }
+    registry
+}
+
+/// `--reap`: consume the handoff files, stop the orphans, exit 0 when nothing recorded is left.
+/// After an abnormal end, FLEET_INIT_REAP_EXIT_CODE carries the code fleet-init meant to exit
+/// with.
+fn reap_mode(options: &Options) -> i32 {
+    unblock_all_signals();
+    let pid = std::process::id();
+    if pid != 1 {
+        become_subreaper();
+    }
+    events::emit(
+        &Event::info("init_started")
+            .with("pid", pid)
+            .with("mode", "reap")
+            .with("version", VERSION),
+    );
+    let protected = reap::protected_pids(&[], Path::new("/proc"));
+    let grace = Duration::from_millis(options.grace_ms_or_default());
+    let report = reap::reap(&options.state_dir, None, grace, &protected, false);
+    match std::env::var(REAP_EXIT_CODE_VAR)
+        .ok()
+        .and_then(|code| code.parse::<i32>().ok())
+    {
+        Some(code) => code,
+        None => report.exit_code(),
+    }
+}
+
+const REAP_EXIT_CODE_VAR: &str = "FLEET_INIT_REAP_EXIT_CODE";
+
+/// Replaces this process (same PID, so the container keeps its init) with `fleet-init --reap`,
+/// which stops every recorded orphan and then exits with `code`.
+fn exec_reap(state_dir: &Path, grace_ms: u64, code: i32) -> i32 {
+    log::error!("ending abnormally: reaping recorded processes before exiting {code}");
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg("--reap")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--grace-ms")
+        .arg(grace_ms.to_string())
+        .env(REAP_EXIT_CODE_VAR, code.to_string())
+        .exec();
+    // Only reached when exec failed: at least exit with the intended code.
+    log::error!("cannot exec fleet-init --reap: {error}");
+    code
 }
 
 /// A mask inherited from whoever started fleet-init would keep SIGTERM from ever arriving.

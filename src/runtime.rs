@@ -4,6 +4,7 @@
 
 use crate::events;
 use crate::exit::Exit;
+use crate::handoff::Registry;
 use crate::leftovers::{self, Scope};
 use crate::oom::OomCounter;
 use crate::procscan;
@@ -33,10 +34,27 @@ pub struct Runtime {
     oom_counter: OomCounter,
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
+    registry: Registry,
+    /// Set by the test-only fault injection: end as if something went badly wrong.
+    abnormal_end: Option<i32>,
+}
+
+/// How the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Everything is gone: exit with this code.
+    Exit(i32),
+    /// Ended with processes possibly left: reap them first, then exit with this code.
+    Abnormal(i32),
 }
 
 impl Runtime {
-    pub fn new(supervisor: Supervisor, inbox: SignalInbox, spawn_options: SpawnOptions) -> Runtime {
+    pub fn new(
+        supervisor: Supervisor,
+        inbox: SignalInbox,
+        spawn_options: SpawnOptions,
+        registry: Registry,
+    ) -> Runtime {
         let self_pid = std::process::id();
         let self_pid = i32::try_from(self_pid).unwrap_or(i32::MAX);
         Runtime {
@@ -52,6 +70,8 @@ impl Runtime {
             has_spawned_since_reap: false,
             oom_counter: OomCounter::locate(),
             scan_of_turn: None,
+            registry,
+            abnormal_end: None,
         }
     }
 
@@ -59,15 +79,21 @@ impl Runtime {
         Millis::try_from(self.started.elapsed().as_millis()).unwrap_or(Millis::MAX)
     }
 
-    /// Runs until the supervisor says exit; returns the exit code.
-    pub fn run(mut self) -> i32 {
+    /// Runs until the supervisor says exit.
+    pub fn run(mut self) -> Ending {
         if let Some(count) = self.oom_counter.read() {
             self.feed(Input::OomKills(count));
         }
         loop {
             let did_act = self.turn();
+            self.persist_registry();
             if let Some(code) = self.exit_code {
-                return code;
+                self.registry.forget_all();
+                self.persist_registry();
+                return Ending::Exit(code);
+            }
+            if let Some(code) = self.abnormal_end {
+                return Ending::Abnormal(code);
             }
             // Whatever was done may have changed what there is to see (a group now empty, a
             // child already dead): look again before sleeping.
@@ -107,7 +133,35 @@ impl Runtime {
         if !reaped.has_children && !self.has_spawned_since_reap {
             did_act |= self.feed(Input::ChildrenGone);
         }
+        #[cfg(feature = "fault-injection")]
+        self.inject_fault();
         did_act
+    }
+
+    /// Test-only: `FLEET_INIT_FAULT=panic` panics once a worker runs; `abend:N` ends the loop
+    /// abnormally with code N. Both must make fleet-init exec `--reap` before it exits.
+    #[cfg(feature = "fault-injection")]
+    fn inject_fault(&mut self) {
+        if self.supervisor.draining_groups().is_empty()
+            && self.registry.entries().iter().all(|e| e.pid.is_none())
+        {
+            return;
+        }
+        match std::env::var("FLEET_INIT_FAULT").ok().as_deref() {
+            Some("panic") => panic!("injected fault (FLEET_INIT_FAULT=panic)"),
+            Some(fault) => {
+                if let Some(code) = fault.strip_prefix("abend:").and_then(|c| c.parse().ok()) {
+                    self.abnormal_end = Some(code);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn persist_registry(&mut self) {
+        if let Some(event) = self.registry.persist() {
+            events::emit(&event);
+        }
     }
 
     fn sleep(&mut self) {
@@ -163,6 +217,7 @@ impl Runtime {
                 self.supervisor.note_killed(killed);
             }
             Action::Exit { code } => self.exit_code = Some(code),
+            Action::Released { pid } => self.registry.forget_pid(pid),
             Action::SampleMemory { worker, pid } => {
                 let table = self
                     .scan_of_turn
@@ -182,12 +237,25 @@ impl Runtime {
             log::error!("spawn asked for unknown worker #{worker}");
             return;
         };
+        // Recorded by name before anything can fail, so a crash right after the fork still
+        // leaves the new process findable.
+        let run = self.supervisor.next_run(worker);
+        self.registry.add_pending(&spec.name, run);
+        if let Some(event) = self.registry.persist() {
+            events::emit(&event);
+        }
         let input = match spawn::spawn(spec, self.spawn_options) {
             Ok(pid) => {
                 self.has_spawned_since_reap = true;
+                let start_time = procscan::read_stat(Path::new(PROC), pid)
+                    .found()
+                    .map(|stat| stat.start_time);
+                self.registry
+                    .set_pid(&spec.name, run, pid, start_time, &spec.command);
                 Input::Spawned { worker, pid }
             }
             Err(failure) => {
+                self.registry.forget_pending(&spec.name, run);
                 if failure.pid.is_some() {
                     self.has_spawned_since_reap = true;
                 }

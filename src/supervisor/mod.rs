@@ -88,6 +88,11 @@ pub enum Action {
     Exit {
         code: i32,
     },
+    /// Every process of this run (its main process and its group) is confirmed gone: its
+    /// registry entry may go.
+    Released {
+        pid: i32,
+    },
     /// Read the memory of the worker's process tree and answer with `MemorySample`.
     SampleMemory {
         worker: usize,
@@ -126,6 +131,14 @@ impl Supervisor {
 
     pub fn spec(&self, worker: usize) -> Option<&WorkerSpec> {
         self.workers.get(worker).map(|w| &w.spec)
+    }
+
+    /// The run number the worker's next start will have.
+    pub fn next_run(&self, worker: usize) -> u32 {
+        self.workers
+            .get(worker)
+            .map(|w| w.run.saturating_add(1))
+            .unwrap_or(1)
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -496,6 +509,12 @@ impl Supervisor {
 
     fn leave_draining(&mut self, index: usize, then: After, now: Millis) {
         let shutting_down = self.shutdown.is_some();
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        if let Phase::Draining { pgid, .. } = w.phase {
+            self.actions.push(Action::Released { pid: pgid });
+        }
         let Some(w) = self.workers.get_mut(index) else {
             return;
         };

@@ -64,6 +64,8 @@ pub struct Fleet {
     stderr: Option<std::thread::JoinHandle<String>>,
     exit_code: Option<i32>,
     pub is_pid1: bool,
+    /// The default state dir of this instance (`state_dir.path("state")`).
+    pub state_dir: TempDir,
 }
 
 pub struct Start {
@@ -107,6 +109,10 @@ impl Start {
             .stdin(self.stdin.unwrap_or_else(Stdio::null))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Each instance its own registry, unless the test chose one: a normal start reaps
+        // what a dead generation left in its state dir.
+        let state_dir = TempDir::new();
+        command.env("FLEET_INIT_STATE_DIR", state_dir.path("state"));
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -164,6 +170,7 @@ impl Start {
             stderr: Some(stderr),
             exit_code: None,
             is_pid1: self.pid1,
+            state_dir,
         }
     }
 }
