@@ -1,0 +1,568 @@
+//! The handoff registry and `--reap` (issue 5) on real processes: no orphan survives a
+//! restart, no wrong process is killed, and the registry survives crashes and full disks.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn handoff_files(state: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state)
+        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        name.starts_with("handoff-") && name.ends_with(".json")
+    });
+    files.sort();
+    files
+}
+
+fn recorded_pids(state: &Path) -> Vec<i64> {
+    handoff_files(state)
+        .iter()
+        .filter_map(|f| serde_json::from_str::<Value>(&read_to_string(f)).ok())
+        .flat_map(|h| h["entries"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["pid"].as_i64())
+        .collect()
+}
+
+/// Live processes whose environment names them a worker of `worker`.
+fn processes_of(worker: &str) -> Vec<i32> {
+    let needle = format!("FLEET_INIT_WORKER={worker}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .filter(|pid| is_alive(*pid))
+        .collect()
+}
+
+fn start_time(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit(')').next().unwrap();
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+fn reap(state: &Path) -> (i32, Fleet) {
+    let mut fleet = subreaper(&[
+        "--reap",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--grace-ms",
+        "2000",
+    ])
+    .spawn();
+    let code = fleet.wait_exit(BOUND);
+    (code, fleet)
+}
+
+fn write_handoff(state: &Path, name: &str, handoff: &Value) -> PathBuf {
+    std::fs::create_dir_all(state).unwrap();
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = state.join(name);
+    std::fs::write(&path, handoff.to_string()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn boot_id() -> String {
+    read_to_string(Path::new("/proc/sys/kernel/random/boot_id"))
+        .trim()
+        .to_string()
+}
+
+fn handoff_of(entries: Value, boot: &str) -> Value {
+    json!({"version": 1, "boot_id": boot, "owner": {"pid": 999_999, "start_time": 1}, "entries": entries})
+}
+
+fn sleeper(env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new("sleep");
+    command.arg("1000").stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.spawn().unwrap()
+}
+
+/// Two workers, each a tree of 4 processes, some of them setsid'd out of the group.
+const TREES: &str = r#"{"workers": [
+  {"name": "tree-a", "command": ["sh", "-c", "sleep 1000 & setsid sh -c 'sleep 1000 & wait' & echo ready-a; wait"]},
+  {"name": "tree-b", "command": ["sh", "-c", "sh -c 'sleep 1000 & wait' & sleep 1000 & echo ready-b; wait"]}
+]}"#;
+
+/// A worker name no other test (running concurrently in this binary) uses.
+fn unique(name: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{name}-{}-{n}", std::process::id())
+}
+
+/// Starts TREES under a unique worker prefix, waits until both trees run and are recorded by
+/// pid, SIGKILLs fleet-init, and returns the orphaned processes.
+fn orphan_trees(dir: &TempDir, state: &Path) -> Vec<i32> {
+    let (a, b) = (unique("a"), unique("b"));
+    let config = TREES.replace("tree-a", &a).replace("tree-b", &b);
+    let file = dir.write("trees.json", &config);
+    let mut fleet = subreaper(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--config",
+        file.to_str().unwrap(),
+    ])
+    .spawn();
+    fleet.wait_output("ready-a", BOUND);
+    fleet.wait_output("ready-b", BOUND);
+    assert!(eventually(BOUND, || {
+        processes_of(&a).len() == 4
+            && processes_of(&b).len() == 4
+            && recorded_pids(state).len() == 2
+    }));
+    fleet.signal(libc::SIGKILL);
+    fleet.wait_exit(BOUND);
+    let mut orphans = processes_of(&a);
+    orphans.extend(processes_of(&b));
+    assert_eq!(orphans.len(), 8, "the trees outlive their SIGKILLed init");
+    orphans
+}
+
+#[test]
+fn reap_after_a_sigkilled_init_leaves_zero_survivors() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let orphans = orphan_trees(&dir, &state);
+    let (code, fleet) = reap(&state);
+    assert_eq!(code, 0);
+    let complete = &fleet.named("reap_complete")[0];
+    assert_eq!(complete["survivors"], 0);
+    assert_eq!(complete["reaped"], 8);
+    assert_eq!(fleet.named("reaped").len(), 8);
+    assert!(eventually(BOUND, || orphans
+        .iter()
+        .all(|pid| !is_alive(*pid))));
+    assert!(handoff_files(&state).is_empty(), "consumed");
+    let (again, fleet) = reap(&state);
+    assert_eq!(again, 0);
+    assert_eq!(fleet.named("reap_complete")[0]["reaped"], 0);
+}
+
+#[test]
+fn a_normal_start_reaps_the_previous_generation_before_spawning() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let orphans = orphan_trees(&dir, &state);
+    let mut next = subreaper(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo next-ready; sleep 1000",
+    ])
+    .spawn();
+    next.wait_output("next-ready", BOUND);
+    next.wait_event("worker_started");
+    let names: Vec<String> = next
+        .events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    let first_reaped = names.iter().position(|n| n == "reaped").unwrap();
+    let first_started = names.iter().position(|n| n == "worker_started").unwrap();
+    assert!(first_reaped < first_started, "{names:?}");
+    assert_eq!(next.named("reap_complete")[0]["reaped"], 8);
+    assert!(orphans.iter().all(|pid| !is_alive(*pid)));
+    next.signal(libc::SIGTERM);
+    next.wait_exit(BOUND);
+}
+
+#[test]
+fn the_registry_survives_a_sigkill_at_any_moment_of_a_restart_loop() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let worker = unique("loop");
+    let config = json!({"workers": [{"name": worker, "command": ["sh", "-c", "exit 0"],
+        "clean_restart_budget": 1_000_000}]});
+    let file = dir.write("loop.json", &config.to_string());
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    for round in 0..200 {
+        let mut fleet = subreaper(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .spawn();
+        fleet.wait_event("init_started");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_micros(seed % 20_000));
+        fleet.signal(libc::SIGKILL);
+        fleet.wait_exit(BOUND);
+        let live = processes_of(&worker);
+        let mut has_name_entry = false;
+        let mut pids = Vec::new();
+        for path in handoff_files(&state) {
+            let text = read_to_string(&path);
+            let handoff: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("round {round}: torn registry {path:?}: {e}\n{text}"));
+            for entry in handoff["entries"].as_array().unwrap() {
+                match entry["pid"].as_i64() {
+                    Some(pid) => pids.push(pid as i32),
+                    None => has_name_entry |= entry["worker"] == worker.as_str(),
+                }
+            }
+        }
+        for pid in &live {
+            assert!(
+                pids.contains(pid) || has_name_entry || !is_alive(*pid),
+                "round {round}: live worker process {pid} is not recorded"
+            );
+        }
+        let (code, _) = reap(&state);
+        assert_eq!(code, 0, "round {round}");
+    }
+}
+
+#[test]
+fn a_reused_pid_is_left_alone_and_the_reason_is_said() {
+    // In a private PID namespace: record a worker, kill it and its init, make an unrelated
+    // process take the same pid through ns_last_pid, then --reap.
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let script = r#"
+        S=$1; B=$2
+        $B --state-dir $S -- sleep 1000 >/dev/null 2>&1 &
+        F=$!
+        W=""; i=0
+        while [ -z "$W" ] && [ $i -lt 500 ]; do
+          W=$(python3 -c "import json,glob; d=json.load(open(glob.glob('$S/handoff-*.json')[0])); print([e['pid'] for e in d['entries'] if 'pid' in e][0])" 2>/dev/null)
+          i=$((i+1)); [ -z "$W" ] && sleep 0.01
+        done
+        kill -9 $F; wait $F; kill -9 $W
+        i=0; while [ -e /proc/$W ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+        echo $((W - 1)) > /proc/sys/kernel/ns_last_pid
+        sleep 1000 &
+        N=$!
+        [ "$N" = "$W" ] && echo reused=yes || echo "reused=no $N $W"
+        $B --reap --state-dir $S
+        echo reap_rc=$?
+        [ -e /proc/$N ] && echo alive=yes
+        kill $N
+    "#;
+    let mut fleet = pid1(&["--", "sh", "-c", script, "sh", state.to_str().unwrap(), BIN]).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    for line in ["reused=yes", "reap_rc=0", "alive=yes"] {
+        assert!(
+            fleet.output.iter().any(|l| l == line),
+            "{line}: {:?}",
+            fleet.output
+        );
+    }
+    let skipped = fleet.named("reap_skipped");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("pid reused: start time"));
+    assert!(fleet.named("reaped").is_empty());
+}
+
+#[test]
+fn entries_of_another_boot_are_never_signalled() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let mut victim = sleeper(&[]);
+    let pid = victim.id() as i32;
+    let entry = json!([{"worker": "old", "run": 1, "pid": pid, "start_time": start_time(pid), "cmdline": ["sleep", "1000"]}]);
+    write_handoff(
+        &state,
+        "handoff-999999-1.json",
+        &handoff_of(entry, "another-boot"),
+    );
+    let (code, fleet) = reap(&state);
+    assert_eq!(code, 0);
+    assert!(is_alive(pid));
+    let reason = fleet.named("reap_skipped")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("written under another boot id"),
+        "{reason}"
+    );
+    assert!(handoff_files(&state).is_empty());
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+#[test]
+fn protected_pids_are_skipped_with_a_reason() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    // The test process itself is an ancestor of the reaper: protected.
+    let me = std::process::id() as i32;
+    let cmdline: Vec<String> = read_to_string(Path::new("/proc/self/cmdline"))
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let entry = json!([{"worker": "me", "run": 1, "pid": me, "start_time": start_time(me), "cmdline": cmdline}]);
+    write_handoff(
+        &state,
+        "handoff-999999-1.json",
+        &handoff_of(entry, &boot_id()),
+    );
+    let (code, fleet) = reap(&state);
+    assert_eq!(code, 0);
+    let skipped = &fleet.named("reap_skipped")[0];
+    assert_eq!(skipped["reason"], "protected pid");
+    assert_eq!(skipped["pid"], me);
+}
+
+#[test]
+fn a_name_only_entry_is_resolved_through_the_environment() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let name = unique("ghost");
+    let mut ghost = sleeper(&[("FLEET_INIT_WORKER", &name)]);
+    let mut bystander = sleeper(&[("FLEET_INIT_WORKER", "someone-else")]);
+    let entry = json!([{"worker": name, "run": 1}]);
+    write_handoff(
+        &state,
+        "handoff-999999-1.json",
+        &handoff_of(entry, &boot_id()),
+    );
+    let (code, fleet) = reap(&state);
+    assert_eq!(code, 0);
+    let reaped = fleet.named("reaped");
+    assert_eq!(reaped.len(), 1);
+    assert_eq!(reaped[0]["pid"], ghost.id());
+    assert_eq!(reaped[0]["worker"], name.as_str());
+    assert!(ghost.wait().unwrap().signal().is_some());
+    assert!(is_alive(bystander.id() as i32));
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+}
+
+use std::os::unix::process::ExitStatusExt;
+
+#[test]
+fn a_corrupt_file_is_moved_aside_and_the_exit_is_1() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(state.join("handoff-5-5.json"), b"{\"version\": 1, \"entr").unwrap();
+    let (code, fleet) = reap(&state);
+    assert_eq!(code, 1);
+    let corrupt = &fleet.named("handoff_corrupt")[0];
+    let moved = corrupt["moved_to"].as_str().unwrap();
+    assert!(moved.contains("handoff-5-5.json.corrupt-"));
+    assert_eq!(
+        std::fs::read(moved).unwrap(),
+        b"{\"version\": 1, \"entr",
+        "kept, never deleted"
+    );
+    assert!(!state.join("handoff-5-5.json").exists());
+}
+
+#[test]
+fn files_someone_else_could_have_planted_are_refused() {
+    let dir = TempDir::new();
+    let mut victim = sleeper(&[]);
+    let pid = victim.id() as i32;
+    let entry = json!([{"worker": "x", "run": 1, "pid": pid, "start_time": start_time(pid), "cmdline": ["sleep", "1000"]}]);
+    let handoff = handoff_of(entry, &boot_id());
+    for (case, want) in [
+        ("symlink", "refused: a symlink"),
+        (
+            "world-writable",
+            "refused: writable by group or others (mode 666)",
+        ),
+        ("foreign", "refused: owned by uid 65534"),
+    ] {
+        let state = dir.path(case);
+        let real = write_handoff(&dir.0, &format!("{case}.json"), &handoff);
+        let path = state.join("handoff-999999-1.json");
+        std::fs::create_dir_all(&state).unwrap();
+        match case {
+            "symlink" => std::os::unix::fs::symlink(&real, &path).unwrap(),
+            "world-writable" => {
+                write_handoff(&state, "handoff-999999-1.json", &handoff);
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+            }
+            _ => {
+                write_handoff(&state, "handoff-999999-1.json", &handoff);
+                std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        let (code, fleet) = reap(&state);
+        assert_eq!(code, 1, "{case}");
+        let reason = fleet.named("reap_skipped")[0]["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(reason.starts_with(want), "{case}: {reason}");
+        assert!(is_alive(pid), "{case}: nothing killed");
+        assert!(
+            std::fs::symlink_metadata(&path).is_ok(),
+            "{case}: left in place"
+        );
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+/// A small tmpfs mounted for the test, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: PathBuf, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs (needs root)");
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_filesystem_keeps_the_old_entries_and_reports_the_failure() {
+    let dir = TempDir::new();
+    let disk = Tmpfs::mount(dir.path("tmpfs"), "size=64k,mode=0700");
+    let state = disk.0.clone();
+    let config = json!({"workers": [
+        {"name": "steady", "command": ["sleep", "1000"]},
+        {"name": "bouncer", "command": ["sh", "-c", "read line; exit 0"], "restart": "always"}
+    ]});
+    let file = dir.write("full.json", &config.to_string());
+    let mut fleet = subreaper(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--config",
+        file.to_str().unwrap(),
+    ])
+    .stdin(Stdio::piped())
+    .spawn();
+    fleet.wait_event("handoff_persisted");
+    assert!(eventually(BOUND, || recorded_pids(&state).len() == 2));
+    let before = recorded_pids(&state);
+    // Fill the filesystem.
+    let mut filler = std::fs::File::create(state.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    drop(filler);
+    // A restart of "bouncer" changes the registry: its write must fail and lose nothing.
+    let bouncer = fleet.wait_event_where("worker_started", |e| e["worker"] == "bouncer", BOUND)
+        ["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    // SAFETY: killing the worker this test started.
+    unsafe { libc::kill(bouncer, libc::SIGKILL) };
+    let failed = fleet.wait_event("handoff_persist_failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("No space left"),
+        "{failed}"
+    );
+    assert_eq!(
+        recorded_pids(&state),
+        before,
+        "the old durable entries survive"
+    );
+    std::fs::remove_file(state.join("filler")).unwrap();
+    // The next change is written again.
+    let bouncer = fleet.wait_nth("worker_started", 3, BOUND)["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    unsafe { libc::kill(bouncer, libc::SIGKILL) };
+    fleet.wait_nth("handoff_persisted", 2, BOUND);
+    assert_eq!(recorded_pids(&state).len(), 2);
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert!(
+        handoff_files(&state).is_empty(),
+        "nothing left, nothing recorded"
+    );
+}
+
+#[test]
+fn a_state_dir_that_cannot_exist_is_reported_once_and_the_container_runs() {
+    let mut fleet = subreaper(&[
+        "--state-dir",
+        "/proc/fleet-init-cannot-exist/state",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ])
+    .spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 3);
+    let failed = fleet.named("handoff_persist_failed");
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("running without a registry"));
+    assert_eq!(fleet.named("worker_exited")[0]["code"], 3);
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn an_abnormal_end_execs_reap_and_exits_with_the_intended_code() {
+    for (fault, want) in [("abend:42", 42), ("panic", 1)] {
+        let dir = TempDir::new();
+        let state = dir.path("state");
+        let (a, b) = (unique("a"), unique("b"));
+        let config = TREES.replace("tree-a", &a).replace("tree-b", &b);
+        let file = dir.write("trees.json", &config);
+        let mut fleet = subreaper(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .env("FLEET_INIT_FAULT", fault)
+        .spawn();
+        assert_eq!(fleet.wait_exit(BOUND), want, "{fault}");
+        let modes: Vec<&Value> = fleet
+            .named("init_started")
+            .iter()
+            .map(|e| &e["mode"])
+            .collect();
+        assert_eq!(
+            modes,
+            [&json!("config"), &json!("reap")],
+            "{fault}: same process execs --reap"
+        );
+        let pids: Vec<&Value> = fleet
+            .named("init_started")
+            .iter()
+            .map(|e| &e["pid"])
+            .collect();
+        assert_eq!(pids[0], pids[1], "{fault}: same PID");
+        assert_eq!(fleet.named("reap_complete")[0]["survivors"], 0);
+        assert!(
+            processes_of(&a).is_empty() && processes_of(&b).is_empty(),
+            "{fault}: orphans gone"
+        );
+    }
+}
