@@ -68,15 +68,17 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
             };
             supervise(plan, &options)
         }
-        Command::Config(path) => match config::parse::load_config(path) {
-            Ok(config) => run_config(config, &options),
-            Err(errors) => {
-                for error in &errors {
-                    eprintln!("fleet-init: {}: {error}", path.display());
+        Command::Config(path) => {
+            match config::parse::load_config_with_grace(path, options.grace_ms) {
+                Ok(config) => run_config(config, &options),
+                Err(errors) => {
+                    for error in &errors {
+                        eprintln!("fleet-init: {}: {error}", path.display());
+                    }
+                    2
                 }
-                2
             }
-        },
+        }
     }
 }
 
@@ -102,10 +104,8 @@ fn single_worker(single: &SingleOptions, options: &Options) -> WorkerSpec {
 }
 
 fn run_config(mut config: Config, options: &Options) -> i32 {
-    // Flags and environment variables override the file's global options.
-    if let Some(grace_ms) = options.grace_ms {
-        config.grace_ms = grace_ms;
-    }
+    // Flags and environment variables override the file's global options (the grace already
+    // while parsing, since it is the workers' default stop grace too).
     if options.is_state_dir_explicit {
         config.state_dir = options.state_dir.clone();
     }

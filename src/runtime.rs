@@ -16,6 +16,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
@@ -35,6 +36,8 @@ pub struct Runtime {
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
     registry: Registry,
+    /// Distinct processes SIGKILLed during the shutdown, for `shutdown_complete.killed`.
+    killed_pids: BTreeSet<i32>,
     /// Set by the test-only fault injection: end as if something went badly wrong.
     abnormal_end: Option<i32>,
 }
@@ -71,6 +74,7 @@ impl Runtime {
             oom_counter: OomCounter::locate(),
             scan_of_turn: None,
             registry,
+            killed_pids: BTreeSet::new(),
             abnormal_end: None,
         }
     }
@@ -214,7 +218,7 @@ impl Runtime {
             }
             Action::KillAll => {
                 let killed = self.signal_others(libc::SIGKILL, &[]);
-                self.supervisor.note_killed(killed);
+                self.note_killed(killed);
             }
             Action::Exit { code } => self.exit_code = Some(code),
             Action::Released { pid } => self.registry.forget_pid(pid),
@@ -277,22 +281,32 @@ impl Runtime {
             return;
         }
         let table = procscan::scan(Path::new(PROC));
-        let count = table
+        let pids = table
             .iter()
             .filter(|p| !p.is_zombie() && is_target(p))
-            .count();
-        self.supervisor.note_killed(count);
+            .map(|p| p.pid)
+            .collect();
+        self.note_killed(pids);
     }
 
-    /// Signals every process left but the spared groups; returns how many were signalled.
-    fn signal_others(&self, signal: i32, spare_groups: &[i32]) -> usize {
+    /// A process hit by several SIGKILLs (its group's, its own, the final one) counts once.
+    fn note_killed(&mut self, pids: Vec<i32>) {
+        if !self.supervisor.is_shutting_down() {
+            return;
+        }
+        self.killed_pids.extend(pids);
+        self.supervisor.set_killed(self.killed_pids.len());
+    }
+
+    /// Signals every process left but the spared groups; returns the pids signalled.
+    fn signal_others(&self, signal: i32, spare_groups: &[i32]) -> Vec<i32> {
         let table = procscan::scan(Path::new(PROC));
         let targets = leftovers::targets(&table, self.scope, spare_groups);
         for pid in &targets {
             // Pids come from a scan made just now; a process that exited since is ESRCH.
             signal_process(*pid, signal);
         }
-        targets.len()
+        targets
     }
 }
 

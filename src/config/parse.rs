@@ -72,6 +72,16 @@ pub fn parse_config(
     text: &str,
     resolve_user: &dyn Fn(&str) -> Option<UserSpec>,
 ) -> Result<Config, Vec<ConfigError>> {
+    parse_config_with_grace(text, resolve_user, None)
+}
+
+/// As `parse_config`, with `--grace-ms` / FLEET_INIT_GRACE_MS standing in for the file's
+/// `grace_ms`, so that it is also the default of every worker's `stop_grace_ms`.
+pub fn parse_config_with_grace(
+    text: &str,
+    resolve_user: &dyn Fn(&str) -> Option<UserSpec>,
+    grace_override: Option<u64>,
+) -> Result<Config, Vec<ConfigError>> {
     let StrictValue(value) =
         serde_json::from_str(text).map_err(|error| vec![json_syntax_error(&error)])?;
     let Value::Object(top) = value else {
@@ -95,9 +105,8 @@ pub fn parse_config(
         Some(path) => PathBuf::from(path),
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
-    let grace_ms = checker
-        .integer(&top, "grace_ms", 0, MAX_MS)
-        .unwrap_or(DEFAULT_GRACE_MS);
+    let file_grace_ms = checker.integer(&top, "grace_ms", 0, MAX_MS);
+    let grace_ms = grace_override.or(file_grace_ms).unwrap_or(DEFAULT_GRACE_MS);
     let protected_pids = parse_protected_pids(&mut checker, &top);
     let workers = parse_workers(&mut checker, &top, grace_ms, resolve_user);
     if errors.is_empty() {
@@ -435,8 +444,16 @@ fn parse_stop_signal(checker: &mut Checker<'_>, value: Option<&Value>) -> Option
 
 /// Reads and validates the config file at `path`, resolving users from this system.
 pub fn load_config(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    load_config_with_grace(path, None)
+}
+
+/// `load_config` with the command line's (or environment's) grace override.
+pub fn load_config_with_grace(
+    path: &Path,
+    grace_override: Option<u64>,
+) -> Result<Config, Vec<ConfigError>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_config(&text, &resolve_user_from_system),
+        Ok(text) => parse_config_with_grace(&text, &resolve_user_from_system, grace_override),
         Err(error) => Err(vec![ConfigError {
             worker: None,
             key: None,
@@ -597,6 +614,14 @@ mod tests {
             {"name": "a", "command": ["a"]}, {"name": "b", "command": ["b"], "stop_grace_ms": 900}]}"#;
         let config = parse(text).expect("valid config");
         let graces: Vec<u64> = config.workers.iter().map(|w| w.stop_grace_ms).collect();
+        let overridden = parse_config_with_grace(text, &test_users, Some(400)).unwrap();
+        assert_eq!(overridden.grace_ms, 400);
+        let overridden: Vec<u64> = overridden.workers.iter().map(|w| w.stop_grace_ms).collect();
+        assert_eq!(
+            overridden,
+            [400, 900],
+            "the override is the default, not the explicit value"
+        );
         assert_eq!(graces, [2500, 900]);
     }
 

@@ -170,10 +170,11 @@ impl Supervisor {
         workers.chain(shutdown).min()
     }
 
-    /// Counts processes the runtime SIGKILLed for `KillAll`, for `shutdown_complete.killed`.
-    pub fn note_killed(&mut self, count: usize) {
+    /// How many distinct processes the runtime has SIGKILLed since the shutdown began, for
+    /// `shutdown_complete.killed`.
+    pub fn set_killed(&mut self, count: usize) {
         if let Some(shutdown) = self.shutdown.as_mut() {
-            shutdown.killed = shutdown.killed.saturating_add(count);
+            shutdown.killed = count;
         }
     }
 
