@@ -1,7 +1,9 @@
-//! Who is left to signal at shutdown: every process in the PID namespace (as PID 1) or below
-//! fleet-init (as subreaper), except fleet-init, zombies and the spared worker groups.
+//! Who is left to signal: at shutdown, every process in the PID namespace (as PID 1) or below
+//! fleet-init (as subreaper), except fleet-init, zombies and the spared worker groups; after a
+//! worker's death, the processes of it that escaped its process group.
 
-use crate::procscan::{descendants, ProcStat};
+use crate::procscan::{self, descendants, ProcStat};
+use std::path::Path;
 
 /// Where fleet-init stands, which decides what "every other process" means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +25,33 @@ pub fn targets(table: &[ProcStat], scope: Scope, spare_groups: &[i32]) -> Vec<i3
         .filter_map(|pid| table.iter().find(|p| p.pid == pid))
         .filter(|p| !p.is_zombie() && !spare_groups.contains(&p.pgrp))
         .map(|p| p.pid)
+        .collect()
+}
+
+/// A dead worker's processes that left its group (setsid'd, daemonized): when its main
+/// process died they were reparented to fleet-init, and they still carry
+/// `FLEET_INIT_WORKER`. Costs one read of fleet-init's children list when nobody escaped.
+pub fn escaped(proc_root: &Path, self_pid: i32, worker: &str, mains: &[i32]) -> Vec<i32> {
+    let path = proc_root.join(format!("{self_pid}/task/{self_pid}/children"));
+    let Ok(children) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<i32>().ok())
+        .filter(|pid| !mains.contains(pid))
+        .filter(|pid| {
+            procscan::read_environ_value(proc_root, *pid, "FLEET_INIT_WORKER")
+                .found()
+                .flatten()
+                .as_deref()
+                == Some(worker)
+        })
+        .filter(|pid| {
+            procscan::read_stat(proc_root, *pid)
+                .found()
+                .is_some_and(|stat| !stat.is_zombie())
+        })
         .collect()
 }
 

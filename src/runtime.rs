@@ -36,6 +36,8 @@ pub struct Runtime {
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
     registry: Registry,
+    /// Escaped leftovers of draining workers already sent their stop signal.
+    stopped_leftovers: BTreeSet<i32>,
     /// Distinct processes SIGKILLed during the shutdown, for `shutdown_complete.killed`.
     killed_pids: BTreeSet<i32>,
     /// Set by the test-only fault injection: end as if something went badly wrong.
@@ -75,6 +77,7 @@ impl Runtime {
             scan_of_turn: None,
             registry,
             killed_pids: BTreeSet::new(),
+            stopped_leftovers: BTreeSet::new(),
             abnormal_end: None,
         }
     }
@@ -125,13 +128,19 @@ impl Runtime {
                 did_act |= self.feed(Input::OomKills(count));
             }
         }
+        for (pid, _) in &reaped.exits {
+            self.stopped_leftovers.remove(pid);
+        }
         for (pid, exit) in reaped.exits {
             did_act |= self.feed(Input::Exited { pid, exit });
         }
         did_act |= self.feed(Input::Tick);
         for (worker, pgid) in self.supervisor.draining_groups() {
-            if is_group_empty(pgid) {
+            let leftovers = self.escaped_leftovers(worker);
+            if leftovers.is_empty() && is_group_empty(pgid) {
                 did_act |= self.feed(Input::GroupEmpty { worker });
+            } else {
+                self.stop_leftovers(worker, &leftovers);
             }
         }
         if !reaped.has_children && !self.has_spawned_since_reap {
@@ -207,6 +216,7 @@ impl Runtime {
             Action::SignalGroup { pgid, signal } => {
                 if signal == libc::SIGKILL {
                     self.count_killed(|p| p.pgrp == pgid);
+                    self.kill_leftovers_of_group(pgid);
                 }
                 signal_group(pgid, signal);
             }
@@ -296,6 +306,38 @@ impl Runtime {
         }
         self.killed_pids.extend(pids);
         self.supervisor.set_killed(self.killed_pids.len());
+    }
+
+    /// The grace of a draining worker is over: its escaped leftovers go with its group.
+    fn kill_leftovers_of_group(&mut self, pgid: i32) {
+        let draining = self.supervisor.draining_groups();
+        let Some((worker, _)) = draining.iter().find(|(_, group)| *group == pgid) else {
+            return;
+        };
+        for pid in self.escaped_leftovers(*worker) {
+            signal_process(pid, libc::SIGKILL);
+        }
+    }
+
+    fn escaped_leftovers(&self, worker: usize) -> Vec<i32> {
+        let Some(spec) = self.supervisor.spec(worker) else {
+            return Vec::new();
+        };
+        let mains = self.supervisor.running_pids();
+        leftovers::escaped(Path::new(PROC), self.scope.self_pid, &spec.name, &mains)
+    }
+
+    /// The stop signal once for each escaped leftover; SIGKILL comes with the group's. They are
+    /// our unreaped children, so their pids cannot have been reused.
+    fn stop_leftovers(&mut self, worker: usize, leftovers: &[i32]) {
+        let Some(signal) = self.supervisor.spec(worker).map(|spec| spec.stop_signal) else {
+            return;
+        };
+        for pid in leftovers {
+            if self.stopped_leftovers.insert(*pid) {
+                signal_process(*pid, signal);
+            }
+        }
     }
 
     /// Signals every process left but the spared groups; returns the pids signalled.

@@ -334,3 +334,31 @@ fn version_and_help() {
     assert_eq!(fleet.wait_exit(BOUND), 0);
     assert!(fleet.output.iter().any(|l| l.contains("--grace-ms")));
 }
+
+#[test]
+fn a_setsid_escapee_of_a_dead_child_is_stopped_before_the_restart() {
+    let dir = TempDir::new();
+    let pids = dir.path("escapees");
+    let script = format!("setsid sleep 1000 & echo $! >> {}; exit 0", pids.display());
+    let mut fleet = pid1(&["--restart", "always", "--", "sh", "-c", &script]).spawn();
+    let second = fleet.wait_nth("worker_started", 2, BOUND);
+    assert_eq!(second["run"], 2);
+    // The first run's escapee was stopped before run 2 started: its pid is not alive now,
+    // and the /proc of the namespace is the one fleet-init sees.
+    let escapee: i32 = read_to_string(&pids)
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let alive_in_namespace =
+        std::fs::read_to_string(format!("/proc/{}/root/proc/{escapee}/stat", fleet.pid))
+            .map(|stat| !stat.contains(") Z "))
+            .unwrap_or(false);
+    assert!(
+        !alive_in_namespace,
+        "escapee {escapee} of run 1 outlived it"
+    );
+    fleet.signal(libc::SIGTERM);
+    fleet.wait_exit(BOUND);
+}

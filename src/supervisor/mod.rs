@@ -157,6 +157,14 @@ impl Supervisor {
             .collect()
     }
 
+    /// The main pids of the running workers.
+    pub fn running_pids(&self) -> Vec<i32> {
+        self.workers
+            .iter()
+            .filter_map(Worker::running_pid)
+            .collect()
+    }
+
     /// The earliest deadline of any worker or of the shutdown; `None`: sleep until a signal.
     pub fn next_deadline(&self) -> Option<Millis> {
         let workers = self.workers.iter().filter_map(|w| {
