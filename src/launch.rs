@@ -175,7 +175,11 @@ fn open_registry(plan: &Plan) -> Registry {
     let proc_root = Path::new("/proc");
     let protected = reap::protected_pids(&plan.protected_pids, proc_root);
     let grace = Duration::from_millis(plan.grace_ms);
-    reap::reap(&plan.state_dir, None, grace, &protected, true);
+    if procscan::is_own_namespace(proc_root) {
+        reap::reap(&plan.state_dir, None, grace, &protected, true);
+    } else {
+        warn_foreign_proc();
+    }
     let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     let start_time = procscan::read_stat(proc_root, self_pid)
         .found()
@@ -208,6 +212,10 @@ fn reap_mode(options: &Options) -> i32 {
             .with("mode", "reap")
             .with("version", VERSION),
     );
+    if !procscan::is_own_namespace(Path::new("/proc")) {
+        warn_foreign_proc();
+        return 1;
+    }
     let protected = reap::protected_pids(&[], Path::new("/proc"));
     let grace = Duration::from_millis(options.grace_ms_or_default());
     let report = reap::reap(&options.state_dir, None, grace, &protected, false);
@@ -218,6 +226,15 @@ fn reap_mode(options: &Options) -> i32 {
         Some(code) => code,
         None => report.exit_code(),
     }
+}
+
+/// Without its own /proc, no recorded pid can be checked: nothing is reaped, the watchdog does
+/// not sample, and only kill(-1) reaches the rest of the namespace.
+fn warn_foreign_proc() {
+    events::emit(
+        &Event::error("reap_skipped")
+            .with("reason", "/proc is not this PID namespace's (mount a fresh proc): nothing can be verified, nothing is reaped"),
+    );
 }
 
 const REAP_EXIT_CODE_VAR: &str = "FLEET_INIT_REAP_EXIT_CODE";

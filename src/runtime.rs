@@ -36,6 +36,8 @@ pub struct Runtime {
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
     registry: Registry,
+    /// /proc/self names this process: the scans see this PID namespace.
+    is_proc_ours: bool,
     /// Escaped leftovers of draining workers already sent their stop signal.
     stopped_leftovers: BTreeSet<i32>,
     /// Distinct processes SIGKILLed during the shutdown, for `shutdown_complete.killed`.
@@ -78,6 +80,7 @@ impl Runtime {
             registry,
             killed_pids: BTreeSet::new(),
             stopped_leftovers: BTreeSet::new(),
+            is_proc_ours: procscan::is_own_namespace(Path::new(PROC)),
             abnormal_end: None,
         }
     }
@@ -232,6 +235,8 @@ impl Runtime {
             }
             Action::Exit { code } => self.exit_code = Some(code),
             Action::Released { pid } => self.registry.forget_pid(pid),
+            // A foreign /proc would give a stranger's memory: no reading, no action.
+            Action::SampleMemory { .. } if !self.is_proc_ours => {}
             Action::SampleMemory { worker, pid } => {
                 let table = self
                     .scan_of_turn
@@ -263,6 +268,7 @@ impl Runtime {
                 self.has_spawned_since_reap = true;
                 let start_time = procscan::read_stat(Path::new(PROC), pid)
                     .found()
+                    .filter(|_| self.is_proc_ours)
                     .map(|stat| stat.start_time);
                 self.registry
                     .set_pid(&spec.name, run, pid, start_time, &spec.command);
@@ -287,7 +293,7 @@ impl Runtime {
     /// Counts the live processes a SIGKILL is about to hit, for `shutdown_complete.killed`.
     /// Only then is /proc scanned: a SIGKILL is rare and the figure is worth the scan.
     fn count_killed(&mut self, is_target: impl Fn(&procscan::ProcStat) -> bool) {
-        if !self.supervisor.is_shutting_down() {
+        if !self.supervisor.is_shutting_down() || !self.is_proc_ours {
             return;
         }
         let table = procscan::scan(Path::new(PROC));
@@ -320,6 +326,9 @@ impl Runtime {
     }
 
     fn escaped_leftovers(&self, worker: usize) -> Vec<i32> {
+        if !self.is_proc_ours {
+            return Vec::new();
+        }
         let Some(spec) = self.supervisor.spec(worker) else {
             return Vec::new();
         };
@@ -341,12 +350,24 @@ impl Runtime {
     }
 
     /// Signals every process left but the spared groups; returns the pids signalled.
+    ///
+    /// As PID 1 with a /proc that is not this namespace's, the scan would name strangers: the
+    /// kernel's kill(-1) (every process of the namespace but init) is used instead. As PID 1,
+    /// SIGKILL also goes through kill(-1), which misses nothing forked since the scan.
     fn signal_others(&self, signal: i32, spare_groups: &[i32]) -> Vec<i32> {
+        if self.scope.is_pid1 && !self.is_proc_ours {
+            log::warn!("/proc is not this PID namespace's: signalling with kill(-1)");
+            signal_process_raw(-1, signal);
+            return Vec::new();
+        }
         let table = procscan::scan(Path::new(PROC));
         let targets = leftovers::targets(&table, self.scope, spare_groups);
         for pid in &targets {
             // Pids come from a scan made just now; a process that exited since is ESRCH.
             signal_process(*pid, signal);
+        }
+        if self.scope.is_pid1 && signal == libc::SIGKILL {
+            signal_process_raw(-1, signal);
         }
         targets
     }
@@ -367,6 +388,11 @@ fn signal_process(pid: i32, signal: i32) {
     if pid <= 0 {
         return;
     }
+    signal_process_raw(pid, signal);
+}
+
+/// Also for pid -1 (every process the caller may signal; as PID 1, its namespace).
+fn signal_process_raw(pid: i32, signal: i32) {
     match raw_kill(pid, signal) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(errno) => log::warn!("kill({pid}, {}) failed: {errno}", signals::name(signal)),

@@ -362,3 +362,43 @@ fn a_setsid_escapee_of_a_dead_child_is_stopped_before_the_restart() {
     fleet.signal(libc::SIGTERM);
     fleet.wait_exit(BOUND);
 }
+
+#[test]
+fn as_pid1_without_its_own_proc_nothing_foreign_is_read_or_signalled() {
+    // `unshare --pid --fork` without --mount-proc: /proc shows the parent namespace.
+    let dir = TempDir::new();
+    let output = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "unshare",
+            "--pid",
+            "--fork",
+            BIN,
+            "--grace-ms",
+            "200",
+            "--state-dir",
+        ])
+        .arg(dir.path("state"))
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; sleep 0.2; kill -TERM 1; sleep 10",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(137),
+        "SIGKILLed at the grace through kill(-1)"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("/proc is not this PID namespace's"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\"event\":\"shutdown_complete\""),
+        "{stdout}"
+    );
+}

@@ -129,6 +129,14 @@ pub fn read_environ_value(proc_root: &Path, pid: i32, key: &str) -> Lookup<Optio
 
 /// This boot's id, from `proc_root/sys/kernel/random/boot_id`, trimmed; `None` when missing
 /// or empty (handoff entries then cannot be matched to a boot and are never signalled).
+/// Whether `proc_root` shows this process's PID namespace: its `self` names our own pid.
+/// PID 1 started without its own /proc mount sees its parent namespace's processes there,
+/// and no pid read from it may be acted on.
+pub fn is_own_namespace(proc_root: &Path) -> bool {
+    let own = std::process::id().to_string();
+    std::fs::read_link(proc_root.join("self")).is_ok_and(|link| link.as_os_str() == own.as_str())
+}
+
 pub fn read_boot_id(proc_root: &Path) -> Option<String> {
     let path = proc_root.join("sys/kernel/random/boot_id");
     match std::fs::read_to_string(&path) {
