@@ -21,6 +21,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs fleet-init with the given arguments (program name excluded); returns the exit code.
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
+    // sent before the handlers exist waits here instead of being lost.
+    set_signal_mask(true);
     let options = match cli::args_from_os(args)
         .and_then(|args| cli::parse(&args, &|key| std::env::var(key).ok()))
     {
@@ -133,7 +136,6 @@ struct Plan {
 }
 
 fn supervise(plan: Plan, options: &Options) -> i32 {
-    unblock_all_signals();
     let pid = std::process::id();
     if pid != 1 {
         become_subreaper();
@@ -145,6 +147,9 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
             return 2;
         }
     };
+    // Whatever arrived meanwhile is delivered now, to the recording handlers; and a mask
+    // inherited from whoever started fleet-init is gone.
+    set_signal_mask(false);
     events::emit(
         &Event::info("init_started")
             .with("pid", pid)
@@ -201,7 +206,7 @@ fn open_registry(plan: &Plan) -> Registry {
 /// After an abnormal end, FLEET_INIT_REAP_EXIT_CODE carries the code fleet-init meant to exit
 /// with.
 fn reap_mode(options: &Options) -> i32 {
-    unblock_all_signals();
+    set_signal_mask(false);
     let pid = std::process::id();
     if pid != 1 {
         become_subreaper();
@@ -256,13 +261,18 @@ fn exec_reap(state_dir: &Path, grace_ms: u64, code: i32) -> i32 {
     code
 }
 
-/// A mask inherited from whoever started fleet-init would keep SIGTERM from ever arriving.
-fn unblock_all_signals() {
-    // SAFETY: sigset_t is plain data; sigemptyset and pthread_sigmask write only those sets.
+/// Blocks every signal, or unblocks every signal.
+fn set_signal_mask(is_blocked: bool) {
+    // SAFETY: sigset_t is plain data; sigfillset/sigemptyset and pthread_sigmask write only
+    // those sets.
     unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if is_blocked {
+            libc::sigfillset(&mut set);
+        } else {
+            libc::sigemptyset(&mut set);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
 

@@ -581,11 +581,15 @@ fn on_max_crashes_stop_keeps_the_other_workers_running() {
         (json!("crasher"), json!(10), json!(10))
     );
     fleet.wait_output("ready-steady", BOUND);
-    // Ten failed spawns left no descriptor behind: the signal wake-up pipe's two ends only.
-    let fds = own_fds(fleet.pid);
+    // Ten failed spawns left no descriptor behind: the signal wake-up pipe's two ends only,
+    // once a registry write that may be under way (its temp file) has finished.
+    let only_the_wake_pipe = |fds: &[(String, String)]| {
+        fds.len() <= 2 && fds.iter().all(|(_, target)| target.starts_with("pipe:"))
+    };
     assert!(
-        fds.len() <= 2 && fds.iter().all(|(_, target)| target.starts_with("pipe:")),
-        "fleet-init's descriptors: {fds:?}"
+        eventually(BOUND, || only_the_wake_pipe(&own_fds(fleet.pid))),
+        "fleet-init's descriptors: {:?}",
+        own_fds(fleet.pid)
     );
 
     fleet.signal(libc::SIGUSR1);
