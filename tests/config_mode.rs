@@ -10,23 +10,6 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
 
-/// Writes `config` to `config.json` in `dir` and starts fleet-init on it.
-fn start(dir: &TempDir, config: &Value, as_pid1: bool) -> Fleet {
-    let path = dir.write("config.json", &config.to_string());
-    let path = path.to_str().unwrap();
-    let args = ["--config", path];
-    if as_pid1 {
-        pid1(&args).spawn()
-    } else {
-        subreaper(&args).spawn()
-    }
-}
-
-/// `["sh", "-c", script]`.
-fn sh(script: &str) -> Value {
-    json!(["sh", "-c", script])
-}
-
 /// `["sh", file]` for a script written to `dir`.
 fn sh_file(dir: &TempDir, name: &str, script: &str) -> Value {
     let path = dir.write(name, script);
@@ -152,7 +135,7 @@ fn five_workers_restart_by_their_policies_and_a_failed_one_makes_exit_1() {
              "backoff_initial_ms": 10},
         ]
     });
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     assert_eq!(fleet.wait_exit(BOUND), 1, "a worker finished failed");
 
     let init = &fleet.named("init_started")[0];
@@ -243,7 +226,7 @@ fn workers_that_all_finish_cleanly_make_exit_0() {
             {"name": "on-failure-clean", "command": ["true"], "restart": "on-failure"},
         ]
     });
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     assert_eq!(fleet.wait_exit(BOUND), 0);
     assert_eq!(
         trace(&fleet, "never-clean"),
@@ -293,7 +276,7 @@ fn sighup_reaches_every_workers_process_group() {
         .iter()
         .map(|name| json!({"name": name, "command": command}))
         .collect();
-    let mut fleet = start(&dir, &json!({"grace_ms": 5000, "workers": workers}), true);
+    let mut fleet = start_config(&dir, &json!({"grace_ms": 5000, "workers": workers}), true);
     for name in names {
         fleet.wait_output(&format!("ready-main-{name}"), BOUND);
         fleet.wait_output(&format!("ready-child-{name}"), BOUND);
@@ -363,7 +346,7 @@ fn signal_target_process_spares_the_workers_children() {
             {"name": "group", "command": command},
         ]
     });
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     for name in ["process", "group"] {
         fleet.wait_output(&format!("ready-main-{name}"), BOUND);
         fleet.wait_output(&format!("ready-child-{name}"), BOUND);
@@ -413,7 +396,7 @@ fn a_missing_binary_is_spawn_failed_and_trips_max_crashes() {
              "backoff_initial_ms": 10},
         ]
     });
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     assert_eq!(fleet.wait_exit(BOUND), 1);
     let failed = "spawn_failed exec /nonexistent/ghost: No such file or directory";
     assert_eq!(
@@ -471,7 +454,7 @@ fn on_max_crashes_shutdown_stops_everything(as_pid1: bool) {
              "backoff_initial_ms": 10, "on_max_crashes": "shutdown"},
         ]
     });
-    let mut fleet = start(&dir, &config, as_pid1);
+    let mut fleet = start_config(&dir, &config, as_pid1);
     assert_eq!(fleet.wait_exit(BOUND), 1, "as_pid1={as_pid1}");
     assert_eq!(
         trace(&fleet, "crasher"),
@@ -570,7 +553,7 @@ fn on_max_crashes_stop_keeps_the_other_workers_running() {
             {"name": "steady", "command": sh(steady)},
         ]
     });
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     let tripped = fleet.wait_event("max_crashes_exceeded");
     assert_eq!(
         (
@@ -746,7 +729,7 @@ fn a_dead_workers_leftover_child_is_stopped_before_the_restart() {
              "backoff_initial_ms": 10},
         ]
     });
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     fleet.wait_output("deaf-old-child=", BOUND);
     fleet.wait_output("polite-old-child=", BOUND);
     assert_eq!(
@@ -891,7 +874,7 @@ fn a_bad_config_exits_2_and_starts_nothing() {
 #[test]
 fn config_mode_runs_as_a_subreaper_too() {
     let dir = TempDir::new();
-    let mut fleet = start(
+    let mut fleet = start_config(
         &dir,
         &json!({"workers": [{"name": "once", "command": ["true"], "restart": "never"}]}),
         false,
@@ -934,7 +917,7 @@ fn the_specs_max_crashes_example_trips_at_the_ninth_exit() {
         {"name": "alternating", "command": command, "max_crashes": 5,
          "backoff_initial_ms": 1, "backoff_max_ms": 100},
     ]});
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     assert_eq!(fleet.wait_exit(BOUND), 1);
     let mut want = Vec::new();
     for run in 1..=9u32 {
@@ -966,7 +949,7 @@ fn a_stable_run_resets_the_crash_count() {
         {"name": "resets", "command": command, "max_crashes": 3, "stable_run_ms": 300,
          "backoff_initial_ms": 10},
     ]});
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     assert_eq!(fleet.wait_exit(BOUND), 1);
     assert_eq!(
         trace(&fleet, "resets"),
@@ -999,7 +982,7 @@ fn clean_restarts_past_the_budget_warn_once_and_back_off_but_never_trip() {
         {"name": "eager", "command": ["true"], "max_crashes": 1, "clean_restart_budget": 2,
          "clean_restart_window_ms": 60000, "backoff_initial_ms": 10, "backoff_max_ms": 40},
     ]});
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     fleet.wait_event_where("worker_started", |e| e["run"] == 7, BOUND);
     fleet.signal(libc::SIGTERM);
     assert_eq!(fleet.wait_exit(BOUND), 0);
@@ -1047,7 +1030,7 @@ exit 3
         {"name": "leaky", "command": sh_file(&dir, "leaky.sh", &script),
          "backoff_initial_ms": 10},
     ]});
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     fleet.wait_output("old-escapee=", BOUND);
     let verdict = fleet
         .output

@@ -9,26 +9,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Writes `config` to `config.json` in `dir` and starts fleet-init on it.
-fn start(dir: &TempDir, config: &Value, as_pid1: bool) -> Fleet {
-    let path = dir.write("config.json", &config.to_string());
-    start_file(path.to_str().unwrap(), as_pid1)
-}
-
-fn start_file(path: &str, as_pid1: bool) -> Fleet {
-    let args = ["--config", path];
-    if as_pid1 {
-        pid1(&args).spawn()
-    } else {
-        subreaper(&args).spawn()
-    }
-}
-
-/// `["sh", "-c", script]`.
-fn sh(script: &str) -> Value {
-    json!(["sh", "-c", script])
-}
-
 fn mode(as_pid1: bool) -> &'static str {
     if as_pid1 {
         "as PID 1"
@@ -118,7 +98,7 @@ fn five_cooperative_workers_stop_long_before_the_grace() {
         .iter()
         .map(|name| json!({"name": name, "command": sh(script)}))
         .collect();
-    let mut fleet = start(&dir, &json!({"grace_ms": 8000, "workers": workers}), true);
+    let mut fleet = start_config(&dir, &json!({"grace_ms": 8000, "workers": workers}), true);
     for name in names {
         fleet.wait_output(&format!("ready-{name}"), BOUND);
     }
@@ -167,7 +147,7 @@ fn stubborn_and_escapee_are_killed_when_the_grace_ends(as_pid1: bool) {
             {"name": "runaway", "command": sh(&runaway)},
         ]
     });
-    let mut fleet = start(&dir, &config, as_pid1);
+    let mut fleet = start_config(&dir, &config, as_pid1);
     fleet.wait_output("ready-deaf", BOUND);
     fleet.wait_output("ready-runaway", BOUND);
     let escapee = pid_from_file(&escapee_file);
@@ -261,7 +241,7 @@ fn grandchildren_finish_their_term_handlers(as_pid1: bool) {
         "grace_ms": 5000,
         "workers": [{"name": "parent", "command": sh(&main)}]
     });
-    let mut fleet = start(&dir, &config, as_pid1);
+    let mut fleet = start_config(&dir, &config, as_pid1);
     fleet.wait_output("ready", BOUND);
     fleet.signal(libc::SIGTERM);
     assert_eq!(fleet.wait_exit(BOUND), 0, "{}", mode(as_pid1));
@@ -349,7 +329,7 @@ fn stress_200_random_sigterms_leave_nothing_behind() {
             "run {run} {} jitter {jitter_us} us seed {seed}",
             mode(as_pid1)
         );
-        let mut fleet = start_file(path, as_pid1);
+        let mut fleet = start_config_file(path, as_pid1);
         // Handlers are installed before init_started; a SIGTERM before that would be the
         // kernel's business (PID 1 ignores signals it has no handler for), not fleet-init's.
         fleet.wait_event("init_started");
@@ -401,7 +381,7 @@ fn stop_signal_is_what_workers_get_and_sigint_shuts_down_too() {
         {"name": "polite", "command": sh(polite), "stop_signal": "SIGUSR1"},
         {"name": "plain", "command": sh("echo ready-plain; exec sleep 1000")},
     ]});
-    let mut fleet = start(&dir, &config, true);
+    let mut fleet = start_config(&dir, &config, true);
     fleet.wait_output("ready-polite", BOUND);
     fleet.wait_output("ready-plain", BOUND);
     fleet.signal(libc::SIGINT);

@@ -258,11 +258,7 @@ fn idle_means_no_wake_ups() {
     let mut fleet = pid1(&["--", "sh", "-c", "echo ready; exec sleep 30"]).spawn();
     fleet.wait_output("ready", BOUND);
     fleet.wait_event("worker_started");
-    let switches = || {
-        status_field(fleet.pid, "voluntary_ctxt_switches")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap()
-    };
+    let switches = || wake_ups(fleet.pid);
     // Let start-up settle (the exec of sleep sends nothing to fleet-init).
     std::thread::sleep(Duration::from_millis(200));
     let before = switches();

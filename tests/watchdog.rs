@@ -156,11 +156,7 @@ fn no_limit_means_no_sampling_wake_ups() {
     let file = dir.write("config.json", &config.to_string());
     let mut fleet = pid1(&["--config", file.to_str().unwrap()]).spawn();
     fleet.wait_event("worker_started");
-    let switches = || {
-        status_field(fleet.pid, "voluntary_ctxt_switches")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap()
-    };
+    let switches = || wake_ups(fleet.pid);
     std::thread::sleep(Duration::from_millis(200));
     let before = switches();
     std::thread::sleep(Duration::from_millis(1500));

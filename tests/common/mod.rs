@@ -411,6 +411,33 @@ pub fn eventually(timeout: Duration, condition: impl Fn() -> bool) -> bool {
     }
 }
 
+/// Writes `config` to `config.json` in `dir` and starts fleet-init on it.
+pub fn start_config(dir: &TempDir, config: &Value, as_pid1: bool) -> Fleet {
+    let path = dir.write("config.json", &config.to_string());
+    start_config_file(path.to_str().unwrap(), as_pid1)
+}
+
+pub fn start_config_file(path: &str, as_pid1: bool) -> Fleet {
+    let args = ["--config", path];
+    if as_pid1 {
+        pid1(&args).spawn()
+    } else {
+        subreaper(&args).spawn()
+    }
+}
+
+/// `["sh", "-c", script]`.
+pub fn sh(script: &str) -> Value {
+    serde_json::json!(["sh", "-c", script])
+}
+
+/// How often the process has slept and been woken: `voluntary_ctxt_switches`.
+pub fn wake_ups(pid: i32) -> u64 {
+    status_field(pid, "voluntary_ctxt_switches")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no voluntary_ctxt_switches for {pid}"))
+}
+
 pub fn read_to_string(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
