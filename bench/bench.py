@@ -899,9 +899,35 @@ class Bench:
             self._restart_run(fleet, "clean", 0, self.p["clean_window_s"])
         for rep in range(self.p["crash_reps"]):
             self._restart_run(fleet, "crash", 1, self.p["crash_window_s"])
-        for label in ("memory watchdog: cost of one sample", "--reap: time to reap orphans "
-                      "of a previous generation"):
-            self.results.add(key, label, FLEET, "not built yet", kind="cat")
+        self._tree_figures(fleet)
+
+    def _tree_figures(self, fleet):
+        """Watchdog sample cost and --reap of a 1,000-process tree (examples/tree_bench.rs)."""
+        key = "fleet"
+        tool = os.path.join(ROOT, "target", "release", "examples", "tree_bench")
+        if not os.path.exists(tool):
+            for label in ("memory watchdog: one sample over a 1,000-process tree (ms)",
+                          "--reap of a recorded 1,000-process orphan tree (ms)"):
+                self.results.add(key, label, FLEET, "tree_bench not built", kind="cat")
+            return
+        reps = 1 if self.p["idle_reps"] == 1 else 3
+        for rep in range(reps):
+            out = subprocess.run([tool, "sample", "1000", "20"], capture_output=True,
+                                 text=True, timeout=120).stdout
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    row = json.loads(line)
+                    for us in row["samples_us"]:
+                        self.results.add(key, "memory watchdog: one sample over a 1,000-process "
+                                         "tree (ms)", FLEET, us / 1000.0)
+            out = subprocess.run([tool, "reap", "1000", fleet.binary], capture_output=True,
+                                 text=True, timeout=120).stdout
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    row = json.loads(line)
+                    self.results.add(key, "--reap of a recorded 1,000-process orphan tree (ms)",
+                                     FLEET, row["ms"])
+                    self.results.add(key, "--reap survivors (of 1,000)", FLEET, row["survivors"])
 
     def _restart_run(self, fleet, mode, code, window):
         key = "fleet"

@@ -32,7 +32,7 @@ fi
 # bench starts its own, so nothing else is needed here.
 
 # 2. fleet-init: the release build the tables call fleet-init, and the crt-static one.
-cargo build --release || { say "cargo build --release failed"; exit 1; }
+cargo build --release --bin fleet-init --example tree_bench || { say "cargo build --release failed"; exit 1; }
 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static \
     cargo build --release --target x86_64-unknown-linux-gnu ||
     say "static build failed: fleet-init-static is skipped"

@@ -36,6 +36,8 @@ pub struct Runtime {
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
     registry: Registry,
+    /// The last reap found children (or a spawn made one since).
+    has_children: bool,
     /// /proc/self names this process: the scans see this PID namespace.
     is_proc_ours: bool,
     /// Escaped leftovers of draining workers already sent their stop signal.
@@ -81,6 +83,7 @@ impl Runtime {
             killed_pids: BTreeSet::new(),
             stopped_leftovers: BTreeSet::new(),
             is_proc_ours: procscan::is_own_namespace(Path::new(PROC)),
+            has_children: false,
             abnormal_end: None,
         }
     }
@@ -122,6 +125,7 @@ impl Runtime {
         self.scan_of_turn = None;
         let reaped = reaper::reap_all();
         self.has_spawned_since_reap = false;
+        self.has_children = reaped.has_children;
         if reaped
             .exits
             .iter()
@@ -209,7 +213,10 @@ impl Runtime {
     fn execute(&mut self, action: Action) {
         match action {
             Action::Emit(event) => events::emit(&event),
-            Action::Spawn { worker } => self.spawn(worker),
+            Action::Spawn { worker } => {
+                self.spawn(worker);
+                self.has_children = true;
+            }
             Action::SignalProcess { pid, signal } => {
                 if signal == libc::SIGKILL {
                     self.count_killed(|p| p.pid == pid);
@@ -355,6 +362,10 @@ impl Runtime {
     /// kernel's kill(-1) (every process of the namespace but init) is used instead. As PID 1,
     /// SIGKILL also goes through kill(-1), which misses nothing forked since the scan.
     fn signal_others(&self, signal: i32, spare_groups: &[i32]) -> Vec<i32> {
+        // waitpid said ECHILD: nothing at all is below fleet-init, no scan needed.
+        if !self.has_children {
+            return Vec::new();
+        }
         if self.scope.is_pid1 && !self.is_proc_ours {
             log::warn!("/proc is not this PID namespace's: signalling with kill(-1)");
             signal_process_raw(-1, signal);

@@ -187,11 +187,19 @@ fn read_proc_file(proc_root: &Path, pid: i32, name: &str) -> Lookup<Vec<u8>> {
     if pid <= 0 {
         return Lookup::Gone;
     }
-    match std::fs::read(proc_root.join(pid.to_string()).join(name)) {
+    // Not fs::read: procfs reports size 0, so that would fstat and then read in growing 32,
+    // 64, 128... byte pieces; one buffer a page long takes a stat or status file in one read.
+    let read = std::fs::File::open(proc_root.join(pid.to_string()).join(name)).and_then(|file| {
+        let mut bytes = Vec::with_capacity(PROC_READ_BYTES);
+        io::Read::read_to_end(&mut { file }, &mut bytes).map(|_| bytes)
+    });
+    match read {
         Ok(bytes) => Lookup::Found(bytes),
         Err(error) => lookup_error(error),
     }
 }
+
+const PROC_READ_BYTES: usize = 4096;
 
 /// ENOENT (no such directory or file) and ESRCH (the task exited while its file was open, see
 /// proc_pid_stat's get_pid_task in fs/proc/base.c) both mean the process is gone.

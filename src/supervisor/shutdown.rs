@@ -64,7 +64,6 @@ impl Supervisor {
             is_signal_initiated,
             is_complete: false,
         });
-        self.emit(Event::info("shutdown_started").with("reason", reason));
         let mut spare_groups = Vec::new();
         let mut to_stop = Vec::new();
         for (index, w) in self.workers.iter_mut().enumerate() {
@@ -83,9 +82,11 @@ impl Supervisor {
                 Phase::Done => {}
             }
         }
+        // The signals first: the event is for the log, the signal is what a worker waits for.
         for index in to_stop {
             self.stop_worker_with(index, StopReason::Shutdown, signal, now);
         }
+        self.emit(Event::info("shutdown_started").with("reason", reason));
         self.actions.push(Action::SignalOthers {
             signal: libc::SIGTERM,
             spare_groups,
