@@ -1,5 +1,6 @@
 //! The registry's bookkeeping and its behaviour when writes fail.
 
+#[cfg(test)]
 use super::*;
 
 fn temp_dir(tag: &str) -> PathBuf {

@@ -1,5 +1,6 @@
 //! The supervision rules, driven through `handle` with a fake clock and a simulated runtime.
 
+#[cfg(test)]
 use super::*;
 use crate::config::WorkerSpec;
 use std::collections::HashMap;
