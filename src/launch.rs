@@ -164,11 +164,8 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
         pdeathsig: options.pdeathsig,
     };
     let runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
-    // A panic must not take the container's init down with orphans still running: it ends
-    // like any abnormal end, through --reap (catatonit's rule: inside the loop, never die).
-    let ending = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.run()))
-        .unwrap_or(Ending::Abnormal(1));
-    match ending {
+    exec_reap_on_panic(state_dir.clone(), plan.grace_ms);
+    match runtime.run() {
         Ending::Exit(code) => code,
         Ending::Abnormal(code) => exec_reap(&state_dir, plan.grace_ms, code),
     }
@@ -243,6 +240,17 @@ fn warn_foreign_proc() {
 }
 
 const REAP_EXIT_CODE_VAR: &str = "FLEET_INIT_REAP_EXIT_CODE";
+
+/// A panic must not take the container's init down with orphans still running: it ends like
+/// any abnormal end, through --reap, exit code 1. Done in the panic hook, which runs before the
+/// release build's abort (panic = "abort") as well as before any unwinding, on any thread.
+fn exec_reap_on_panic(state_dir: PathBuf, grace_ms: u64) {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        exec_reap(&state_dir, grace_ms, 1);
+    }));
+}
 
 /// Replaces this process (same PID, so the container keeps its init) with `fleet-init --reap`,
 /// which stops every recorded orphan and then exits with `code`.

@@ -567,3 +567,45 @@ fn an_abnormal_end_execs_reap_and_exits_with_the_intended_code() {
         );
     }
 }
+
+#[test]
+fn an_escapee_being_drained_when_the_init_died_is_found_by_name() {
+    // The main process exits; its setsid'd child ignores SIGTERM, so fleet-init is still
+    // draining it (30 s grace) when it is SIGKILLed. The recorded main pid is gone by then.
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let escapee_file = dir.path("escapee.pid");
+    let worker = unique("drained");
+    let script = format!(
+        "setsid sh -c 'trap \"\" TERM; sleep 1000' & echo $! > {}; exit 0",
+        escapee_file.display()
+    );
+    let config = json!({"workers": [{"name": worker, "command": ["sh", "-c", script],
+        "stop_grace_ms": 30_000}]});
+    let file = dir.write("drain.json", &config.to_string());
+    let mut fleet = subreaper(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--config",
+        file.to_str().unwrap(),
+    ])
+    .spawn();
+    fleet.wait_event("worker_exited");
+    let escapee: i32 = read_to_string(&escapee_file).trim().parse().unwrap();
+    assert!(is_alive(escapee));
+    assert_eq!(
+        fleet.named("worker_started").len(),
+        1,
+        "not restarted while draining"
+    );
+    fleet.signal(libc::SIGKILL);
+    fleet.wait_exit(BOUND);
+    let (code, reaper) = reap(&state);
+    assert_eq!(code, 0);
+    assert!(
+        reaper.named("reaped").iter().any(|e| e["pid"] == escapee),
+        "{:?}",
+        reaper.events
+    );
+    assert!(eventually(BOUND, || !is_alive(escapee)));
+}

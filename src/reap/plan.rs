@@ -1,7 +1,8 @@
 //! Which recorded processes may be stopped: pure decisions over a /proc snapshot. A recorded
 //! pid is a target only if its start time and command line still match (a reused pid is never
 //! killed); entries of another boot are never signalled; protected pids are skipped; entries
-//! without pids are resolved by `FLEET_INIT_WORKER` in the environment.
+//! without pids, and recorded pids already gone, are resolved by `FLEET_INIT_WORKER` in the
+//! environment.
 
 use crate::handoff::format::Entry;
 use crate::procscan::{find, ProcStat};
@@ -47,7 +48,9 @@ fn decide_recorded(entry: &Entry, pid: i32, view: &View<'_>) -> Decision {
         };
     }
     let Some(process) = find(view.table, pid).filter(|p| !p.is_zombie()) else {
-        return Decision::Gone;
+        // The recorded process is gone, but what escaped its group (setsid'd, daemonized) may
+        // not be: the generation died while draining it. Its name still finds it.
+        return decide_by_name(&entry.worker, view);
     };
     if Some(process.start_time) != entry.start_time {
         return Decision::Skip {
@@ -177,6 +180,14 @@ mod tests {
             ),
             (entry(Some(12), Some(102), &[]), "b", Decision::Gone),
             (entry(Some(99), Some(1), &[]), "b", Decision::Gone),
+            (
+                Entry {
+                    worker: "web".into(),
+                    ..entry(Some(99), Some(1), &[])
+                },
+                "b",
+                Decision::Stop { roots: vec![20] },
+            ),
             (entry(Some(1), Some(1), &[]), "b", skip(1, "protected pid")),
             (
                 entry(Some(10), Some(100), &[]),
