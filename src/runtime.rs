@@ -264,11 +264,14 @@ impl Runtime {
             return;
         };
         // Recorded by name before anything can fail, so a crash right after the fork still
-        // leaves the new process findable.
+        // leaves the new process findable (already the case when the file holds an entry of
+        // this worker: its previous run's, resolved by name once its pid is gone).
         let run = self.supervisor.next_run(worker);
         self.registry.add_pending(&spec.name, run);
-        if let Some(event) = self.registry.persist() {
-            events::emit(&event);
+        if self.registry.needs_write_before_spawn(&spec.name) {
+            if let Some(event) = self.registry.persist() {
+                events::emit(&event);
+            }
         }
         let input = match spawn::spawn(spec, self.spawn_options) {
             Ok(pid) => {

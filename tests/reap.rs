@@ -216,9 +216,12 @@ fn the_registry_survives_a_sigkill_at_any_moment_of_a_restart_loop() {
             let handoff: Value = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("round {round}: torn registry {path:?}: {e}\n{text}"));
             for entry in handoff["entries"].as_array().unwrap() {
+                // As --reap reads it: a pid covers itself, and an entry without a pid, or
+                // whose pid is gone, covers every process of its worker by name.
+                let is_this_worker = entry["worker"] == worker.as_str();
                 match entry["pid"].as_i64() {
-                    Some(pid) => pids.push(pid as i32),
-                    None => has_name_entry |= entry["worker"] == worker.as_str(),
+                    Some(pid) if is_alive(pid as i32) => pids.push(pid as i32),
+                    _ => has_name_entry |= is_this_worker,
                 }
             }
         }

@@ -9,6 +9,7 @@ pub mod format;
 
 use crate::events::Event;
 use format::{Entry, Handoff, Owner, FORMAT_VERSION};
+use std::collections::BTreeSet;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,9 @@ pub struct Registry {
     /// The file on disk, if any, matches the entries: nothing to retry.
     has_failed: bool,
     has_persisted: bool,
+    /// Workers with an entry in the file as last written: `--reap` finds their processes by
+    /// name if need be (an entry whose pid is gone resolves by `FLEET_INIT_WORKER`).
+    durable_workers: BTreeSet<String>,
 }
 
 impl Registry {
@@ -50,6 +54,7 @@ impl Registry {
             is_dirty: false,
             has_failed: false,
             has_persisted: false,
+            durable_workers: BTreeSet::new(),
         };
         let event = match create_state_dir(dir) {
             Ok(()) => None,
@@ -91,6 +96,13 @@ impl Registry {
             cmdline: Vec::new(),
         });
         self.is_dirty = true;
+    }
+
+    /// Whether a spawn of `worker` must wait for a write: not when the file already holds an
+    /// entry of that worker (its previous run's), which covers the new process by name. So a
+    /// restart costs one write, after the spawn, instead of two.
+    pub fn needs_write_before_spawn(&self, worker: &str) -> bool {
+        !self.is_disabled && !self.durable_workers.contains(worker)
     }
 
     /// The spawn worked: the pending entry gets the process's identity.
@@ -165,6 +177,12 @@ impl Registry {
         match result {
             Ok(()) => {
                 self.is_dirty = false;
+                self.durable_workers = self
+                    .handoff
+                    .entries
+                    .iter()
+                    .map(|e| e.worker.clone())
+                    .collect();
                 let should_tell = self.has_failed || !self.has_persisted;
                 self.has_failed = false;
                 self.has_persisted = true;

@@ -34,6 +34,9 @@ fn entries_follow_spawns_and_exits_and_an_empty_registry_is_no_file() {
     assert_eq!(on_disk.entries[0].pid, None, "persisted before the spawn");
     registry.set_pid("api", 1, 42, Some(7), &["sleep".into()]);
     assert!(registry.persist().is_none(), "quiet once persisting works");
+    // A restart of "api" needs no write before its fork: the file names the worker already.
+    assert!(!registry.needs_write_before_spawn("api"));
+    assert!(registry.needs_write_before_spawn("web"));
     assert_eq!(read(&registry.path()).entries[0].pid, Some(42));
     registry.set_pid("api", 2, 1, Some(7), &["x".into()]);
     assert!(
