@@ -187,12 +187,8 @@ fn read_proc_file(proc_root: &Path, pid: i32, name: &str) -> Lookup<Vec<u8>> {
     if pid <= 0 {
         return Lookup::Gone;
     }
-    // Not fs::read: procfs reports size 0, so that would fstat and then read in growing 32,
-    // 64, 128... byte pieces; one buffer a page long takes a stat or status file in one read.
-    let read = std::fs::File::open(proc_root.join(pid.to_string()).join(name)).and_then(|file| {
-        let mut bytes = Vec::with_capacity(PROC_READ_BYTES);
-        io::Read::read_to_end(&mut { file }, &mut bytes).map(|_| bytes)
-    });
+    let read = std::fs::File::open(proc_root.join(pid.to_string()).join(name))
+        .and_then(|mut file| read_whole(&mut file));
     match read {
         Ok(bytes) => Lookup::Found(bytes),
         Err(error) => lookup_error(error),
@@ -200,6 +196,30 @@ fn read_proc_file(proc_root: &Path, pid: i32, name: &str) -> Lookup<Vec<u8>> {
 }
 
 const PROC_READ_BYTES: usize = 4096;
+
+/// Reads a /proc file to its end with plain read(2)s into a page-sized buffer. Not fs::read
+/// nor read_to_end: they fstat and lseek for a size hint procfs cannot give (it says 0), then
+/// read in growing 32, 64, 128... byte pieces; this takes a stat or status file in one read.
+fn read_whole(file: &mut std::fs::File) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; PROC_READ_BYTES];
+    let mut filled = 0;
+    loop {
+        if filled == bytes.len() {
+            bytes.resize(bytes.len().saturating_mul(2), 0);
+        }
+        let Some(spare) = bytes.get_mut(filled..) else {
+            break;
+        };
+        match io::Read::read(file, spare) {
+            Ok(0) => break,
+            Ok(n) => filled = filled.saturating_add(n),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
+}
 
 /// ENOENT (no such directory or file) and ESRCH (the task exited while its file was open, see
 /// proc_pid_stat's get_pid_task in fs/proc/base.c) both mean the process is gone.
