@@ -1,4 +1,5 @@
 # fleet-init: build, test, lint, static binary, benchmark.
+SHELL := /bin/bash
 CARGO ?= cargo
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
 
@@ -8,9 +9,14 @@ build:
 	$(CARGO) build --release
 
 # Unit tests of the pure core and integration tests that run the real binary as PID 1
-# (unshare --pid --fork --mount-proc: needs root).
+# (unshare --pid --fork --mount-proc: needs root). The feature only adds the fault switch the
+# abnormal-end tests use. Ends with one summary line over every test binary.
 test:
-	$(CARGO) test --all-targets --features fault-injection
+	mkdir -p target; set -o pipefail; $(CARGO) test --lib --bins --tests --features fault-injection 2>&1 \
+	  | tee target/test.log
+	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; \
+	  if ($$(i+1) ~ /^failed/) f += $$i } } END { printf "tests: %d passed, %d failed\n", p, f }' \
+	  target/test.log
 
 lint:
 	$(CARGO) fmt --all -- --check
