@@ -579,9 +579,14 @@ fn an_escapee_being_drained_when_the_init_died_is_found_by_name() {
     let state = dir.path("state");
     let escapee_file = dir.path("escapee.pid");
     let worker = unique("drained");
+    // The main process exits only once the escapee ignores SIGTERM (else the drain's stop
+    // signal could land before its trap and end the test's premise).
+    let ready = dir.path("escapee.ready");
     let script = format!(
-        "setsid sh -c 'trap \"\" TERM; sleep 1000' & echo $! > {}; exit 0",
-        escapee_file.display()
+        "setsid sh -c 'trap \"\" TERM; touch {ready}; sleep 1000' & echo $! > {pid}; \
+         i=0; while [ ! -e {ready} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; exit 0",
+        ready = ready.display(),
+        pid = escapee_file.display()
     );
     let config = json!({"workers": [{"name": worker, "command": ["sh", "-c", script],
         "stop_grace_ms": 30_000}]});

@@ -326,8 +326,9 @@ impl Fleet {
             Ok(code) => {
                 self.exit_code = Some(code);
                 self.child.take();
-                // The stream ends when the last writer is gone.
-                let deadline = Instant::now() + BOUND;
+                // What fleet-init wrote is in the pipe already; the stream itself ends only when
+                // the last writer is gone, and orphans left on purpose may hold it open.
+                let deadline = Instant::now() + Duration::from_secs(1);
                 while self.take_line(deadline).is_none() {}
                 code
             }
