@@ -1,6 +1,9 @@
 //! The JSON-lines event stream on stdout: one object per line, one `write` per line.
 
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde_json::Value;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,11 +83,29 @@ impl Event {
     }
 }
 
+/// Events not written because stdout could not take them, reported on the next line written.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
 /// Writes the event to stdout in one `write(2)` (looping only on a short write).
 ///
-/// A closed or broken stdout is not fleet-init's problem to die of: the event is dropped.
+/// PID 1 must never block on its log: when stdout is a pipe nobody drains (a stalled log
+/// driver), the event is dropped instead, and the next line written carries
+/// `events_dropped`. O_NONBLOCK is not an option: the workers share that open file.
+/// A closed or broken stdout is not fleet-init's problem to die of either.
 pub fn emit(event: &Event) {
-    let line = event.render(SystemTime::now());
+    if !is_stdout_writable() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    let line = if dropped > 0 {
+        event
+            .clone()
+            .with("events_dropped", dropped)
+            .render(SystemTime::now())
+    } else {
+        event.render(SystemTime::now())
+    };
     let mut bytes = line.as_bytes();
     while !bytes.is_empty() {
         // SAFETY: the pointer and length describe the live `bytes` slice.
@@ -98,6 +119,18 @@ pub fn emit(event: &Event) {
         }
         let written = usize::try_from(written).unwrap_or(bytes.len());
         bytes = bytes.get(written..).unwrap_or_default();
+    }
+}
+
+/// A pipe with room for a line (poll says POLLOUT: a free page) takes a write of up to
+/// PIPE_BUF bytes without blocking; files and terminals are always writable unless stopped.
+fn is_stdout_writable() -> bool {
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
+        Ok(ready) => ready > 0,
+        // Not pollable for some reason: writing is the best guess.
+        Err(_) => true,
     }
 }
 

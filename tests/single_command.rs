@@ -398,3 +398,46 @@ fn as_pid1_without_its_own_proc_nothing_foreign_is_read_or_signalled() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_stdout_nobody_reads_never_blocks_pid1() {
+    // The runtime's log reader stalls: fleet-init's stdout pipe fills with events from a
+    // restart loop. It must still reap, and shut down on SIGTERM, rather than hang in write(2).
+    let dir = TempDir::new();
+    let config = dir.write(
+        "spin.json",
+        r#"{"workers": [{"name": "spin", "command": ["/bin/true"], "clean_restart_budget": 1000000}]}"#,
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", BIN, "--state-dir"])
+        .arg(dir.path("state"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped()) // never read
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let unshare = child.id() as i32;
+    let children = format!("/proc/{unshare}/task/{unshare}/children");
+    assert!(eventually(BOUND, || !read_to_string(std::path::Path::new(
+        &children
+    ))
+    .trim()
+    .is_empty()));
+    let fleet: i32 = read_to_string(std::path::Path::new(&children))
+        .trim()
+        .parse()
+        .unwrap();
+    // ~64 KiB of pipe at ~200 bytes an event: a few hundred restarts fill it.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling the fleet-init this test started.
+    unsafe { libc::kill(fleet, libc::SIGTERM) };
+    // The fleet-init (unshare's child) is gone when unshare's children list empties.
+    let exited = eventually(BOUND, || !is_alive(fleet));
+    if !exited {
+        unsafe { libc::kill(fleet, libc::SIGKILL) };
+    }
+    let _ = child.wait();
+    assert!(exited, "fleet-init hung writing events to a full pipe");
+}
