@@ -53,6 +53,8 @@ pub fn parse_oom_kill(text: &str) -> Option<u64> {
 #[derive(Clone, Debug, Default)]
 pub struct OomCounter {
     file: Option<PathBuf>,
+    /// The count read while locating the file: the starting value, without a second read.
+    pub initial: Option<u64>,
 }
 
 impl OomCounter {
@@ -60,13 +62,14 @@ impl OomCounter {
     /// apart (no cgroup memory controller here).
     pub fn locate() -> OomCounter {
         let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        let file = counter_files(&cgroup, Path::new("/sys/fs/cgroup"))
+        let found = counter_files(&cgroup, Path::new("/sys/fs/cgroup"))
             .into_iter()
-            .find(|file| read_counter(file).is_some());
-        if file.is_none() {
+            .find_map(|file| read_counter(&file).map(|count| (file, count)));
+        if found.is_none() {
             log::debug!("no cgroup oom_kill counter found: OOM kills will look like SIGKILLs");
         }
-        OomCounter { file }
+        let (file, initial) = found.unzip();
+        OomCounter { file, initial }
     }
 
     pub fn read(&self) -> Option<u64> {

@@ -94,7 +94,7 @@ impl Runtime {
 
     /// Runs until the supervisor says exit.
     pub fn run(mut self) -> Ending {
-        if let Some(count) = self.oom_counter.read() {
+        if let Some(count) = self.oom_counter.initial {
             self.feed(Input::OomKills(count));
         }
         loop {

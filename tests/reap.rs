@@ -106,19 +106,28 @@ fn unique(name: &str) -> String {
     format!("{name}-{}-{n}", std::process::id())
 }
 
-/// Starts TREES under a unique worker prefix, waits until both trees run and are recorded by
-/// pid, SIGKILLs fleet-init, and returns the orphaned processes.
-fn orphan_trees(dir: &TempDir, state: &Path) -> Vec<i32> {
+/// Starts TREES as a subreaper with `state` as its state dir, the two workers renamed to unique
+/// names (returned), with `env` added to fleet-init's environment.
+fn start_trees(dir: &TempDir, state: &Path, env: &[(&str, &str)]) -> (Fleet, String, String) {
     let (a, b) = (unique("a"), unique("b"));
     let config = TREES.replace("tree-a", &a).replace("tree-b", &b);
     let file = dir.write("trees.json", &config);
-    let mut fleet = subreaper(&[
+    let mut start = subreaper(&[
         "--state-dir",
         state.to_str().unwrap(),
         "--config",
         file.to_str().unwrap(),
-    ])
-    .spawn();
+    ]);
+    for (key, value) in env {
+        start = start.env(key, value);
+    }
+    (start.spawn(), a, b)
+}
+
+/// Starts TREES under a unique worker prefix, waits until both trees run and are recorded by
+/// pid, SIGKILLs fleet-init, and returns the orphaned processes.
+fn orphan_trees(dir: &TempDir, state: &Path) -> Vec<i32> {
+    let (mut fleet, a, b) = start_trees(dir, state, &[]);
     fleet.wait_output("ready-a", BOUND);
     fleet.wait_output("ready-b", BOUND);
     assert!(eventually(BOUND, || {
@@ -535,17 +544,7 @@ fn an_abnormal_end_execs_reap_and_exits_with_the_intended_code() {
     for (fault, want) in [("abend:42", 42), ("panic", 1)] {
         let dir = TempDir::new();
         let state = dir.path("state");
-        let (a, b) = (unique("a"), unique("b"));
-        let config = TREES.replace("tree-a", &a).replace("tree-b", &b);
-        let file = dir.write("trees.json", &config);
-        let mut fleet = subreaper(&[
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--config",
-            file.to_str().unwrap(),
-        ])
-        .env("FLEET_INIT_FAULT", fault)
-        .spawn();
+        let (mut fleet, a, b) = start_trees(&dir, &state, &[("FLEET_INIT_FAULT", fault)]);
         assert_eq!(fleet.wait_exit(BOUND), want, "{fault}");
         let modes: Vec<&Value> = fleet
             .named("init_started")

@@ -140,18 +140,17 @@ fn forwarded_signals_reach_the_child() {
     assert_eq!(fleet.named("shutdown_complete")[0]["exit_code"], 7);
 }
 
+/// fleet-init as PID 1 over a child that ignores SIGTERM, once the child is ready.
+fn stubborn_child(grace_ms: &str) -> Fleet {
+    let script = "trap '' TERM; echo ready; while :; do sleep 0.05; done";
+    let mut fleet = pid1(&["--grace-ms", grace_ms, "--", "sh", "-c", script]).spawn();
+    fleet.wait_output("ready", BOUND);
+    fleet
+}
+
 #[test]
 fn a_child_ignoring_sigterm_is_killed_when_the_grace_ends() {
-    let mut fleet = pid1(&[
-        "--grace-ms",
-        "300",
-        "--",
-        "sh",
-        "-c",
-        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
-    ])
-    .spawn();
-    fleet.wait_output("ready", BOUND);
+    let mut fleet = stubborn_child("300");
     fleet.signal(libc::SIGTERM);
     assert_eq!(fleet.wait_exit(BOUND), 137);
     let complete = &fleet.named("shutdown_complete")[0];
@@ -162,16 +161,7 @@ fn a_child_ignoring_sigterm_is_killed_when_the_grace_ends() {
 
 #[test]
 fn a_second_sigterm_ends_the_grace_at_once() {
-    let mut fleet = pid1(&[
-        "--grace-ms",
-        "60000",
-        "--",
-        "sh",
-        "-c",
-        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
-    ])
-    .spawn();
-    fleet.wait_output("ready", BOUND);
+    let mut fleet = stubborn_child("60000");
     fleet.signal(libc::SIGTERM);
     fleet.wait_event("shutdown_started");
     fleet.signal(libc::SIGTERM);
