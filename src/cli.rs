@@ -42,6 +42,9 @@ struct RawArgs {
     /// consume handoff files, kill orphaned process trees, exit
     #[argh(switch)]
     reap: bool,
+    /// with --reap: a pid never to signal (repeatable) [FLEET_INIT_PROTECTED_PIDS, commas]
+    #[argh(option)]
+    protect: Vec<String>,
     /// validate a config file, print what is wrong, exit
     #[argh(option)]
     check_config: Option<String>,
@@ -82,6 +85,8 @@ pub struct Options {
     pub grace_ms: Option<u64>,
     pub is_state_dir_explicit: bool,
     pub pdeathsig: Option<i32>,
+    /// `--protect` and FLEET_INIT_PROTECTED_PIDS: never signalled by a reap.
+    pub protected_pids: Vec<i32>,
 }
 
 impl Options {
@@ -113,6 +118,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Op
                     grace_ms: None,
                     is_state_dir_explicit: false,
                     pdeathsig: None,
+                    protected_pids: Vec::new(),
                 }),
                 Err(()) => Err(UsageError(first_line(&early.output))),
             };
@@ -164,6 +170,7 @@ fn validate(raw: RawArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Option
         ),
         None => None,
     };
+    let protected_pids = protected_pids(&raw, env)?;
     let command = command(raw, env)?;
     Ok(Options {
         command,
@@ -171,7 +178,33 @@ fn validate(raw: RawArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Option
         grace_ms,
         is_state_dir_explicit,
         pdeathsig,
+        protected_pids,
     })
+}
+
+/// `--protect PID` (only with `--reap`) and FLEET_INIT_PROTECTED_PIDS (comma-separated).
+fn protected_pids(
+    raw: &RawArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<i32>, UsageError> {
+    if !raw.protect.is_empty() && !raw.reap {
+        return Err(usage(
+            "--protect goes with --reap; a supervising run takes protected_pids from its config or FLEET_INIT_PROTECTED_PIDS",
+        ));
+    }
+    let from_env = env("FLEET_INIT_PROTECTED_PIDS").unwrap_or_default();
+    let flags = raw.protect.iter().map(|text| ("--protect", text.as_str()));
+    let listed = from_env
+        .split(',')
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| ("FLEET_INIT_PROTECTED_PIDS", text));
+    flags
+        .chain(listed)
+        .map(|(flag, text)| {
+            parse_number(flag, text, 1, 4_194_304, "a pid")
+                .and_then(|n| i32::try_from(n).map_err(|_| usage(&format!("{flag}: too large"))))
+        })
+        .collect()
 }
 
 fn command(raw: RawArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Command, UsageError> {
@@ -361,6 +394,9 @@ mod tests {
             (vec!["--config", "a.json", "--restart", "always"], "--restart, --max-crashes, --max-rss-mb and --remap-exit are for single-command mode; set them in the config file"),
             (vec!["--reap", "--", "true"], "--reap takes no command, --config or worker options"),
             (vec!["--", ""], "the command is an empty string"),
+            (vec!["--protect", "7", "--", "true"], "--protect goes with --reap; a supervising run takes protected_pids from its config or FLEET_INIT_PROTECTED_PIDS"),
+            (vec!["--reap", "--protect", "0"], "--protect: expected a pid from 1 to 4194304, got \"0\""),
+            (vec!["--reap", "--protect", "x"], "--protect: expected a pid from 1 to 4194304, got \"x\""),
             (vec!["--grace-ms"], "No value provided for option '--grace-ms'. (see fleet-init --help)"),
         ] {
             let got = parse_with(&args, &[]).unwrap_err();
@@ -382,6 +418,17 @@ mod tests {
             Command::Version
         );
         assert_eq!(parse_with(&["--reap"], &[]).unwrap().command, Command::Reap);
+        let reap = parse_with(
+            &["--reap", "--protect", "7", "--protect", "9"],
+            &[("FLEET_INIT_PROTECTED_PIDS", "11, 12,")],
+        )
+        .unwrap();
+        assert_eq!(reap.protected_pids, [7, 9, 11, 12]);
+        let bad = parse_with(&["--reap"], &[("FLEET_INIT_PROTECTED_PIDS", "1;2")]).unwrap_err();
+        assert_eq!(
+            bad.0,
+            "FLEET_INIT_PROTECTED_PIDS: expected a pid from 1 to 4194304, got \"1;2\""
+        );
         assert_eq!(
             parse_with(&["--check-config", "f.json"], &[])
                 .unwrap()

@@ -5,7 +5,7 @@ use crate::cli::{self, Command, Options, SingleOptions};
 use crate::config::{self, Config, RestartPolicy, WorkerSpec};
 use crate::events::{self, Event};
 use crate::handoff::format::Owner;
-use crate::handoff::Registry;
+use crate::handoff::{Generation, Identity, Registry};
 use crate::procscan;
 use crate::reap;
 use crate::runtime::Ending;
@@ -66,7 +66,7 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
                 grace_ms: options.grace_ms_or_default(),
                 workers: vec![spec],
                 state_dir: options.state_dir.clone(),
-                protected_pids: Vec::new(),
+                protected_pids: options.protected_pids.clone(),
                 is_single: true,
             };
             supervise(plan, &options)
@@ -118,7 +118,7 @@ fn run_config(mut config: Config, options: &Options) -> i32 {
         grace_ms: config.grace_ms,
         workers: config.workers,
         state_dir: config.state_dir,
-        protected_pids: config.protected_pids,
+        protected_pids: [config.protected_pids, options.protected_pids.clone()].concat(),
         is_single: false,
     };
     supervise(plan, options)
@@ -156,29 +156,42 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
             .with("mode", plan.mode_name)
             .with("version", VERSION),
     );
-    let registry = open_registry(&plan);
+    let generation = Generation::new_random();
+    let registry = open_registry(&plan, generation);
     let state_dir = plan.state_dir.clone();
     let supervisor = Supervisor::new(plan.mode, plan.grace_ms, plan.workers);
     let spawn_options = SpawnOptions {
         foreground: plan.is_single,
         pdeathsig: options.pdeathsig,
+        generation,
     };
     let runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
-    exec_reap_on_panic(state_dir.clone(), plan.grace_ms);
+    let abnormal = AbnormalEnd {
+        state_dir,
+        grace_ms: plan.grace_ms,
+        generation,
+    };
+    exec_reap_on_panic(abnormal.clone());
     match runtime.run() {
         Ending::Exit(code) => code,
-        Ending::Abnormal(code) => exec_reap(&state_dir, plan.grace_ms, code),
+        Ending::Abnormal(code) => exec_reap(&abnormal, code),
     }
 }
 
-/// Consumes what the previous generation left (before anything of ours runs), then opens
-/// this generation's registry.
-fn open_registry(plan: &Plan) -> Registry {
+/// Consumes what previous generations left (before anything of ours runs), then opens this
+/// generation's registry and writes its header: from then on every process this generation
+/// starts is findable by its id.
+fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     let proc_root = Path::new("/proc");
     let protected = reap::protected_pids(&plan.protected_pids, proc_root);
-    let grace = Duration::from_millis(plan.grace_ms);
     if procscan::is_own_namespace(proc_root) {
-        reap::reap(&plan.state_dir, None, grace, &protected, true);
+        let request = reap::Request {
+            grace: Duration::from_millis(plan.grace_ms),
+            protected: &protected,
+            is_quiet_when_empty: true,
+            own_generation: None,
+        };
+        reap::reap(&plan.state_dir, &request);
     } else {
         warn_foreign_proc();
     }
@@ -187,13 +200,20 @@ fn open_registry(plan: &Plan) -> Registry {
         .found()
         .map(|stat| stat.start_time)
         .unwrap_or_default();
-    let owner = Owner {
-        pid: self_pid,
-        start_time,
+    let identity = Identity {
+        generation,
+        boot_id: procscan::read_boot_id(proc_root).unwrap_or_default(),
+        pid_ns: procscan::read_pid_ns(proc_root).unwrap_or_default(),
+        owner: Owner {
+            pid: self_pid,
+            start_time,
+        },
     };
-    let boot_id = procscan::read_boot_id(proc_root).unwrap_or_default();
-    let (registry, event) = Registry::open(&plan.state_dir, owner, boot_id, protected);
+    let (mut registry, event) = Registry::open(&plan.state_dir, identity, protected);
     if let Some(event) = event {
+        events::emit(&event);
+    }
+    if let Some(event) = registry.persist(0) {
         events::emit(&event);
     }
     registry
@@ -218,9 +238,17 @@ fn reap_mode(options: &Options) -> i32 {
         warn_foreign_proc();
         return 1;
     }
-    let protected = reap::protected_pids(&[], Path::new("/proc"));
-    let grace = Duration::from_millis(options.grace_ms_or_default());
-    let report = reap::reap(&options.state_dir, None, grace, &protected, false);
+    let protected = reap::protected_pids(&options.protected_pids, Path::new("/proc"));
+    let own_generation = std::env::var(REAP_GENERATION_VAR)
+        .ok()
+        .and_then(|text| Generation::parse(&text));
+    let request = reap::Request {
+        grace: Duration::from_millis(options.grace_ms_or_default()),
+        protected: &protected,
+        is_quiet_when_empty: false,
+        own_generation,
+    };
+    let report = reap::reap(&options.state_dir, &request);
     match std::env::var(REAP_EXIT_CODE_VAR)
         .ok()
         .and_then(|code| code.parse::<i32>().ok())
@@ -240,29 +268,42 @@ fn warn_foreign_proc() {
 }
 
 const REAP_EXIT_CODE_VAR: &str = "FLEET_INIT_REAP_EXIT_CODE";
+/// The generation that ended abnormally: the exec'd `--reap` stops its processes (and every
+/// descendant of this process) even when its registry could not be written.
+const REAP_GENERATION_VAR: &str = "FLEET_INIT_REAP_GENERATION";
+
+/// What the `--reap` exec after an abnormal end needs to know.
+#[derive(Clone)]
+struct AbnormalEnd {
+    state_dir: PathBuf,
+    grace_ms: u64,
+    generation: Generation,
+}
 
 /// A panic must not take the container's init down with orphans still running: it ends like
 /// any abnormal end, through --reap, exit code 1. Done in the panic hook, which runs before the
 /// release build's abort (panic = "abort") as well as before any unwinding, on any thread.
-fn exec_reap_on_panic(state_dir: PathBuf, grace_ms: u64) {
+fn exec_reap_on_panic(abnormal: AbnormalEnd) {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         report(info);
-        exec_reap(&state_dir, grace_ms, 1);
+        exec_reap(&abnormal, 1);
     }));
 }
 
 /// Replaces this process (same PID, so the container keeps its init) with `fleet-init --reap`,
-/// which stops every recorded orphan and then exits with `code`.
-fn exec_reap(state_dir: &Path, grace_ms: u64, code: i32) -> i32 {
-    log::error!("ending abnormally: reaping recorded processes before exiting {code}");
+/// which stops every process of this generation (its descendants included, so nothing is left
+/// even when the registry could not be written) and then exits with `code`.
+fn exec_reap(abnormal: &AbnormalEnd, code: i32) -> i32 {
+    log::error!("ending abnormally: reaping this generation's processes before exiting {code}");
     let error = std::process::Command::new("/proc/self/exe")
         .arg("--reap")
         .arg("--state-dir")
-        .arg(state_dir)
+        .arg(&abnormal.state_dir)
         .arg("--grace-ms")
-        .arg(grace_ms.to_string())
+        .arg(abnormal.grace_ms.to_string())
         .env(REAP_EXIT_CODE_VAR, code.to_string())
+        .env(REAP_GENERATION_VAR, abnormal.generation.to_string())
         .exec();
     // Only reached when exec failed: at least exit with the intended code.
     log::error!("cannot exec fleet-init --reap: {error}");

@@ -29,9 +29,16 @@ pub fn targets(table: &[ProcStat], scope: Scope, spare_groups: &[i32]) -> Vec<i3
 }
 
 /// A dead worker's processes that left its group (setsid'd, daemonized): when its main
-/// process died they were reparented to fleet-init, and they still carry
-/// `FLEET_INIT_WORKER`. Costs one read of fleet-init's children list when nobody escaped.
-pub fn escaped(proc_root: &Path, self_pid: i32, worker: &str, mains: &[i32]) -> Vec<i32> {
+/// process died they were reparented to fleet-init, and they still carry this generation's id
+/// and the worker's name (read as their owner, so a `user` worker's are found without
+/// CAP_SYS_PTRACE). Costs one read of fleet-init's children list when nobody escaped.
+pub fn escaped(
+    proc_root: &Path,
+    self_pid: i32,
+    generation: &str,
+    worker: &str,
+    mains: &[i32],
+) -> Vec<i32> {
     let path = proc_root.join(format!("{self_pid}/task/{self_pid}/children"));
     let Ok(children) = std::fs::read_to_string(path) else {
         return Vec::new();
@@ -41,11 +48,12 @@ pub fn escaped(proc_root: &Path, self_pid: i32, worker: &str, mains: &[i32]) -> 
         .filter_map(|pid| pid.parse::<i32>().ok())
         .filter(|pid| !mains.contains(pid))
         .filter(|pid| {
-            procscan::read_environ_value(proc_root, *pid, "FLEET_INIT_WORKER")
+            procscan::read_marks(proc_root, *pid)
                 .found()
-                .flatten()
-                .as_deref()
-                == Some(worker)
+                .is_some_and(|marks| {
+                    marks.generation.as_deref() == Some(generation)
+                        && marks.worker.as_deref() == Some(worker)
+                })
         })
         .filter(|pid| {
             procscan::read_stat(proc_root, *pid)

@@ -101,8 +101,8 @@ impl Runtime {
             let did_act = self.turn();
             self.persist_registry();
             if let Some(code) = self.exit_code {
-                self.registry.forget_all();
-                self.persist_registry();
+                // Nothing is left below fleet-init: the generation leaves nothing to reap.
+                self.registry.remove();
                 return Ending::Exit(code);
             }
             if let Some(code) = self.abnormal_end {
@@ -162,9 +162,7 @@ impl Runtime {
     /// abnormally with code N. Both must make fleet-init exec `--reap` before it exits.
     #[cfg(feature = "fault-injection")]
     fn inject_fault(&mut self) {
-        if self.supervisor.draining_groups().is_empty()
-            && self.registry.entries().iter().all(|e| e.pid.is_none())
-        {
+        if self.supervisor.draining_groups().is_empty() && self.registry.entries().is_empty() {
             return;
         }
         match std::env::var("FLEET_INIT_FAULT").ok().as_deref() {
@@ -178,14 +176,16 @@ impl Runtime {
         }
     }
 
+    /// At most one write per turn, whatever the turn changed.
     fn persist_registry(&mut self) {
-        if let Some(event) = self.registry.persist() {
+        if let Some(event) = self.registry.persist(self.now()) {
             events::emit(&event);
         }
     }
 
     fn sleep(&mut self) {
-        let timeout = match self.supervisor.next_deadline() {
+        let deadlines = [self.supervisor.next_deadline(), self.registry.next_retry()];
+        let timeout = match deadlines.into_iter().flatten().min() {
             None => PollTimeout::NONE,
             Some(deadline) => {
                 let ms = deadline.saturating_sub(self.now());
@@ -263,29 +263,24 @@ impl Runtime {
             log::error!("spawn asked for unknown worker #{worker}");
             return;
         };
-        // Recorded by name before anything can fail, so a crash right after the fork still
-        // leaves the new process findable (already the case when the file holds an entry of
-        // this worker: its previous run's, resolved by name once its pid is gone).
+        // No write before the fork: the handoff file already holds this generation's id, which
+        // the new process carries in its environment. Its identity follows in this turn's write.
         let run = self.supervisor.next_run(worker);
-        self.registry.add_pending(&spec.name, run);
-        if self.registry.needs_write_before_spawn(&spec.name) {
-            if let Some(event) = self.registry.persist() {
-                events::emit(&event);
-            }
-        }
         let input = match spawn::spawn(spec, self.spawn_options) {
             Ok(pid) => {
                 self.has_spawned_since_reap = true;
+                // Without our own /proc there is no start time to record, and so no identity.
                 let start_time = procscan::read_stat(Path::new(PROC), pid)
                     .found()
                     .filter(|_| self.is_proc_ours)
                     .map(|stat| stat.start_time);
-                self.registry
-                    .set_pid(&spec.name, run, pid, start_time, &spec.command);
+                if let Some(start_time) = start_time {
+                    self.registry
+                        .add(&spec.name, run, pid, start_time, &spec.command);
+                }
                 Input::Spawned { worker, pid }
             }
             Err(failure) => {
-                self.registry.forget_pending(&spec.name, run);
                 if failure.pid.is_some() {
                     self.has_spawned_since_reap = true;
                 }
@@ -343,7 +338,14 @@ impl Runtime {
             return Vec::new();
         };
         let mains = self.supervisor.running_pids();
-        leftovers::escaped(Path::new(PROC), self.scope.self_pid, &spec.name, &mains)
+        let generation = self.spawn_options.generation.to_string();
+        leftovers::escaped(
+            Path::new(PROC),
+            self.scope.self_pid,
+            &generation,
+            &spec.name,
+            &mains,
+        )
     }
 
     /// The stop signal once for each escaped leftover; SIGKILL comes with the group's. They are
@@ -369,9 +371,19 @@ impl Runtime {
         if !self.has_children {
             return Vec::new();
         }
-        if self.scope.is_pid1 && !self.is_proc_ours {
-            log::warn!("/proc is not this PID namespace's: signalling with kill(-1)");
-            signal_process_raw(-1, signal);
+        if !self.is_proc_ours {
+            // The pids in a foreign /proc are strangers' here. As PID 1, the kernel's kill(-1)
+            // reaches exactly this namespace; otherwise only the workers' groups (signalled
+            // by the supervisor) are ours to reach.
+            if self.scope.is_pid1 {
+                log::warn!("/proc is not this PID namespace's: signalling with kill(-1)");
+                signal_process_raw(-1, signal);
+            } else {
+                log::warn!(
+                    "/proc is not this PID namespace's: only the workers' groups get {}",
+                    signals::name(signal)
+                );
+            }
             return Vec::new();
         }
         let table = procscan::scan(Path::new(PROC));

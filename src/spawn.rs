@@ -3,6 +3,7 @@
 //! empty mask) and exec. Exec errors come back through a close-on-exec pipe.
 
 use crate::config::WorkerSpec;
+use crate::handoff::Generation;
 use nix::errno::Errno;
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -24,6 +25,8 @@ pub struct SpawnOptions {
     /// Make the child the foreground process group of the terminal on stdin, if any.
     pub foreground: bool,
     pub pdeathsig: Option<i32>,
+    /// Goes into the environment as `FLEET_INIT_GENERATION`.
+    pub generation: Generation,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -60,7 +63,7 @@ struct Prepared {
 
 /// Starts `spec`; returns the child's pid, which is also its process group id.
 pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
-    let prepared = prepare(spec).map_err(|error| SpawnFailure {
+    let prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
         pid: None,
         error,
         exit_code: 126,
@@ -169,14 +172,14 @@ fn read_report(fd: &OwnedFd) -> Option<(i32, i32)> {
     ))
 }
 
-fn prepare(spec: &WorkerSpec) -> Result<Prepared, String> {
+fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String> {
     let program = spec.command.first().ok_or("empty command")?;
     let argv = spec
         .command
         .iter()
         .map(|arg| c_string(arg.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
-    let env = environment(spec);
+    let env = environment(spec, generation);
     let path = env
         .iter()
         .find(|(key, _)| key == "PATH")
@@ -209,9 +212,11 @@ fn prepare(spec: &WorkerSpec) -> Result<Prepared, String> {
     })
 }
 
-/// fleet-init's environment, then the spec's `env`, then `FLEET_INIT_WORKER`; with a `user`,
-/// HOME, USER and LOGNAME follow that user unless `env` sets them (as Docker's USER does).
-fn environment(spec: &WorkerSpec) -> Vec<(OsString, OsString)> {
+/// fleet-init's environment, then the spec's `env`, then `FLEET_INIT_WORKER` and
+/// `FLEET_INIT_GENERATION` (which nothing overrides: they are how the reap finds the worker's
+/// processes); with a `user`, HOME, USER and LOGNAME follow that user unless `env` sets them
+/// (as Docker's USER does).
+fn environment(spec: &WorkerSpec, generation: Generation) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let mut set = |key: &str, value: OsString| {
         env.retain(|(k, _)| k != key);
@@ -228,6 +233,10 @@ fn environment(spec: &WorkerSpec) -> Vec<(OsString, OsString)> {
         set(key, OsString::from(value));
     }
     set("FLEET_INIT_WORKER", OsString::from(&spec.name));
+    set(
+        "FLEET_INIT_GENERATION",
+        OsString::from(generation.to_string()),
+    );
     env
 }
 
@@ -386,8 +395,11 @@ mod tests {
     #[test]
     fn environment_adds_the_worker_name_and_overrides() {
         let mut spec = WorkerSpec::new("api", vec!["true".into()], 8000);
-        spec.env = vec![("FLEET_TEST_X".into(), "1".into())];
-        let env = environment(&spec);
+        spec.env = vec![
+            ("FLEET_TEST_X".into(), "1".into()),
+            ("FLEET_INIT_GENERATION".into(), "forged".into()),
+        ];
+        let env = environment(&spec, Generation([0xab; 16]));
         let get = |key: &str| {
             env.iter()
                 .filter(|(k, _)| k == key)
@@ -396,5 +408,10 @@ mod tests {
         };
         assert_eq!(get("FLEET_INIT_WORKER"), [OsString::from("api")]);
         assert_eq!(get("FLEET_TEST_X"), [OsString::from("1")]);
+        assert_eq!(
+            get("FLEET_INIT_GENERATION"),
+            [OsString::from("ab".repeat(16))],
+            "the config cannot forge the generation"
+        );
     }
 }

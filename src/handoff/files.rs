@@ -1,15 +1,9 @@
-//! Reading the handoff files a previous generation left, refusing any that someone else could
-//! have planted (not a regular file, a symlink, not owned by fleet-init's user, writable by
-//! group or others) and moving corrupt ones aside, never deleting them.
+//! Reading the handoff files previous generations left, refusing any that someone else could
+//! have planted (see `StateDir::read`) and moving corrupt ones aside, never deleting them.
 
 use super::format::{self, Handoff};
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use super::statedir::{Refusal, StateDir};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// A file bigger than this is not something fleet-init wrote.
-const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug)]
 pub enum Loaded {
@@ -23,126 +17,51 @@ pub enum Loaded {
     },
     Corrupt {
         name: String,
-        moved_to: Option<PathBuf>,
+        moved_to: Option<String>,
         error: String,
     },
 }
 
-/// Every handoff file in `dir` but `skip` (the caller's own). A missing dir has none.
-pub fn load_all(dir: &Path, euid: u32, skip: Option<&str>) -> std::io::Result<Vec<Loaded>> {
-    let listing = match std::fs::read_dir(dir) {
-        Ok(listing) => listing,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error),
-    };
-    let mut names: Vec<String> = listing
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| format::is_handoff_name(name) && Some(name.as_str()) != skip)
-        .collect();
-    names.sort();
-    Ok(names
+/// Every handoff file in `dir` but `skip` (the caller's own).
+pub fn load_all(dir: &StateDir, skip: Option<&str>) -> Result<Vec<Loaded>, nix::errno::Errno> {
+    Ok(dir
+        .names()?
         .into_iter()
-        .map(|name| load(dir, name, euid))
+        .filter(|name| format::is_handoff_name(name) && Some(name.as_str()) != skip)
+        .map(|name| load(dir, name))
         .collect())
 }
 
-fn load(dir: &Path, name: String, euid: u32) -> Loaded {
-    let path = dir.join(&name);
-    let bytes = match read_trusted(&path, euid) {
+fn load(dir: &StateDir, name: String) -> Loaded {
+    let bytes = match dir.read(&name) {
         Ok(bytes) => bytes,
         Err(Refusal::Refused(reason)) => return Loaded::Refused { name, reason },
-        Err(Refusal::Unreadable(error)) => {
+        Err(Refusal::Failed(errno)) => {
             return Loaded::Refused {
                 name,
-                reason: format!("unreadable: {error}"),
+                reason: format!("unreadable: {}", errno.desc()),
             }
         }
     };
     match Handoff::decode(&bytes) {
         Ok(handoff) => Loaded::Usable { name, handoff },
         Err(error) => {
-            let moved_to = move_aside(dir, &name);
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default();
+            let moved_to = match dir.move_aside(&name, &format!("corrupt-{millis}")) {
+                Ok(moved) => Some(moved),
+                Err(errno) => {
+                    log::error!("cannot move corrupt handoff {name} aside: {errno}");
+                    None
+                }
+            };
             Loaded::Corrupt {
                 name,
                 moved_to,
                 error,
             }
-        }
-    }
-}
-
-enum Refusal {
-    Refused(String),
-    Unreadable(std::io::Error),
-}
-
-/// Checks the file before and after opening it (same inode), so it cannot be swapped between.
-fn read_trusted(path: &Path, euid: u32) -> Result<Vec<u8>, Refusal> {
-    let before = std::fs::symlink_metadata(path).map_err(Refusal::Unreadable)?;
-    check(&before, euid)?;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(Refusal::Unreadable)?;
-    let after = file.metadata().map_err(Refusal::Unreadable)?;
-    if (after.dev(), after.ino()) != (before.dev(), before.ino()) {
-        return Err(Refusal::Refused("replaced while being opened".into()));
-    }
-    check(&after, euid)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Refusal::Unreadable)?;
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_BYTES {
-        return Err(Refusal::Refused(format!(
-            "larger than {MAX_FILE_BYTES} bytes"
-        )));
-    }
-    Ok(bytes)
-}
-
-fn check(metadata: &std::fs::Metadata, euid: u32) -> Result<(), Refusal> {
-    let kind = metadata.file_type();
-    if kind.is_symlink() {
-        return Err(Refusal::Refused("a symlink".into()));
-    }
-    if !kind.is_file() {
-        return Err(Refusal::Refused("not a regular file".into()));
-    }
-    if metadata.uid() != euid {
-        return Err(Refusal::Refused(format!(
-            "owned by uid {}, not fleet-init's uid {euid}",
-            metadata.uid()
-        )));
-    }
-    let mode = metadata.mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(Refusal::Refused(format!(
-            "writable by group or others (mode {mode:03o})"
-        )));
-    }
-    Ok(())
-}
-
-/// `name.corrupt-<unix ms>`: kept for a human to look at, out of the way of the next reap.
-fn move_aside(dir: &Path, name: &str) -> Option<PathBuf> {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    let target = dir.join(format!("{name}.corrupt-{millis}"));
-    match std::fs::rename(dir.join(name), &target) {
-        Ok(()) => {
-            if let Err(error) = super::atomic::sync_dir(dir) {
-                log::warn!("cannot sync {}: {error}", dir.display());
-            }
-            Some(target)
-        }
-        Err(error) => {
-            log::error!("cannot move corrupt handoff {name} aside: {error}");
-            None
         }
     }
 }
@@ -154,25 +73,24 @@ mod tests {
 
     #[test]
     fn unsafe_and_corrupt_files_are_refused_or_moved_aside() {
-        let dir = std::env::temp_dir().join(format!("fleet-files-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = br#"{"version":1,"boot_id":"b","owner":{"pid":9,"start_time":1},"entries":[]}"#;
+        let path = std::env::temp_dir().join(format!("fleet-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        let dir = StateDir::open(&path, true).unwrap();
+        let good = br#"{"version":2,"generation":"0123456789abcdef0123456789abcdef","boot_id":"b","pid_ns":1,"owner":{"pid":9,"start_time":1},"entries":[]}"#;
         let write = |name: &str, bytes: &[u8], mode: u32| {
-            std::fs::write(dir.join(name), bytes).unwrap();
-            std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(mode))
+            std::fs::write(path.join(name), bytes).unwrap();
+            std::fs::set_permissions(path.join(name), std::fs::Permissions::from_mode(mode))
                 .unwrap();
         };
-        write("handoff-1-1.json", good, 0o600);
-        write("handoff-2-2.json", b"{torn", 0o600);
-        write("handoff-3-3.json", good, 0o666);
-        write("handoff-5-5.json", good, 0o600);
+        write("handoff-1.json", good, 0o600);
+        write("handoff-2.json", b"{torn", 0o600);
+        write("handoff-3.json", good, 0o666);
+        write("handoff-5.json", good, 0o600);
         write("other.json", b"ignored", 0o600);
-        std::os::unix::fs::symlink(dir.join("handoff-1-1.json"), dir.join("handoff-4-4.json"))
+        std::os::unix::fs::symlink(path.join("handoff-1.json"), path.join("handoff-4.json"))
             .unwrap();
-        std::fs::create_dir(dir.join("handoff-6-6.json")).unwrap();
-        let euid = unsafe { libc::geteuid() };
-        let loaded = load_all(&dir, euid, Some("handoff-5-5.json")).unwrap();
+        std::fs::create_dir(path.join("handoff-6.json")).unwrap();
+        let loaded = load_all(&dir, Some("handoff-5.json")).unwrap();
         let summary: Vec<String> = loaded
             .iter()
             .map(|l| match l {
@@ -186,26 +104,21 @@ mod tests {
         assert_eq!(
             summary,
             [
-                "handoff-1-1.json: usable",
-                "handoff-2-2.json: corrupt, moved: true",
-                "handoff-3-3.json: refused: writable by group or others (mode 666)",
-                "handoff-4-4.json: refused: a symlink",
-                "handoff-6-6.json: refused: not a regular file",
+                "handoff-1.json: usable",
+                "handoff-2.json: corrupt, moved: true",
+                "handoff-3.json: refused: writable by group or others (mode 666)",
+                "handoff-4.json: refused: a symlink",
+                "handoff-6.json: refused: not a regular file",
             ]
         );
-        assert!(!dir.join("handoff-2-2.json").exists());
-        let kept: Vec<_> = std::fs::read_dir(&dir)
+        assert!(!path.join("handoff-2.json").exists());
+        let kept: Vec<_> = dir
+            .names()
             .unwrap()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.starts_with("handoff-2-2.json.corrupt-"))
+            .into_iter()
+            .filter(|n| n.starts_with("handoff-2.json.corrupt-"))
             .collect();
         assert_eq!(kept.len(), 1, "moved aside, never deleted");
-        let foreign = load_all(&dir, euid + 1, None).unwrap();
-        assert!(foreign.iter().any(|l| matches!(l,
-            Loaded::Refused { name, reason } if name == "handoff-1-1.json" && reason.starts_with("owned by uid"))));
-        assert!(load_all(&dir.join("missing"), euid, None)
-            .unwrap()
-            .is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&path).unwrap();
     }
 }

@@ -1,30 +1,29 @@
-//! The handoff file format (versioned JSON): who wrote it, under which boot, and one entry per
-//! process fleet-init is responsible for. Decoding is strict and pure.
+//! The handoff file format (versioned JSON): which generation wrote it, under which boot and
+//! PID namespace, and one entry per worker process it started. Decoding is strict and pure.
 
+use super::generation::Generation;
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const FILE_PREFIX: &str = "handoff-";
 pub const FILE_SUFFIX: &str = ".json";
 
-/// The identity of a process: pid + start time (field 22 of stat) + boot id, and its command
-/// line as exec'd.
+/// A worker process as started: its identity is (boot id, PID namespace, pid, start time);
+/// the command line is there for people to read, never compared.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub worker: String,
     pub run: u32,
-    /// Absent: written before the spawn, so the process (if any) is found by
-    /// `FLEET_INIT_WORKER=<worker>` in its environment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<u64>,
+    pub pid: i32,
+    /// Field 22 of `/proc/PID/stat`.
+    pub start_time: u64,
     #[serde(default)]
     pub cmdline: Vec<String>,
 }
 
-/// The generation of fleet-init that wrote the file.
+/// The fleet-init process of the generation: alive (same pid, same start time) means the
+/// generation is alive and its processes are nobody else's to stop.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Owner {
@@ -36,14 +35,19 @@ pub struct Owner {
 #[serde(deny_unknown_fields)]
 pub struct Handoff {
     pub version: u32,
+    /// 32 hex digits: the `FLEET_INIT_GENERATION` every process of the generation carries.
+    pub generation: String,
     pub boot_id: String,
+    /// The inode of the owner's `/proc/self/ns/pid`: its pids mean something only there.
+    pub pid_ns: u64,
     pub owner: Owner,
     pub entries: Vec<Entry>,
 }
 
 impl Handoff {
     pub fn encode(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        // Compact: 1,000 workers are one write of about 100 KB, not a pretty-printed megabyte.
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
         bytes.push(b'\n');
         bytes
     }
@@ -57,28 +61,30 @@ impl Handoff {
                 handoff.version
             ));
         }
-        for entry in &handoff.entries {
-            if entry.pid.is_some_and(|pid| pid <= 0) {
-                return Err(format!("entry of worker {:?} has pid <= 0", entry.worker));
-            }
-            if entry.pid.is_some() != entry.start_time.is_some() {
-                return Err(format!(
-                    "entry of worker {:?} has a pid without start time or the reverse",
-                    entry.worker
-                ));
-            }
+        if Generation::parse(&handoff.generation).is_none() {
+            return Err(format!(
+                "generation {:?} is not 32 lowercase hex digits",
+                handoff.generation
+            ));
+        }
+        if handoff.owner.pid <= 0 {
+            return Err("owner pid <= 0".into());
+        }
+        if let Some(entry) = handoff.entries.iter().find(|entry| entry.pid <= 0) {
+            return Err(format!("entry of worker {:?} has pid <= 0", entry.worker));
         }
         Ok(handoff)
     }
+
+    pub fn generation_id(&self) -> Option<Generation> {
+        Generation::parse(&self.generation)
+    }
 }
 
-/// `handoff-<pid>-<start_time>.json`: one file per generation, so generations never overwrite
-/// each other's records.
-pub fn file_name(owner: &Owner) -> String {
-    format!(
-        "{FILE_PREFIX}{}-{}{FILE_SUFFIX}",
-        owner.pid, owner.start_time
-    )
+/// `handoff-<generation>.json`: one file per generation, a name nobody can guess before the
+/// generation exists, and unique even across PID namespaces sharing one state dir.
+pub fn file_name(generation: Generation) -> String {
+    format!("{FILE_PREFIX}{generation}{FILE_SUFFIX}")
 }
 
 pub fn is_handoff_name(name: &str) -> bool {
@@ -89,30 +95,25 @@ pub fn is_handoff_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    const GEN: &str = "0123456789abcdef0123456789abcdef";
+
     fn sample() -> Handoff {
         Handoff {
-            version: 1,
+            version: FORMAT_VERSION,
+            generation: GEN.into(),
             boot_id: "b".into(),
+            pid_ns: 4026531836,
             owner: Owner {
                 pid: 1,
                 start_time: 5,
             },
-            entries: vec![
-                Entry {
-                    worker: "api".into(),
-                    run: 2,
-                    pid: Some(42),
-                    start_time: Some(99),
-                    cmdline: vec!["/app/api".into()],
-                },
-                Entry {
-                    worker: "api".into(),
-                    run: 3,
-                    pid: None,
-                    start_time: None,
-                    cmdline: vec![],
-                },
-            ],
+            entries: vec![Entry {
+                worker: "api".into(),
+                run: 2,
+                pid: 42,
+                start_time: 99,
+                cmdline: vec!["/app/api".into()],
+            }],
         }
     }
 
@@ -120,40 +121,40 @@ mod tests {
     fn round_trips_and_refuses_what_it_did_not_write() {
         let handoff = sample();
         assert_eq!(Handoff::decode(&handoff.encode()).unwrap(), handoff);
+        let head = format!(
+            r#""generation":"{GEN}","boot_id":"b","pid_ns":7,"owner":{{"pid":1,"start_time":1}}"#
+        );
         for (text, want) in [
-            ("", "EOF while parsing"),
-            ("{\"version\":1", "EOF while parsing"),
-            ("[]", "invalid length 0"),
-            ("7", "invalid type"),
+            (String::new(), "EOF while parsing"),
+            ("{\"version\":2".into(), "EOF while parsing"),
+            ("[]".into(), "invalid length 0"),
+            ("7".into(), "invalid type"),
+            (format!(r#"{{"version":1,{head},"entries":[]}}"#), "unsupported version 1"),
+            (format!(r#"{{"version":2,{head},"entries":[],"x":1}}"#), "unknown field"),
             (
-                r#"{"version":2,"boot_id":"b","owner":{"pid":1,"start_time":1},"entries":[]}"#,
-                "unsupported version 2",
-            ),
-            (
-                r#"{"version":1,"boot_id":"b","owner":{"pid":1,"start_time":1},"entries":[],"x":1}"#,
-                "unknown field",
-            ),
-            (
-                r#"{"version":1,"boot_id":"b","owner":{"pid":1,"start_time":1},"entries":[{"worker":"a","run":1,"pid":-4,"start_time":1}]}"#,
+                format!(r#"{{"version":2,{head},"entries":[{{"worker":"a","run":1,"pid":-4,"start_time":1}}]}}"#),
                 "pid <= 0",
             ),
             (
-                r#"{"version":1,"boot_id":"b","owner":{"pid":1,"start_time":1},"entries":[{"worker":"a","run":1,"pid":4}]}"#,
-                "without start time",
+                format!(r#"{{"version":2,{head},"entries":[{{"worker":"a","run":1,"pid":4}}]}}"#),
+                "missing field `start_time`",
+            ),
+            (
+                r#"{"version":2,"generation":"x","boot_id":"b","pid_ns":7,"owner":{"pid":1,"start_time":1},"entries":[]}"#.into(),
+                "not 32 lowercase hex digits",
+            ),
+            (
+                format!(r#"{{"version":2,"generation":"{GEN}","boot_id":"b","owner":{{"pid":1,"start_time":1}},"entries":[]}}"#),
+                "missing field `pid_ns`",
             ),
         ] {
             let error = Handoff::decode(text.as_bytes()).unwrap_err();
             assert!(error.contains(want), "{text}: {error}");
         }
-        assert_eq!(
-            file_name(&Owner {
-                pid: 1,
-                start_time: 77
-            }),
-            "handoff-1-77.json"
-        );
-        assert!(is_handoff_name("handoff-1-77.json"));
-        assert!(!is_handoff_name(".handoff-1-77.json.tmp"));
-        assert!(!is_handoff_name("handoff-1-77.json.corrupt-5"));
+        let id = Generation::parse(GEN).unwrap();
+        assert_eq!(file_name(id), format!("handoff-{GEN}.json"));
+        assert!(is_handoff_name(&file_name(id)));
+        assert!(!is_handoff_name(&format!(".handoff-{GEN}.json.{GEN}.tmp")));
+        assert!(!is_handoff_name(&format!("handoff-{GEN}.json.corrupt-5")));
     }
 }

@@ -1,72 +1,92 @@
 //! The durable registry of every process fleet-init is responsible for, kept as one handoff
-//! file per generation in the state dir. The in-memory entries are the truth; the file follows
-//! them with atomic writes. A failed write keeps both the old file and every in-memory entry,
-//! is reported, and is retried on the next change; nothing is dropped.
+//! file per generation in the state dir. The file is written before the first worker starts,
+//! so the generation id it holds finds every process of the generation whatever happens next;
+//! the entries (pid and start time of each worker process) follow with at most one write per
+//! loop turn. The in-memory entries are the truth: a failed write keeps both the old file and
+//! every in-memory entry, is reported, and is retried on a deadline of the loop.
 
-pub mod atomic;
 pub mod files;
 pub mod format;
+pub mod generation;
+pub mod statedir;
 
 use crate::events::Event;
+use crate::supervisor::Millis;
 use format::{Entry, Handoff, Owner, FORMAT_VERSION};
-use std::collections::BTreeSet;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+pub use generation::Generation;
+use nix::errno::Errno;
+use statedir::{Refusal, StateDir};
 use std::path::{Path, PathBuf};
 
+/// How long after a failed write the next one is tried, when nothing else changes.
+pub const RETRY_MS: Millis = 1000;
+
+/// Who wrote a registry: what a reader needs to tell a live generation from a dead one, and
+/// which of the processes it sees are this generation's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub generation: Generation,
+    pub boot_id: String,
+    pub pid_ns: u64,
+    pub owner: Owner,
+}
+
 pub struct Registry {
-    dir: PathBuf,
+    path: PathBuf,
+    /// `None` while the dir is missing (deleted while running, not yet created again).
+    dir: Option<StateDir>,
     file_name: String,
     handoff: Handoff,
     /// Pids never written: the config's protected pids, fleet-init, its ancestors.
     protected: Vec<i32>,
-    /// The state dir cannot exist (read-only root): the container runs without a registry.
+    /// The state dir cannot exist or is refused: the container runs without a registry.
     is_disabled: bool,
     is_dirty: bool,
-    /// The file on disk, if any, matches the entries: nothing to retry.
+    /// The last write failed: the file on disk is behind the entries.
     has_failed: bool,
     has_persisted: bool,
-    /// Workers with an entry in the file as last written: `--reap` finds their processes by
-    /// name if need be (an entry whose pid is gone resolves by `FLEET_INIT_WORKER`).
-    durable_workers: BTreeSet<String>,
+    retry_at: Option<Millis>,
 }
 
 impl Registry {
-    /// Creates the state dir (0700) if needed. When it cannot exist at all, the registry is
-    /// disabled and the returned event says so, once.
-    pub fn open(
-        dir: &Path,
-        owner: Owner,
-        boot_id: String,
-        protected: Vec<i32>,
-    ) -> (Registry, Option<Event>) {
-        let file_name = format::file_name(&owner);
+    /// Opens (creating it 0700 if needed) the state dir. When it cannot exist at all or is
+    /// refused, the registry is disabled and the returned event says so, once. The header is
+    /// written by the first `persist`, which the caller makes before spawning anything.
+    pub fn open(dir: &Path, identity: Identity, protected: Vec<i32>) -> (Registry, Option<Event>) {
         let mut registry = Registry {
-            dir: dir.to_path_buf(),
-            file_name,
+            path: dir.to_path_buf(),
+            dir: None,
+            file_name: format::file_name(identity.generation),
             handoff: Handoff {
                 version: FORMAT_VERSION,
-                boot_id,
-                owner,
+                generation: identity.generation.to_string(),
+                boot_id: identity.boot_id,
+                pid_ns: identity.pid_ns,
+                owner: identity.owner,
                 entries: Vec::new(),
             },
             protected,
             is_disabled: false,
-            is_dirty: false,
+            is_dirty: true,
             has_failed: false,
             has_persisted: false,
-            durable_workers: BTreeSet::new(),
+            retry_at: None,
         };
-        let event = match create_state_dir(dir) {
-            Ok(()) => None,
-            Err(error) => {
+        let event = match StateDir::open(dir, true) {
+            Ok(state_dir) => {
+                registry.dir = Some(state_dir);
+                None
+            }
+            Err(refusal) => {
                 registry.is_disabled = true;
+                let why = match refusal {
+                    Refusal::Refused(reason) => format!("state dir refused ({reason})"),
+                    Refusal::Failed(errno) => format!("state dir unusable ({})", errno.desc()),
+                };
                 Some(
                     Event::error("handoff_persist_failed")
                         .with("path", dir.display().to_string())
-                        .with(
-                            "error",
-                            format!("state dir unusable, running without a registry: {error}"),
-                        ),
+                        .with("error", format!("{why}, running without a registry")),
                 )
             }
         };
@@ -74,153 +94,128 @@ impl Registry {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.join(&self.file_name)
+        self.path.join(&self.file_name)
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.path
     }
 
     pub fn is_disabled(&self) -> bool {
         self.is_disabled
     }
 
+    /// The last write failed or never happened: the file does not hold what is in memory.
+    pub fn is_behind(&self) -> bool {
+        self.is_disabled || self.is_dirty
+    }
+
     pub fn entries(&self) -> &[Entry] {
         &self.handoff.entries
     }
 
-    /// Before a spawn: the worker's next run is recorded by name, so a crash between fork and
-    /// recording its pid still leaves it findable (by `FLEET_INIT_WORKER`).
-    pub fn add_pending(&mut self, worker: &str, run: u32) {
+    /// A worker process started. A protected pid is not recorded (the generation id still
+    /// finds the worker); a process without a start time has no identity to record.
+    pub fn add(&mut self, worker: &str, run: u32, pid: i32, start_time: u64, cmdline: &[String]) {
+        if self.protected.contains(&pid) {
+            log::warn!("worker {worker} pid {pid} is a protected pid: not recorded");
+            return;
+        }
         self.handoff.entries.push(Entry {
             worker: worker.to_string(),
             run,
-            pid: None,
-            start_time: None,
-            cmdline: Vec::new(),
+            pid,
+            start_time,
+            cmdline: cmdline.to_vec(),
         });
-        self.is_dirty = true;
-    }
-
-    /// Whether a spawn of `worker` must wait for a write: not when the file already holds an
-    /// entry of that worker (its previous run's), which covers the new process by name. So a
-    /// restart costs one write, after the spawn, instead of two.
-    pub fn needs_write_before_spawn(&self, worker: &str) -> bool {
-        !self.is_disabled && !self.durable_workers.contains(worker)
-    }
-
-    /// The spawn worked: the pending entry gets the process's identity.
-    pub fn set_pid(
-        &mut self,
-        worker: &str,
-        run: u32,
-        pid: i32,
-        start_time: Option<u64>,
-        cmdline: &[String],
-    ) {
-        let protected = self.protected.contains(&pid);
-        let pending = self
-            .handoff
-            .entries
-            .iter()
-            .position(|e| e.worker == worker && e.run == run && e.pid.is_none());
-        if let Some(index) = pending {
-            self.handoff.entries.remove(index);
-        }
-        // Without a start time there is no identity to check later: the name still finds it.
-        match (protected, start_time) {
-            (false, Some(start_time)) => self.handoff.entries.push(Entry {
-                worker: worker.to_string(),
-                run,
-                pid: Some(pid),
-                start_time: Some(start_time),
-                cmdline: cmdline.to_vec(),
-            }),
-            (false, None) => self.add_pending(worker, run),
-            (true, _) => log::warn!("worker {worker} pid {pid} is a protected pid: not recorded"),
-        }
-        self.is_dirty = true;
-    }
-
-    /// The spawn failed: its child never ran anything.
-    pub fn forget_pending(&mut self, worker: &str, run: u32) {
-        self.handoff
-            .entries
-            .retain(|e| !(e.worker == worker && e.run == run && e.pid.is_none()));
         self.is_dirty = true;
     }
 
     /// The processes of this pid's run are confirmed gone.
     pub fn forget_pid(&mut self, pid: i32) {
         let before = self.handoff.entries.len();
-        self.handoff.entries.retain(|e| e.pid != Some(pid));
+        self.handoff.entries.retain(|e| e.pid != pid);
         self.is_dirty |= self.handoff.entries.len() != before;
     }
 
-    /// Everything below fleet-init is gone.
-    pub fn forget_all(&mut self) {
-        if !self.handoff.entries.is_empty() {
-            self.handoff.entries.clear();
-            self.is_dirty = true;
-        }
+    /// When a failed write is due to be tried again.
+    pub fn next_retry(&self) -> Option<Millis> {
+        self.retry_at.filter(|_| self.is_dirty && !self.is_disabled)
     }
 
-    /// Writes the entries if they changed (or a previous write failed). An empty registry is
-    /// no file at all. Returns the event to emit, if any: the first success, a failure, and
-    /// the success that ends a run of failures.
-    pub fn persist(&mut self) -> Option<Event> {
+    /// Writes the file if the entries changed or a previous write failed and its retry is due.
+    /// Returns the event to emit, if any: the first success, the first failure of a run of
+    /// failures, and the success that ends it.
+    pub fn persist(&mut self, now: Millis) -> Option<Event> {
         if self.is_disabled || !self.is_dirty {
             return None;
         }
-        let result = if self.handoff.entries.is_empty() {
-            atomic::remove(&self.dir, &self.file_name)
-        } else {
-            atomic::replace(&self.dir, &self.file_name, &self.handoff.encode())
-        };
+        if self.retry_at.is_some_and(|at| at > now) {
+            return None;
+        }
         let path = self.path().display().to_string();
-        match result {
+        match self.write() {
             Ok(()) => {
                 self.is_dirty = false;
-                self.durable_workers = self
-                    .handoff
-                    .entries
-                    .iter()
-                    .map(|e| e.worker.clone())
-                    .collect();
+                self.retry_at = None;
                 let should_tell = self.has_failed || !self.has_persisted;
                 self.has_failed = false;
                 self.has_persisted = true;
                 should_tell.then(|| {
                     Event::info("handoff_persisted")
                         .with("path", path)
+                        .with("generation", self.handoff.generation.clone())
                         .with("entries", self.handoff.entries.len())
                 })
             }
-            Err(error) => {
-                // The old file stays as it was, and the entries stay in memory: retried on the
-                // next change.
-                self.has_failed = true;
+            Err(errno) => {
+                // The old file stays as it was, and the entries stay in memory.
+                self.retry_at = Some(now.saturating_add(RETRY_MS));
+                let was_failing = std::mem::replace(&mut self.has_failed, true);
+                if was_failing {
+                    log::debug!("handoff {path}: write failed again: {}", errno.desc());
+                    return None;
+                }
                 Some(
                     Event::error("handoff_persist_failed")
                         .with("path", path)
-                        .with("error", error.to_string())
+                        .with("error", errno.desc())
                         .with("entries", self.handoff.entries.len()),
                 )
             }
         }
     }
-}
 
-fn create_state_dir(dir: &Path) -> std::io::Result<()> {
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(error) => return Err(error),
+    /// One write; a state dir deleted since it was opened is created again first.
+    fn write(&mut self) -> Result<(), Errno> {
+        if self.dir.as_ref().is_none_or(StateDir::is_deleted) {
+            self.dir = None;
+            match StateDir::open(&self.path, true) {
+                Ok(dir) => {
+                    log::warn!("state dir {} was gone: created again", self.path.display());
+                    self.dir = Some(dir);
+                }
+                Err(Refusal::Failed(errno)) => return Err(errno),
+                Err(Refusal::Refused(reason)) => {
+                    log::error!("state dir {} refused: {reason}", self.path.display());
+                    return Err(Errno::EPERM);
+                }
+            }
+        }
+        let dir = self.dir.as_ref().ok_or(Errno::ENOENT)?;
+        dir.replace(&self.file_name, &self.handoff.encode())
     }
-    let metadata = std::fs::metadata(dir)?;
-    if metadata.permissions().mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+
+    /// Everything below fleet-init is gone: the generation leaves nothing to reap.
+    pub fn remove(&mut self) {
+        self.handoff.entries.clear();
+        self.is_dirty = false;
+        if let Some(dir) = &self.dir {
+            if let Err(errno) = dir.remove(&self.file_name) {
+                log::warn!("cannot remove {}: {errno}", self.path().display());
+            }
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod status;
 mod tree;
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -125,6 +126,63 @@ pub fn read_cmdline(proc_root: &Path, pid: i32) -> Lookup<Vec<String>> {
 /// Another user's process gives `Unreadable(EACCES)`.
 pub fn read_environ_value(proc_root: &Path, pid: i32, key: &str) -> Lookup<Option<String>> {
     read_proc_file(proc_root, pid, "environ").map(|bytes| environ_value(&bytes, key))
+}
+
+/// What a process carries in its environment to say whose it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// `FLEET_INIT_GENERATION`: the run of fleet-init that started it (or its ancestor).
+    pub generation: Option<String>,
+    /// `FLEET_INIT_WORKER`: the worker it belongs to.
+    pub worker: Option<String>,
+}
+
+/// The marks `pid` started with, from `proc_root/PID/environ`. Another user's process, which
+/// root cannot read without CAP_SYS_PTRACE (the default in Docker and podman), is read with
+/// the file-system uid and gid switched to the process's own (setfsuid(2)): the kernel's
+/// access check then sees its owner. `Unreadable` only when even that fails (a set-uid or
+/// non-dumpable process): never to be taken as "not ours".
+pub fn read_marks(proc_root: &Path, pid: i32) -> Lookup<Marks> {
+    let read = || read_proc_file(proc_root, pid, "environ");
+    let bytes = match read() {
+        Lookup::Unreadable(Errno::EACCES | Errno::EPERM) => {
+            match std::fs::metadata(proc_root.join(pid.to_string())) {
+                Ok(owner) => as_file_owner(owner.uid(), owner.gid(), read),
+                Err(error) => lookup_error(error),
+            }
+        }
+        other => other,
+    };
+    bytes.map(|bytes| Marks {
+        generation: environ_value(&bytes, "FLEET_INIT_GENERATION"),
+        worker: environ_value(&bytes, "FLEET_INIT_WORKER"),
+    })
+}
+
+/// Runs `f` with this thread's file-system ids set to `uid`/`gid`, then sets them back.
+/// fleet-init's loop is one thread, so nothing else runs meanwhile with the borrowed ids.
+fn as_file_owner<T>(uid: u32, gid: u32, f: impl FnOnce() -> Lookup<T>) -> Lookup<T> {
+    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+    // setfsuid returns the previous id whether or not it changed anything: asking twice is how
+    // the man page says to learn whether it took.
+    let old_gid = setfsgid(Gid::from_raw(gid));
+    let old_uid = setfsuid(Uid::from_raw(uid));
+    let is_switched = setfsuid(Uid::from_raw(uid)).as_raw() == uid;
+    let result = if is_switched {
+        f()
+    } else {
+        Lookup::Unreadable(Errno::EPERM)
+    };
+    setfsuid(old_uid);
+    setfsgid(old_gid);
+    result
+}
+
+/// The inode of `proc_root/self/ns/pid`: which PID namespace the pids in this /proc mean.
+pub fn read_pid_ns(proc_root: &Path) -> Option<u64> {
+    std::fs::metadata(proc_root.join("self/ns/pid"))
+        .map(|metadata| metadata.ino())
+        .ok()
 }
 
 /// This boot's id, from `proc_root/sys/kernel/random/boot_id`, trimmed; `None` when missing
@@ -402,6 +460,17 @@ mod tests {
         assert_eq!(worker, Lookup::Found(Some("web".to_string())));
         assert_eq!(read_environ_value(root, 7, "PATH"), Lookup::Found(None));
         assert_eq!(read_environ_value(root, 8, "PATH"), Lookup::Found(None));
+        fake.write(
+            "9/environ",
+            b"FLEET_INIT_WORKER=api\0FLEET_INIT_GENERATION=abc\0",
+        );
+        let marks = Marks {
+            generation: Some("abc".into()),
+            worker: Some("api".into()),
+        };
+        assert_eq!(read_marks(root, 9), Lookup::Found(marks));
+        assert_eq!(read_marks(root, 8), Lookup::Found(Marks::default()));
+        assert!(read_marks(root, 999).is_gone());
     }
 
     #[test]

@@ -1,18 +1,22 @@
-//! `--reap` and the reap every normal start does before spawning: consume the handoff files a
-//! previous generation left, stop what is still alive of the recorded trees, and rewrite each
-//! file to what is left (removing it when nothing is).
+//! `--reap` and the reap every normal start does before spawning: consume the handoff files
+//! dead generations left, stop every live process of theirs (found by their generation id, their
+//! recorded identity, their ancestry), and remove each file once nothing of it is left.
 
 pub mod plan;
 pub mod stop;
 
 use crate::events::{self, Event};
-use crate::handoff::atomic;
 use crate::handoff::files::{self, Loaded};
-use crate::handoff::format::Handoff;
-use crate::procscan;
-use plan::{Decision, View};
+use crate::handoff::statedir::{self, Refusal, StateDir};
+use crate::handoff::Generation;
+use crate::procscan::{self, Lookup, Marks, ProcStat};
+use nix::errno::Errno;
+use plan::{DeadGeneration, FileVerdict, Reader};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+const PROC: &str = "/proc";
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -60,72 +64,132 @@ pub fn protected_pids(extra: &[i32], proc_root: &Path) -> Vec<i32> {
     protected
 }
 
-/// Consumes every handoff file in `state_dir` but `own_file`, emitting the reap events.
-/// With `is_quiet_when_empty` (a normal start), nothing is said when there is nothing to reap.
-pub fn reap(
-    state_dir: &Path,
-    own_file: Option<&str>,
-    grace: Duration,
-    protected: &[i32],
-    is_quiet_when_empty: bool,
-) -> Report {
-    let proc_root = Path::new("/proc");
+/// What a reap is asked to do besides reading the state dir.
+pub struct Request<'a> {
+    pub grace: Duration,
+    pub protected: &'a [i32],
+    /// A normal start: nothing is said when there is nothing to reap.
+    pub is_quiet_when_empty: bool,
+    /// The reader's own generation after an abnormal end (from `FLEET_INIT_REAP_GENERATION`):
+    /// dead, and every descendant of the reader is its, file or no file.
+    pub own_generation: Option<Generation>,
+}
+
+/// Consumes every handoff file in `state_dir`, emitting the reap events.
+pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
     let started = Instant::now();
     let mut report = Report::default();
-    // SAFETY: geteuid cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    let loaded = match files::load_all(state_dir, euid, own_file) {
-        Ok(loaded) => loaded,
-        Err(error) => {
+    let dir = match StateDir::open(state_dir, false) {
+        Ok(dir) => Some(dir),
+        Err(Refusal::Failed(Errno::ENOENT)) => None,
+        Err(refusal) => {
             events::emit(
                 &Event::error("reap_skipped")
                     .with("path", state_dir.display().to_string())
-                    .with("reason", format!("state dir unreadable: {error}")),
+                    .with("reason", format!("state dir refused: {refusal}")),
+            );
+            report.bad_files += 1;
+            if request.own_generation.is_none() {
+                return finish(report, started);
+            }
+            None
+        }
+    };
+    let loaded = match dir.as_ref().map(|dir| files::load_all(dir, None)) {
+        None => Vec::new(),
+        Some(Ok(loaded)) => loaded,
+        Some(Err(errno)) => {
+            events::emit(
+                &Event::error("reap_skipped")
+                    .with("path", state_dir.display().to_string())
+                    .with("reason", format!("state dir unreadable: {}", errno.desc())),
             );
             report.bad_files += 1;
             return finish(report, started);
         }
     };
-    if loaded.is_empty() && is_quiet_when_empty {
+    if loaded.is_empty() && request.own_generation.is_none() && request.is_quiet_when_empty {
+        if let Some(dir) = &dir {
+            remove_stale_temps(dir, &[]);
+        }
         return report;
     }
-    let boot_id = procscan::read_boot_id(proc_root).unwrap_or_default();
+    let proc_root = Path::new(PROC);
+    let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let reader = Reader {
+        boot_id: procscan::read_boot_id(proc_root).unwrap_or_default(),
+        pid_ns: procscan::read_pid_ns(proc_root).unwrap_or_default(),
+        self_pid,
+    };
     let table = procscan::scan(proc_root);
-    let cmdline = |pid: i32| procscan::read_cmdline(proc_root, pid).found();
-    let worker_of = |pid: i32| {
-        procscan::read_environ_value(proc_root, pid, "FLEET_INIT_WORKER")
-            .found()
-            .flatten()
-    };
-    let view = View {
-        table: &table,
-        cmdline: &cmdline,
-        worker_of: &worker_of,
-        protected,
-    };
-    // Every file's decisions first, then one stop for all trees, so the graces run together.
-    let mut usable: Vec<(String, Handoff, Vec<Decision>)> = Vec::new();
+    let mut dead: Vec<DeadGeneration> = Vec::new();
+    let mut dead_files: Vec<Option<String>> = Vec::new();
+    let mut kept: Vec<String> = Vec::new();
     for file in loaded {
         match file {
-            Loaded::Usable { name, handoff } if is_live_owner(&handoff, &table) => {
-                // Another fleet-init sharing this state dir, alive: its records are its own.
-                events::emit(
-                    &Event::info("reap_skipped")
-                        .with("path", state_dir.join(name).display().to_string())
-                        .with("pid", handoff.owner.pid)
-                        .with("reason", "its fleet-init is alive"),
-                );
-            }
             Loaded::Usable { name, handoff } => {
-                let decisions = handoff
-                    .entries
-                    .iter()
-                    .map(|entry| plan::decide(entry, &handoff.boot_id, &boot_id, &view))
-                    .collect();
-                usable.push((name, handoff, decisions));
+                let path = state_dir.join(&name).display().to_string();
+                match plan::judge(&handoff, &reader, &table) {
+                    FileVerdict::LiveOwner => {
+                        kept.push(name);
+                        events::emit(
+                            &Event::info("reap_skipped")
+                                .with("path", path)
+                                .with("pid", handoff.owner.pid)
+                                .with("reason", "its fleet-init is alive"),
+                        );
+                    }
+                    FileVerdict::OtherNamespace => {
+                        // Its pids mean nothing here: kept for a reaper in its own namespace.
+                        report.bad_files += 1;
+                        kept.push(name);
+                        events::emit(
+                            &Event::warn("reap_skipped")
+                                .with("path", path)
+                                .with("pid", handoff.owner.pid)
+                                .with(
+                                    "reason",
+                                    format!(
+                                        "written in another PID namespace ({}, this is {}): kept, nothing signalled",
+                                        handoff.pid_ns, reader.pid_ns
+                                    ),
+                                ),
+                        );
+                    }
+                    FileVerdict::OtherBoot => {
+                        events::emit(
+                            &Event::info("reap_skipped")
+                                .with("path", path)
+                                .with("pid", handoff.owner.pid)
+                                .with(
+                                    "reason",
+                                    format!(
+                                        "written under another boot ({}): its processes are gone, nothing signalled",
+                                        handoff.boot_id
+                                    ),
+                                ),
+                        );
+                        if let Some(dir) = &dir {
+                            settle(dir, &name, true);
+                        }
+                    }
+                    FileVerdict::Dead => {
+                        let is_own = request
+                            .own_generation
+                            .is_some_and(|own| handoff.generation_id() == Some(own));
+                        dead.push(DeadGeneration {
+                            generation: handoff.generation,
+                            owner_start_time: handoff.owner.start_time,
+                            entries: handoff.entries,
+                            is_own,
+                        });
+                        dead_files.push(Some(name));
+                    }
+                }
             }
             Loaded::Refused { name, reason } => {
                 report.bad_files += 1;
+                kept.push(name.clone());
                 events::emit(
                     &Event::error("reap_skipped")
                         .with("path", state_dir.join(name).display().to_string())
@@ -138,7 +202,7 @@ pub fn reap(
                 error,
             } => {
                 report.bad_files += 1;
-                let moved = moved_to.map(|p| p.display().to_string());
+                let moved = moved_to.map(|m| state_dir.join(m).display().to_string());
                 events::emit(
                     &Event::error("handoff_corrupt")
                         .with("path", state_dir.join(name).display().to_string())
@@ -148,99 +212,136 @@ pub fn reap(
             }
         }
     }
-    let roots: Vec<i32> = usable
-        .iter()
-        .flat_map(|(_, _, decisions)| decisions.iter())
-        .filter_map(|d| match d {
-            Decision::Stop { roots } => Some(roots.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let outcome = if roots.is_empty() {
-        stop::Outcome::default()
-    } else {
-        stop::stop_trees(proc_root, &roots, grace, protected)
-    };
-    for (name, handoff, decisions) in usable {
-        settle_file(state_dir, &name, handoff, &decisions, &outcome, &mut report);
+    if let Some(own) = request.own_generation {
+        // The registry could not be written: no file names it, the reader's ancestry does.
+        if !dead.iter().any(|g| g.is_own) {
+            let start_time = procscan::find(&table, self_pid).map_or(0, |p| p.start_time);
+            dead.push(DeadGeneration {
+                generation: own.to_string(),
+                owner_start_time: start_time,
+                entries: Vec::new(),
+                is_own: true,
+            });
+            dead_files.push(None);
+        }
+    }
+    let outcome = stop_dead(proc_root, &dead, request, self_pid);
+    report_outcome(&outcome, &dead, &mut report);
+    if let Some(dir) = &dir {
+        for (index, name) in dead_files.iter().enumerate() {
+            let Some(name) = name else { continue };
+            let is_clear = !outcome.last.targets.values().any(|t| t.generation == index)
+                && outcome.last.unverified.is_empty();
+            if !is_clear {
+                kept.push(name.clone());
+            }
+            settle(dir, name, is_clear);
+        }
+        remove_stale_temps(dir, &kept);
     }
     finish(report, started)
 }
 
-/// Reports each entry's fate and rewrites the file to the entries with survivors.
-fn settle_file(
-    state_dir: &Path,
-    name: &str,
-    mut handoff: Handoff,
-    decisions: &[Decision],
-    outcome: &stop::Outcome,
-    report: &mut Report,
-) {
-    let mut keep = Vec::new();
-    for (entry, decision) in handoff.entries.iter().zip(decisions) {
-        match decision {
-            Decision::Gone => {}
-            Decision::Skip { pid, reason } => {
-                report.skipped += 1;
-                events::emit(
-                    &Event::warn("reap_skipped")
-                        .with("worker", entry.worker.clone())
-                        .with("pid", *pid)
-                        .with("reason", reason.clone()),
-                );
-            }
-            Decision::Stop { roots } => {
-                for (pid, root, signal) in &outcome.gone {
-                    if roots.contains(root) {
-                        report.reaped += 1;
-                        events::emit(
-                            &Event::info("reaped")
-                                .with("worker", entry.worker.clone())
-                                .with("pid", *pid)
-                                .with("signal", crate::signals::name(*signal)),
-                        );
-                    }
-                }
-                let survivors: Vec<i32> = outcome
-                    .survivors
-                    .iter()
-                    .filter(|(_, root)| roots.contains(root))
-                    .map(|(pid, _)| *pid)
-                    .collect();
-                if !survivors.is_empty() {
-                    report.survivors += survivors.len();
-                    log::error!(
-                        "worker {} survivors {survivors:?} stay recorded",
-                        entry.worker
-                    );
-                    keep.push(entry.clone());
-                }
-            }
-        }
+/// Stops what is left of the dead generations, reading each process's marks once.
+fn stop_dead(
+    proc_root: &Path,
+    dead: &[DeadGeneration],
+    request: &Request<'_>,
+    self_pid: i32,
+) -> stop::Outcome {
+    if dead.is_empty() {
+        return stop::Outcome::default();
     }
-    handoff.entries = keep;
-    let result = if handoff.entries.is_empty() {
-        atomic::remove(state_dir, name)
-    } else {
-        atomic::replace(state_dir, name, &handoff.encode())
+    let mut known: HashMap<(i32, u64), Lookup<Marks>> = HashMap::new();
+    let mut marks = |process: &ProcStat| {
+        known
+            .entry((process.pid, process.start_time))
+            .or_insert_with(|| procscan::read_marks(proc_root, process.pid))
+            .clone()
     };
-    if let Err(error) = result {
+    let mut select =
+        |table: &[ProcStat]| plan::select(table, dead, &mut marks, request.protected, self_pid);
+    stop::stop(proc_root, &mut select, request.grace)
+}
+
+fn report_outcome(outcome: &stop::Outcome, dead: &[DeadGeneration], report: &mut Report) {
+    let generation = |index: usize| dead.get(index).map(|g| g.generation.clone());
+    for gone in &outcome.gone {
+        report.reaped += 1;
         events::emit(
-            &Event::error("handoff_persist_failed")
-                .with("path", state_dir.join(name).display().to_string())
-                .with("error", error.to_string()),
+            &Event::info("reaped")
+                .with("pid", gone.pid)
+                .with("worker", gone.worker.clone())
+                .with("generation", generation(gone.generation))
+                .with("signal", crate::signals::name(gone.signal)),
+        );
+    }
+    for (pid, index) in &outcome.last.protected {
+        report.skipped += 1;
+        events::emit(
+            &Event::warn("reap_skipped")
+                .with("pid", *pid)
+                .with("generation", generation(*index))
+                .with("reason", "protected pid"),
+        );
+    }
+    for (pid, target) in &outcome.last.targets {
+        report.survivors += 1;
+        events::emit(
+            &Event::error("reap_skipped")
+                .with("pid", *pid)
+                .with("worker", target.worker.clone())
+                .with("generation", generation(target.generation))
+                .with("reason", "survived SIGKILL: stays recorded"),
+        );
+    }
+    for (pid, errno) in &outcome.last.unverified {
+        report.survivors += 1;
+        events::emit(
+            &Event::error("reap_skipped")
+                .with("pid", *pid)
+                .with(
+                    "reason",
+                    format!(
+                        "cannot read its environment ({}): it may be a dead generation's, counted as a survivor",
+                        errno.desc()
+                    ),
+                ),
         );
     }
 }
 
-/// The file's writer still runs (same pid and start time) and is not this very process, which
-/// consumes its own file after an abnormal end.
-fn is_live_owner(handoff: &Handoff, table: &[procscan::ProcStat]) -> bool {
-    let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-    handoff.owner.pid != self_pid
-        && procscan::find(table, handoff.owner.pid)
-            .is_some_and(|p| p.start_time == handoff.owner.start_time && !p.is_zombie())
+/// A generation with nothing left loses its file; one with survivors keeps it for the next
+/// attempt.
+fn settle(dir: &StateDir, name: &str, is_clear: bool) {
+    if !is_clear {
+        return;
+    }
+    if let Err(errno) = dir.remove(name) {
+        events::emit(
+            &Event::error("handoff_persist_failed")
+                .with("path", dir.display_path(name))
+                .with("error", errno.desc()),
+        );
+    }
+}
+
+/// Temp files whose handoff file belongs to nobody alive (a writer killed between create and
+/// rename): removed, so they do not pile up.
+fn remove_stale_temps(dir: &StateDir, kept: &[String]) {
+    let Ok(names) = dir.names() else { return };
+    for name in names {
+        let Some(target) = statedir::temp_target(&name) else {
+            continue;
+        };
+        if kept.iter().any(|k| k == target) {
+            continue;
+        }
+        match dir.remove(&name) {
+            Ok(()) => log::info!("removed the stale temp file {}", dir.display_path(&name)),
+            Err(errno) => log::warn!("cannot remove {}: {errno}", dir.display_path(&name)),
+        }
+    }
 }
 
 fn finish(report: Report, started: Instant) -> Report {

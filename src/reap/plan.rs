@@ -1,106 +1,201 @@
-//! Which recorded processes may be stopped: pure decisions over a /proc snapshot. A recorded
-//! pid is a target only if its start time and command line still match (a reused pid is never
-//! killed); entries of another boot are never signalled; protected pids are skipped; entries
-//! without pids, and recorded pids already gone, are resolved by `FLEET_INIT_WORKER` in the
-//! environment.
+//! Which processes belong to a dead generation: pure decisions over a /proc snapshot.
+//!
+//! A handoff file of another boot is dropped and of another PID namespace kept, both untouched;
+//! a file whose owner still runs is skipped. For a dead generation, a live process is a target
+//! when it carries the generation's id in its environment, or is a recorded worker process
+//! (same pid, same start time: its command line may have changed by `exec`), or descends from
+//! a target. A process that carries another id, or none, never is: a worker name alone never
+//! makes a target. A process whose environment cannot be read even as its owner is reported as
+//! unverified (counted as a survivor), never silently taken for a stranger.
 
-use crate::handoff::format::Entry;
-use crate::procscan::{find, ProcStat};
+use crate::handoff::format::{Entry, Handoff};
+use crate::procscan::{descendants, find, Lookup, Marks, ProcStat};
+use nix::errno::Errno;
+use std::collections::BTreeMap;
 
-/// What the reaper knows of the live processes, besides the stat table.
-pub struct View<'a> {
-    pub table: &'a [ProcStat],
-    pub cmdline: &'a dyn Fn(i32) -> Option<Vec<String>>,
-    /// `FLEET_INIT_WORKER` of a process, if it has one.
-    pub worker_of: &'a dyn Fn(i32) -> Option<String>,
-    pub protected: &'a [i32],
+/// Where the reader stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reader {
+    pub boot_id: String,
+    pub pid_ns: u64,
+    pub self_pid: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Nothing of this entry is alive.
-    Gone,
-    /// Not touched, and the entry is dropped: the recorded process is gone (reused pid,
-    /// another boot) or must never be killed (protected).
-    Skip { pid: Option<i32>, reason: String },
-    /// Stop these processes and their trees.
-    Stop { roots: Vec<i32> },
+pub enum FileVerdict {
+    /// Written under another boot: every process it names is long gone. Dropped.
+    OtherBoot,
+    /// Written in another PID namespace: its pids mean nothing here. Kept, never acted on.
+    OtherNamespace,
+    /// Its fleet-init runs: its processes are its own.
+    LiveOwner,
+    /// Its fleet-init is gone: what is left of the generation is to be stopped.
+    Dead,
 }
 
-pub fn decide(entry: &Entry, file_boot_id: &str, boot_id: &str, view: &View<'_>) -> Decision {
-    if file_boot_id != boot_id {
-        return Decision::Skip {
-            pid: entry.pid,
-            reason: format!("written under another boot id ({file_boot_id})"),
-        };
+pub fn judge(handoff: &Handoff, reader: &Reader, table: &[ProcStat]) -> FileVerdict {
+    if handoff.boot_id != reader.boot_id {
+        return FileVerdict::OtherBoot;
     }
-    match entry.pid {
-        Some(pid) => decide_recorded(entry, pid, view),
-        None => decide_by_name(&entry.worker, view),
+    if handoff.pid_ns != reader.pid_ns {
+        return FileVerdict::OtherNamespace;
+    }
+    // This very process is the owner after an abnormal end exec'd --reap: its own generation
+    // is dead by then.
+    let owner = &handoff.owner;
+    let is_alive = owner.pid != reader.self_pid
+        && find(table, owner.pid)
+            .is_some_and(|p| p.start_time == owner.start_time && !p.is_zombie());
+    if is_alive {
+        FileVerdict::LiveOwner
+    } else {
+        FileVerdict::Dead
     }
 }
 
-fn decide_recorded(entry: &Entry, pid: i32, view: &View<'_>) -> Decision {
-    if view.protected.contains(&pid) {
-        return Decision::Skip {
-            pid: Some(pid),
-            reason: "protected pid".into(),
-        };
-    }
-    let Some(process) = find(view.table, pid).filter(|p| !p.is_zombie()) else {
-        // The recorded process is gone, but what escaped its group (setsid'd, daemonized) may
-        // not be: the generation died while draining it. Its name still finds it.
-        return decide_by_name(&entry.worker, view);
+/// A dead generation, as the selection needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadGeneration {
+    pub generation: String,
+    /// Nothing the generation started can have started before its owner did.
+    pub owner_start_time: u64,
+    pub entries: Vec<Entry>,
+    /// Every descendant of the reader is the generation's too: the reader is its owner, after
+    /// an abnormal end whose registry could not be written.
+    pub is_own: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub start_time: u64,
+    /// Index into the dead generations.
+    pub generation: usize,
+    pub worker: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub targets: BTreeMap<i32, Target>,
+    /// Could be the generation's, cannot be told: (pid, generation candidates' start, errno).
+    pub unverified: BTreeMap<i32, Errno>,
+    /// Protected processes met among the targets: never signalled, reported.
+    pub protected: BTreeMap<i32, usize>,
+}
+
+/// The live processes of the dead generations in `table`. `marks` reads a process's
+/// environment marks (the caller caches it: it is a file read per process).
+pub fn select(
+    table: &[ProcStat],
+    dead: &[DeadGeneration],
+    marks: &mut dyn FnMut(&ProcStat) -> Lookup<Marks>,
+    protected: &[i32],
+    self_pid: i32,
+) -> Selection {
+    let mut selection = Selection::default();
+    let Some(earliest) = dead.iter().map(|g| g.owner_start_time).min() else {
+        return selection;
     };
-    if Some(process.start_time) != entry.start_time {
-        return Decision::Skip {
-            pid: Some(pid),
-            reason: format!(
-                "pid reused: start time {} is not the recorded {}",
-                process.start_time,
-                entry.start_time.unwrap_or_default()
-            ),
+    for process in table {
+        if process.is_zombie() || process.pid == self_pid || process.start_time < earliest {
+            continue;
+        }
+        let recorded = dead.iter().enumerate().find_map(|(index, g)| {
+            g.entries
+                .iter()
+                .find(|e| e.pid == process.pid && e.start_time == process.start_time)
+                .map(|e| (index, Some(e.worker.clone())))
+        });
+        let found = match recorded {
+            Some(found) => Some(found),
+            None => match marks(process) {
+                Lookup::Found(marks) => dead
+                    .iter()
+                    .position(|g| {
+                        marks.generation.as_deref() == Some(g.generation.as_str())
+                            && process.start_time >= g.owner_start_time
+                    })
+                    .map(|index| (index, marks.worker)),
+                Lookup::Gone => None,
+                Lookup::Unreadable(errno) => {
+                    selection.unverified.insert(process.pid, errno);
+                    None
+                }
+                Lookup::Malformed => {
+                    selection.unverified.insert(process.pid, Errno::EINVAL);
+                    None
+                }
+            },
         };
-    }
-    if !entry.cmdline.is_empty() {
-        let live = (view.cmdline)(pid);
-        if live.as_ref() != Some(&entry.cmdline) {
-            return Decision::Skip {
-                pid: Some(pid),
-                reason: format!(
-                    "pid reused: command line {:?} is not the recorded {:?}",
-                    live.unwrap_or_default(),
-                    entry.cmdline
-                ),
-            };
+        if let Some((generation, worker)) = found {
+            add(
+                &mut selection,
+                table,
+                process,
+                generation,
+                worker,
+                protected,
+            );
         }
     }
-    Decision::Stop { roots: vec![pid] }
+    if let Some(own) = dead.iter().position(|g| g.is_own) {
+        for pid in descendants(table, self_pid) {
+            if let Some(process) = find(table, pid).filter(|p| !p.is_zombie()) {
+                add(&mut selection, table, process, own, None, protected);
+            }
+        }
+    }
+    // Every descendant of a target is the generation's too: a child that cleared its
+    // environment, or one whose environment cannot be read, is still in the tree.
+    let roots: Vec<(i32, usize)> = selection
+        .targets
+        .iter()
+        .map(|(pid, target)| (*pid, target.generation))
+        .collect();
+    for (root, generation) in roots {
+        for pid in descendants(table, root) {
+            if let Some(process) = find(table, pid).filter(|p| !p.is_zombie()) {
+                add(&mut selection, table, process, generation, None, protected);
+            }
+        }
+    }
+    let targets = &selection.targets;
+    selection
+        .unverified
+        .retain(|pid, _| !targets.contains_key(pid));
+    selection
 }
 
-/// Every live process carrying the worker's name whose parent does not (the tops of its trees).
-fn decide_by_name(worker: &str, view: &View<'_>) -> Decision {
-    let named: Vec<&ProcStat> = view
-        .table
-        .iter()
-        .filter(|p| !p.is_zombie() && !view.protected.contains(&p.pid))
-        .filter(|p| (view.worker_of)(p.pid).as_deref() == Some(worker))
-        .collect();
-    let roots: Vec<i32> = named
-        .iter()
-        .filter(|p| !named.iter().any(|parent| parent.pid == p.ppid))
-        .map(|p| p.pid)
-        .collect();
-    if roots.is_empty() {
-        Decision::Gone
-    } else {
-        Decision::Stop { roots }
+fn add(
+    selection: &mut Selection,
+    table: &[ProcStat],
+    process: &ProcStat,
+    generation: usize,
+    worker: Option<String>,
+    protected: &[i32],
+) {
+    if protected.contains(&process.pid) {
+        selection.protected.insert(process.pid, generation);
+        return;
     }
+    // A descendant takes the worker of its nearest recorded ancestor when it names none.
+    let worker = worker.or_else(|| {
+        let parent = find(table, process.ppid)?;
+        selection.targets.get(&parent.pid)?.worker.clone()
+    });
+    selection.targets.entry(process.pid).or_insert(Target {
+        start_time: process.start_time,
+        generation,
+        worker,
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handoff::format::{Owner, FORMAT_VERSION};
+
+    const DEAD: &str = "dddddddddddddddddddddddddddddddd";
+    const LIVE: &str = "11111111111111111111111111111111";
 
     fn proc(pid: i32, ppid: i32, start_time: u64, state: char) -> ProcStat {
         ProcStat {
@@ -114,90 +209,145 @@ mod tests {
         }
     }
 
-    fn entry(pid: Option<i32>, start_time: Option<u64>, cmdline: &[&str]) -> Entry {
-        Entry {
-            worker: "api".into(),
-            run: 1,
-            pid,
-            start_time,
-            cmdline: cmdline.iter().map(|s| s.to_string()).collect(),
+    fn handoff(boot: &str, ns: u64, owner_pid: i32, owner_start: u64) -> Handoff {
+        Handoff {
+            version: FORMAT_VERSION,
+            generation: DEAD.into(),
+            boot_id: boot.into(),
+            pid_ns: ns,
+            owner: Owner {
+                pid: owner_pid,
+                start_time: owner_start,
+            },
+            entries: vec![],
         }
     }
 
     #[test]
-    fn decisions_table() {
+    fn files_are_judged_by_boot_namespace_and_owner() {
         let table = [
             proc(1, 0, 1, 'S'),
-            proc(10, 1, 100, 'S'),
-            proc(11, 10, 101, 'S'),
-            proc(12, 1, 102, 'Z'),
-            proc(20, 1, 200, 'S'),
-            proc(21, 20, 201, 'S'),
-            proc(30, 1, 300, 'S'),
+            proc(50, 1, 500, 'S'),
+            proc(60, 1, 600, 'Z'),
         ];
-        let cmdline = |pid: i32| match pid {
-            10 => Some(vec!["/app/api".to_string()]),
-            _ => Some(vec!["other".to_string()]),
+        let reader = Reader {
+            boot_id: "b".into(),
+            pid_ns: 7,
+            self_pid: 1,
         };
-        let worker_of = |pid: i32| matches!(pid, 20 | 21 | 30).then(|| "web".to_string());
-        let view = View {
-            table: &table,
-            cmdline: &cmdline,
-            worker_of: &worker_of,
-            protected: &[1, 30],
-        };
-        let web = Entry {
-            worker: "web".into(),
-            ..entry(None, None, &[])
-        };
-        let skip = |pid: i32, reason: &str| Decision::Skip {
-            pid: Some(pid),
-            reason: reason.into(),
-        };
-        for (entry, boot, want) in [
-            (
-                entry(Some(10), Some(100), &["/app/api"]),
-                "b",
-                Decision::Stop { roots: vec![10] },
-            ),
-            (
-                entry(Some(10), Some(100), &[]),
-                "b",
-                Decision::Stop { roots: vec![10] },
-            ),
-            (
-                entry(Some(10), Some(99), &["/app/api"]),
-                "b",
-                skip(10, "pid reused: start time 100 is not the recorded 99"),
-            ),
-            (
-                entry(Some(10), Some(100), &["/app/old"]),
-                "b",
-                skip(
-                    10,
-                    "pid reused: command line [\"/app/api\"] is not the recorded [\"/app/old\"]",
-                ),
-            ),
-            (entry(Some(12), Some(102), &[]), "b", Decision::Gone),
-            (entry(Some(99), Some(1), &[]), "b", Decision::Gone),
-            (
-                Entry {
-                    worker: "web".into(),
-                    ..entry(Some(99), Some(1), &[])
-                },
-                "b",
-                Decision::Stop { roots: vec![20] },
-            ),
-            (entry(Some(1), Some(1), &[]), "b", skip(1, "protected pid")),
-            (
-                entry(Some(10), Some(100), &[]),
-                "old",
-                skip(10, "written under another boot id (old)"),
-            ),
-            (web, "b", Decision::Stop { roots: vec![20] }),
-            (entry(None, None, &[]), "b", Decision::Gone),
+        for (file, want) in [
+            (handoff("old", 7, 50, 500), FileVerdict::OtherBoot),
+            (handoff("b", 8, 50, 500), FileVerdict::OtherNamespace),
+            (handoff("b", 7, 50, 500), FileVerdict::LiveOwner),
+            (handoff("b", 7, 50, 499), FileVerdict::Dead),
+            (handoff("b", 7, 60, 600), FileVerdict::Dead),
+            (handoff("b", 7, 99, 1), FileVerdict::Dead),
+            (handoff("b", 7, 1, 1), FileVerdict::Dead),
         ] {
-            assert_eq!(decide(&entry, boot, "b", &view), want, "{entry:?} {boot}");
+            assert_eq!(judge(&file, &reader, &table), want, "{file:?}");
         }
+    }
+
+    fn entry(worker: &str, pid: i32, start_time: u64) -> Entry {
+        Entry {
+            worker: worker.into(),
+            run: 1,
+            pid,
+            start_time,
+            cmdline: vec!["/old/name".into()],
+        }
+    }
+
+    #[test]
+    fn targets_are_the_generation_s_processes_and_only_those() {
+        // 1 fleet-init (reader)
+        // 10 recorded worker, exec'd into another command line; 11 its child
+        // 20 carries the dead generation (a daemonized child of a worker); 21 its child with a
+        //    cleared environment
+        // 30 carries a live generation's id, same worker name: never a target
+        // 40 carries nothing: never a target
+        // 50 recorded pid reused by a newer process (other start time), carries nothing
+        // 60 environment unreadable, started after the dead owner: unverified
+        // 70 environment unreadable, started before the dead owner: cannot be its
+        // 80 carries the dead id but is protected; 81 its child
+        // 90 zombie carrying the dead id
+        let table = [
+            proc(1, 0, 1, 'S'),
+            proc(10, 1, 110, 'S'),
+            proc(11, 10, 111, 'S'),
+            proc(20, 1, 120, 'S'),
+            proc(21, 20, 121, 'S'),
+            proc(30, 1, 130, 'S'),
+            proc(40, 1, 140, 'S'),
+            proc(50, 1, 999, 'S'),
+            proc(60, 1, 160, 'S'),
+            proc(70, 1, 5, 'S'),
+            proc(80, 1, 180, 'S'),
+            proc(81, 80, 181, 'S'),
+            proc(90, 1, 190, 'Z'),
+        ];
+        let dead = [DeadGeneration {
+            generation: DEAD.into(),
+            owner_start_time: 100,
+            entries: vec![entry("api", 10, 110), entry("api", 50, 150)],
+            is_own: false,
+        }];
+        let mut marks = |p: &ProcStat| {
+            let carry = |generation: &str, worker: &str| {
+                Lookup::Found(Marks {
+                    generation: Some(generation.into()),
+                    worker: Some(worker.into()),
+                })
+            };
+            match p.pid {
+                20 | 80 | 90 => carry(DEAD, "api"),
+                30 => carry(LIVE, "api"),
+                60 | 70 | 11 => Lookup::Unreadable(Errno::EACCES),
+                _ => Lookup::Found(Marks::default()),
+            }
+        };
+        let selection = select(&table, &dead, &mut marks, &[80], 1);
+        let pids: Vec<i32> = selection.targets.keys().copied().collect();
+        assert_eq!(pids, [10, 11, 20, 21]);
+        let workers: Vec<Option<&str>> = selection
+            .targets
+            .values()
+            .map(|t| t.worker.as_deref())
+            .collect();
+        assert_eq!(
+            workers,
+            [Some("api"); 4],
+            "descendants take their root's worker"
+        );
+        assert_eq!(
+            selection.unverified.keys().copied().collect::<Vec<_>>(),
+            [60],
+            "11 is a descendant of a target; 70 started before the owner"
+        );
+        assert_eq!(
+            selection.protected.keys().copied().collect::<Vec<_>>(),
+            [80]
+        );
+
+        // The owner's own reap after an abnormal end: its descendants are its generation's.
+        let own = [DeadGeneration {
+            is_own: true,
+            entries: vec![],
+            ..dead[0].clone()
+        }];
+        let mut nothing = |_: &ProcStat| Lookup::Found(Marks::default());
+        let selection = select(&table, &own, &mut nothing, &[], 1);
+        assert_eq!(
+            selection.targets.len(),
+            11,
+            "every live process below the reader"
+        );
+        assert!(
+            !selection.targets.contains_key(&90),
+            "zombies are left to the waiter"
+        );
+
+        let selection = select(&table, &[], &mut nothing, &[], 1);
+        assert_eq!(selection, Selection::default());
     }
 }

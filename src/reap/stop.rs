@@ -1,104 +1,135 @@
-//! Stopping whole process trees that fleet-init does not own as children: SIGTERM, grace,
-//! SIGKILL, and waiting until each process is gone. A process is signalled through a pidfd
-//! opened after its start time was checked again, so a pid reused meanwhile is never hit.
+//! Stopping what is left of dead generations: scan, signal, wait until nothing of them is left
+//! or the grace is over, then SIGKILL and look again until a scan finds nothing. A tree that
+//! keeps forking is caught by the repeated scans; `survivors` is what the final scan still sees.
+//!
+//! A process is signalled through a pidfd opened after its start time was checked again, so a
+//! pid reused meanwhile is never hit.
 
-use crate::procscan::{self, descendants, find, Lookup, ProcStat};
+use super::plan::Selection;
+use crate::procscan::{self, Lookup, ProcStat};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// After SIGKILL, how long the kernel is given to take the processes down.
+/// After the first SIGKILL, how long the kernel and the repeated scans are given.
 const KILL_WAIT: Duration = Duration::from_secs(5);
-/// Without pidfds (kernels before 5.3), liveness is polled at this interval.
-const FALLBACK_POLL: Duration = Duration::from_millis(10);
+/// How long a wait on the pidfds lasts before the next scan looks for newcomers.
+const RESCAN_INTERVAL: Duration = Duration::from_millis(50);
 
-/// One process to stop, and the root (recorded process) it belongs to.
+/// One process being stopped.
 struct Member {
-    root: i32,
+    pid: i32,
     start_time: u64,
-    /// `None` without pidfd support: signalled by pid after a start-time check.
+    /// `None` without pidfd support (kernels before 5.3): signalled by pid after a start-time
+    /// check.
     pidfd: Option<OwnedFd>,
-    signal: Option<i32>,
+    signal: i32,
+    generation: usize,
+    worker: Option<String>,
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+/// A process confirmed gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gone {
+    pub pid: i32,
+    pub generation: usize,
+    pub worker: Option<String>,
+    /// The last signal it was sent.
+    pub signal: i32,
+}
+
+#[derive(Debug, Default)]
 pub struct Outcome {
-    /// (pid, root, last signal sent) of each process confirmed gone.
-    pub gone: Vec<(i32, i32, i32)>,
-    /// (pid, root) still alive at the end.
-    pub survivors: Vec<(i32, i32)>,
+    pub gone: Vec<Gone>,
+    /// The final scan's selection: whatever it still names is a survivor.
+    pub last: Selection,
 }
 
-pub fn stop_trees(proc_root: &Path, roots: &[i32], grace: Duration, protected: &[i32]) -> Outcome {
+/// Stops every process `select` names in a scan of `proc_root`, scanning again until none is
+/// left. `select` is called with each new scan.
+pub fn stop(
+    proc_root: &Path,
+    select: &mut dyn FnMut(&[ProcStat]) -> Selection,
+    grace: Duration,
+) -> Outcome {
     let mut members: BTreeMap<i32, Member> = BTreeMap::new();
-    let table = procscan::scan(proc_root);
-    enlist(&mut members, &table, roots, protected, proc_root);
-    signal_all(&mut members, libc::SIGTERM, proc_root);
-    wait_gone(&mut members, Instant::now() + grace, proc_root);
     let mut outcome = Outcome::default();
-    collect_gone(&mut members, &mut outcome, proc_root);
-    if !members.is_empty() {
-        // Children forked during the grace join their tree before the SIGKILL.
-        let table = procscan::scan(proc_root);
-        let live_roots: Vec<i32> = members.keys().copied().collect();
-        let before: Vec<i32> = members.keys().copied().collect();
-        enlist(&mut members, &table, &live_roots, protected, proc_root);
-        for pid in members.keys().copied().collect::<Vec<_>>() {
-            if !before.contains(&pid) {
-                if let Some(member) = members.get_mut(&pid) {
-                    // Inherit the root of its nearest enlisted ancestor.
-                    member.root = procscan::ancestors(&table, pid)
-                        .into_iter()
-                        .find(|a| before.contains(a))
-                        .unwrap_or(pid);
-                }
-            }
-        }
-        signal_all(&mut members, libc::SIGKILL, proc_root);
-        wait_gone(&mut members, Instant::now() + KILL_WAIT, proc_root);
+    let term_until = Instant::now() + grace;
+    loop {
+        let selection = select(&procscan::scan(proc_root));
+        enlist(&mut members, &selection, libc::SIGTERM, proc_root);
+        outcome.last = selection;
         collect_gone(&mut members, &mut outcome, proc_root);
+        if members.is_empty() || Instant::now() >= term_until {
+            break;
+        }
+        wait_some(&members, term_until, proc_root);
     }
-    outcome.survivors = members.iter().map(|(pid, m)| (*pid, m.root)).collect();
+    if members.is_empty() && outcome.last.targets.is_empty() {
+        return outcome;
+    }
+    let kill_until = Instant::now() + KILL_WAIT;
+    for member in members.values_mut() {
+        member.signal = libc::SIGKILL;
+        send(member, libc::SIGKILL, proc_root);
+    }
+    loop {
+        // A process forked since the last scan is enlisted with SIGKILL straight away.
+        let selection = select(&procscan::scan(proc_root));
+        enlist(&mut members, &selection, libc::SIGKILL, proc_root);
+        outcome.last = selection;
+        wait_some(&members, kill_until, proc_root);
+        collect_gone(&mut members, &mut outcome, proc_root);
+        if (members.is_empty() && outcome.last.targets.is_empty()) || Instant::now() >= kill_until {
+            break;
+        }
+    }
+    // What the last scan named and is gone by now is no survivor.
+    let last = &mut outcome.last;
+    last.targets
+        .retain(|pid, target| is_alive(proc_root, *pid, target.start_time));
     outcome
 }
 
-/// Adds each root and its descendants, each with a pidfd opened after a start-time check.
+/// Adds every target not yet a member, with a pidfd opened after a start-time check, and sends
+/// it `signal` (SIGTERM is followed by SIGCONT, so a stopped process can act on it).
 fn enlist(
     members: &mut BTreeMap<i32, Member>,
-    table: &[ProcStat],
-    roots: &[i32],
-    protected: &[i32],
+    selection: &Selection,
+    signal: i32,
     proc_root: &Path,
 ) {
-    for &root in roots {
-        let tree = std::iter::once(root).chain(descendants(table, root));
-        for pid in tree {
-            if members.contains_key(&pid) || protected.contains(&pid) {
-                continue;
-            }
-            let Some(scanned) = find(table, pid).filter(|p| !p.is_zombie()) else {
-                continue;
-            };
-            let pidfd = open_pidfd(pid);
-            // Checked after the pidfd exists: from here on the pidfd names this very process.
-            match procscan::read_stat(proc_root, pid) {
-                Lookup::Found(now) if now.start_time == scanned.start_time => {}
-                _ => continue,
-            }
-            members.insert(
-                pid,
-                Member {
-                    root,
-                    start_time: scanned.start_time,
-                    pidfd,
-                    signal: None,
-                },
-            );
+    for (pid, target) in &selection.targets {
+        if members.contains_key(pid) {
+            continue;
         }
+        let pidfd = open_pidfd(*pid);
+        // Checked after the pidfd exists: from here on the pidfd names this very process.
+        if !is_alive(proc_root, *pid, target.start_time) {
+            continue;
+        }
+        let mut member = Member {
+            pid: *pid,
+            start_time: target.start_time,
+            pidfd,
+            signal,
+            generation: target.generation,
+            worker: target.worker.clone(),
+        };
+        send(&mut member, signal, proc_root);
+        if signal == libc::SIGTERM {
+            send(&mut member, libc::SIGCONT, proc_root);
+        }
+        members.insert(*pid, member);
     }
+}
+
+fn is_alive(proc_root: &Path, pid: i32, start_time: u64) -> bool {
+    matches!(procscan::read_stat(proc_root, pid),
+        Lookup::Found(now) if now.start_time == start_time && !now.is_zombie())
 }
 
 fn open_pidfd(pid: i32) -> Option<OwnedFd> {
@@ -109,53 +140,49 @@ fn open_pidfd(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn signal_all(members: &mut BTreeMap<i32, Member>, signal: i32, proc_root: &Path) {
-    for (pid, member) in members.iter_mut() {
-        let result = match &member.pidfd {
-            Some(pidfd) => {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(pidfd);
-                // SAFETY: pidfd_send_signal(2) on a descriptor we own, no siginfo.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        fd,
-                        signal,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    )
-                };
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(Errno::last())
-                }
-            }
-            None => signal_by_pid(*pid, member.start_time, signal, proc_root),
-        };
-        match result {
-            Ok(()) => member.signal = Some(signal),
-            // Already gone: nothing to do.
-            Err(Errno::ESRCH) => member.signal = member.signal.or(Some(signal)),
-            Err(errno) => log::warn!(
-                "cannot send {} to pid {pid}: {errno}",
-                crate::signals::name(signal)
-            ),
-        }
-    }
-}
-
-/// The fallback: re-check the start time right before kill(2).
-fn signal_by_pid(pid: i32, start_time: u64, signal: i32, proc_root: &Path) -> Result<(), Errno> {
-    match procscan::read_stat(proc_root, pid) {
-        Lookup::Found(now) if now.start_time == start_time && !now.is_zombie() => {
-            // SAFETY: plain kill(2).
-            if unsafe { libc::kill(pid, signal) } == 0 {
+fn send(member: &mut Member, signal: i32, proc_root: &Path) {
+    let result = match &member.pidfd {
+        Some(pidfd) => {
+            // SAFETY: pidfd_send_signal(2) on a descriptor we own, no siginfo.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if r == 0 {
                 Ok(())
             } else {
                 Err(Errno::last())
             }
         }
-        _ => Err(Errno::ESRCH),
+        None => signal_by_pid(member, signal, proc_root),
+    };
+    match result {
+        // ESRCH: already gone, which is the point.
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(errno) => log::warn!(
+            "cannot send {} to pid {} of worker {:?}: {errno}",
+            crate::signals::name(signal),
+            member.pid,
+            member.worker
+        ),
+    }
+}
+
+/// The fallback without pidfds: the start time is checked again right before kill(2).
+fn signal_by_pid(member: &Member, signal: i32, proc_root: &Path) -> Result<(), Errno> {
+    if !is_alive(proc_root, member.pid, member.start_time) {
+        return Err(Errno::ESRCH);
+    }
+    // SAFETY: plain kill(2) on a pid just checked to be the enlisted process.
+    if unsafe { libc::kill(member.pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
     }
 }
 
@@ -165,50 +192,36 @@ fn is_gone(pid: i32, member: &Member, proc_root: &Path) -> bool {
             let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
             matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
         }
-        None => !matches!(procscan::read_stat(proc_root, pid),
-            Lookup::Found(now) if now.start_time == member.start_time && !now.is_zombie()),
+        None => !is_alive(proc_root, pid, member.start_time),
     }
 }
 
-/// Sleeps on the pidfds until every member has exited or the deadline passes, reaping
-/// zombies that reparent to us (as PID 1 or subreaper) on every wake-up.
-fn wait_gone(members: &mut BTreeMap<i32, Member>, deadline: Instant, proc_root: &Path) {
-    loop {
-        // Their statuses are nobody's business here: the processes are only being taken down.
-        let _reaped = crate::reaper::reap_all();
-        let pending: Vec<i32> = members
-            .iter()
-            .filter(|(pid, m)| !is_gone(**pid, m, proc_root))
-            .map(|(pid, _)| *pid)
-            .collect();
-        if pending.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        let left = deadline - now;
-        let with_pidfd: Vec<PollFd<'_>> = pending
-            .iter()
-            .filter_map(|pid| members.get(pid)?.pidfd.as_ref())
-            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-            .collect();
-        if with_pidfd.len() < pending.len() {
-            std::thread::sleep(left.min(FALLBACK_POLL));
-            continue;
-        }
-        let mut fds = with_pidfd;
-        let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
-        let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
-        match nix::poll::poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(errno) => {
-                log::warn!("poll on pidfds failed: {errno}");
-                std::thread::sleep(left.min(FALLBACK_POLL));
-            }
+/// Sleeps on the pidfds until one member exits, the rescan interval passes or the deadline
+/// comes, reaping the zombies that reparent to us (as PID 1 or subreaper) on every wake-up.
+fn wait_some(members: &BTreeMap<i32, Member>, deadline: Instant, proc_root: &Path) {
+    // Their statuses are nobody's business here: the processes are only being taken down.
+    let _reaped = crate::reaper::reap_all();
+    let now = Instant::now();
+    if now >= deadline {
+        return;
+    }
+    let left = (deadline - now).min(RESCAN_INTERVAL);
+    let mut fds: Vec<PollFd<'_>> = members
+        .iter()
+        .filter(|(pid, m)| !is_gone(**pid, m, proc_root))
+        .filter_map(|(_, m)| m.pidfd.as_ref())
+        .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+        .collect();
+    let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+    let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+    match nix::poll::poll(&mut fds, timeout) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(errno) => {
+            log::warn!("poll on pidfds failed: {errno}");
+            std::thread::sleep(left);
         }
     }
+    let _reaped = crate::reaper::reap_all();
 }
 
 fn collect_gone(members: &mut BTreeMap<i32, Member>, outcome: &mut Outcome, proc_root: &Path) {
@@ -219,9 +232,12 @@ fn collect_gone(members: &mut BTreeMap<i32, Member>, outcome: &mut Outcome, proc
         .collect();
     for pid in gone {
         if let Some(member) = members.remove(&pid) {
-            outcome
-                .gone
-                .push((pid, member.root, member.signal.unwrap_or(libc::SIGTERM)));
+            outcome.gone.push(Gone {
+                pid,
+                generation: member.generation,
+                worker: member.worker,
+                signal: member.signal,
+            });
         }
     }
 }
