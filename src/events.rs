@@ -122,6 +122,19 @@ pub fn emit(event: &Event) {
     }
 }
 
+/// The last line before an exit (`reap_complete`): worth a wait of up to a second for room
+/// in a slow reader's pipe, so that the summary is not the line that gets dropped. Whatever
+/// was dropped before is counted on it.
+pub fn emit_final(event: &Event) {
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    // Ready or not after the wait, the line is offered: `emit` drops it if there is no room.
+    if let Err(errno) = nix::poll::poll(&mut fds, PollTimeout::from(1000u16)) {
+        log::debug!("poll on stdout: {errno}");
+    }
+    emit(event);
+}
+
 /// A pipe with room for a line (poll says POLLOUT: a free page) takes a write of up to
 /// PIPE_BUF bytes without blocking; files and terminals are always writable unless stopped.
 fn is_stdout_writable() -> bool {

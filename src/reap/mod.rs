@@ -345,7 +345,7 @@ fn remove_stale_temps(dir: &StateDir, kept: &[String]) {
 }
 
 fn finish(report: Report, started: Instant) -> Report {
-    events::emit(
+    events::emit_final(
         &Event::info("reap_complete")
             .with("reaped", report.reaped)
             .with("skipped", report.skipped)

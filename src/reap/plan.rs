@@ -9,7 +9,7 @@
 //! unverified (counted as a survivor), never silently taken for a stranger.
 
 use crate::handoff::format::{Entry, Handoff};
-use crate::procscan::{descendants, find, Lookup, Marks, ProcStat};
+use crate::procscan::{children_map, find, Lookup, Marks, ProcStat};
 use nix::errno::Errno;
 use std::collections::BTreeMap;
 
@@ -95,16 +95,26 @@ pub fn select(
     let Some(earliest) = dead.iter().map(|g| g.owner_start_time).min() else {
         return selection;
     };
+    // One index of the table for every walk below: a tree of thousands of processes is walked
+    // in O(n log n), not O(n^2).
+    let by_pid: BTreeMap<i32, &ProcStat> = table.iter().map(|p| (p.pid, p)).collect();
+    let children = children_map(table);
+    let recorded: BTreeMap<(i32, u64), (usize, &str)> = dead
+        .iter()
+        .enumerate()
+        .flat_map(|(index, g)| {
+            g.entries
+                .iter()
+                .map(move |e| ((e.pid, e.start_time), (index, e.worker.as_str())))
+        })
+        .collect();
     for process in table {
         if process.is_zombie() || process.pid == self_pid || process.start_time < earliest {
             continue;
         }
-        let recorded = dead.iter().enumerate().find_map(|(index, g)| {
-            g.entries
-                .iter()
-                .find(|e| e.pid == process.pid && e.start_time == process.start_time)
-                .map(|e| (index, Some(e.worker.clone())))
-        });
+        let recorded = recorded
+            .get(&(process.pid, process.start_time))
+            .map(|(index, worker)| (*index, Some(worker.to_string())));
         let found = match recorded {
             Some(found) => Some(found),
             None => match marks(process) {
@@ -116,6 +126,9 @@ pub fn select(
                     })
                     .map(|index| (index, marks.worker)),
                 Lookup::Gone => None,
+                // A protected pid (the reader's ancestors among them) is never a target, so
+                // not knowing whose it is changes nothing.
+                _ if protected.contains(&process.pid) => None,
                 Lookup::Unreadable(errno) => {
                     selection.unverified.insert(process.pid, errno);
                     None
@@ -129,7 +142,7 @@ pub fn select(
         if let Some((generation, worker)) = found {
             add(
                 &mut selection,
-                table,
+                &by_pid,
                 process,
                 generation,
                 worker,
@@ -137,11 +150,10 @@ pub fn select(
             );
         }
     }
+    let live = |pid: &i32| by_pid.get(pid).copied().filter(|p| !p.is_zombie());
     if let Some(own) = dead.iter().position(|g| g.is_own) {
-        for pid in descendants(table, self_pid) {
-            if let Some(process) = find(table, pid).filter(|p| !p.is_zombie()) {
-                add(&mut selection, table, process, own, None, protected);
-            }
+        for process in walk(&children, self_pid).iter().filter_map(live) {
+            add(&mut selection, &by_pid, process, own, None, protected);
         }
     }
     // Every descendant of a target is the generation's too: a child that cleared its
@@ -152,9 +164,16 @@ pub fn select(
         .map(|(pid, target)| (*pid, target.generation))
         .collect();
     for (root, generation) in roots {
-        for pid in descendants(table, root) {
-            if let Some(process) = find(table, pid).filter(|p| !p.is_zombie()) {
-                add(&mut selection, table, process, generation, None, protected);
+        for process in walk(&children, root).iter().filter_map(live) {
+            if !selection.targets.contains_key(&process.pid) {
+                add(
+                    &mut selection,
+                    &by_pid,
+                    process,
+                    generation,
+                    None,
+                    protected,
+                );
             }
         }
     }
@@ -165,9 +184,29 @@ pub fn select(
     selection
 }
 
+/// `root`'s descendants, nearest first, each once (a cycle in garbage input ends the walk).
+fn walk(children: &BTreeMap<i32, Vec<i32>>, root: i32) -> Vec<i32> {
+    let mut seen = std::collections::BTreeSet::from([root]);
+    let mut found = Vec::new();
+    let mut next = 0;
+    let mut parent = root;
+    loop {
+        for &child in children.get(&parent).map(Vec::as_slice).unwrap_or_default() {
+            if seen.insert(child) {
+                found.push(child);
+            }
+        }
+        let Some(&following) = found.get(next) else {
+            return found;
+        };
+        parent = following;
+        next += 1;
+    }
+}
+
 fn add(
     selection: &mut Selection,
-    table: &[ProcStat],
+    by_pid: &BTreeMap<i32, &ProcStat>,
     process: &ProcStat,
     generation: usize,
     worker: Option<String>,
@@ -179,7 +218,7 @@ fn add(
     }
     // A descendant takes the worker of its nearest recorded ancestor when it names none.
     let worker = worker.or_else(|| {
-        let parent = find(table, process.ppid)?;
+        let parent = by_pid.get(&process.ppid)?;
         selection.targets.get(&parent.pid)?.worker.clone()
     });
     selection.targets.entry(process.pid).or_insert(Target {
@@ -272,7 +311,7 @@ mod tests {
         // 80 carries the dead id but is protected; 81 its child
         // 90 zombie carrying the dead id
         let table = [
-            proc(1, 0, 1, 'S'),
+            proc(1, 0, 150, 'S'),
             proc(10, 1, 110, 'S'),
             proc(11, 10, 111, 'S'),
             proc(20, 1, 120, 'S'),
@@ -302,11 +341,11 @@ mod tests {
             match p.pid {
                 20 | 80 | 90 => carry(DEAD, "api"),
                 30 => carry(LIVE, "api"),
-                60 | 70 | 11 => Lookup::Unreadable(Errno::EACCES),
+                60 | 70 | 11 | 1 => Lookup::Unreadable(Errno::EACCES),
                 _ => Lookup::Found(Marks::default()),
             }
         };
-        let selection = select(&table, &dead, &mut marks, &[80], 1);
+        let selection = select(&table, &dead, &mut marks, &[1, 80], 2);
         let pids: Vec<i32> = selection.targets.keys().copied().collect();
         assert_eq!(pids, [10, 11, 20, 21]);
         let workers: Vec<Option<&str>> = selection

@@ -4,6 +4,8 @@
 //! whatever is left.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -71,6 +73,8 @@ pub struct Fleet {
 pub struct Start {
     args: Vec<String>,
     pid1: bool,
+    /// A command that runs fleet-init (`setpriv ...`, `unshare ...`), BIN appended.
+    prefix: Vec<String>,
     env: Vec<(String, String)>,
     stdin: Option<Stdio>,
     pre_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync + 'static>>,
@@ -100,6 +104,10 @@ impl Start {
         let mut command = if self.pid1 {
             let mut c = Command::new("unshare");
             c.args(["--pid", "--fork", "--mount-proc", BIN]);
+            c
+        } else if let Some((program, rest)) = self.prefix.split_first() {
+            let mut c = Command::new(program);
+            c.args(rest).arg(BIN);
             c
         } else {
             Command::new(BIN)
@@ -148,7 +156,8 @@ impl Start {
             let _ = stderr.read_to_string(&mut text);
             text
         });
-        let pid = if self.pid1 {
+        let is_forked = self.pid1 || self.prefix.first().is_some_and(|p| p == "unshare");
+        let pid = if is_forked {
             namespace_init_of(child.id() as i32)
         } else {
             child.id() as i32
@@ -213,9 +222,20 @@ pub fn pid1(args: &[&str]) -> Start {
     Start {
         args: args.iter().map(|s| s.to_string()).collect(),
         pid1: true,
+        prefix: Vec::new(),
         env: Vec::new(),
         stdin: None,
         pre_exec: None,
+    }
+}
+
+/// fleet-init run by another command: `wrapped(&["setpriv", "--bounding-set", "-sys_ptrace"],
+/// args)`. With `unshare --fork`, the harness's pid is unshare's child.
+pub fn wrapped(prefix: &[&str], args: &[&str]) -> Start {
+    Start {
+        pid1: false,
+        prefix: prefix.iter().map(|s| s.to_string()).collect(),
+        ..pid1(args)
     }
 }
 
