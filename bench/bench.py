@@ -913,7 +913,8 @@ class Bench:
         tool = os.path.join(ROOT, "target", "release", "examples", "tree_bench")
         if not os.path.exists(tool):
             for label in ("memory watchdog: one sample over a 1,000-process tree (ms)",
-                          "--reap of a recorded 1,000-process orphan tree (ms)"):
+                          "--reap of a recorded 1,000-process orphan tree (ms)",
+                          "registry bytes written while starting 1,000 workers"):
                 self.results.add(key, label, FLEET, "tree_bench not built", kind="cat")
             return
         reps = 1 if self.p["idle_reps"] == 1 else 3
@@ -934,6 +935,15 @@ class Bench:
                     self.results.add(key, "--reap of a recorded 1,000-process orphan tree (ms)",
                                      FLEET, row["ms"])
                     self.results.add(key, "--reap survivors (of 1,000)", FLEET, row["survivors"])
+            out = subprocess.run([tool, "registry", "1000", fleet.binary], capture_output=True,
+                                 text=True, timeout=120).stdout
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    row = json.loads(line)
+                    self.results.add(key, "registry bytes written while starting 1,000 workers",
+                                     FLEET, row["registry_bytes"])
+                    self.results.add(key, "registry writes while starting 1,000 workers", FLEET,
+                                     row["registry_writes"])
 
     def _restart_run(self, fleet, mode, code, window, tmpfs=False):
         key = "fleet"

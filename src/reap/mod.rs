@@ -82,6 +82,8 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
     let dir = match StateDir::open(state_dir, false) {
         Ok(dir) => Some(dir),
         Err(Refusal::Failed(Errno::ENOENT)) => None,
+        // A normal start: the registry that follows says it once ("reported once").
+        Err(_) if request.is_quiet_when_empty => return report,
         Err(refusal) => {
             events::emit(
                 &Event::error("reap_skipped")
@@ -131,6 +133,7 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
                 let path = state_dir.join(&name).display().to_string();
                 match plan::judge(&handoff, &reader, &table) {
                     FileVerdict::LiveOwner => {
+                        report.skipped += 1;
                         kept.push(name);
                         events::emit(
                             &Event::info("reap_skipped")
@@ -141,6 +144,7 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
                     }
                     FileVerdict::OtherNamespace => {
                         // Its pids mean nothing here: kept for a reaper in its own namespace.
+                        report.skipped += 1;
                         report.bad_files += 1;
                         kept.push(name);
                         events::emit(
@@ -157,6 +161,7 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
                         );
                     }
                     FileVerdict::OtherBoot => {
+                        report.skipped += 1;
                         events::emit(
                             &Event::info("reap_skipped")
                                 .with("path", path)
