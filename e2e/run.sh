@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# make e2e: fleet-init as the ENTRYPOINT of real podman/runc containers.
+# Installs what it needs from Debian's packages, builds the static binary unless
+# FLEET_INIT_BIN names one, then hands over to e2e/scenarios.py, whose last line is
+# "N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# podman's Debian package pulls in conmon, netavark and iptables; runc because crun refuses
+# this machine's hybrid (v1 + unified) cgroup layout. The busybox rootfs comes from the
+# busybox-static .deb, downloaded by scenarios.py, not installed on the host.
+need=()
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+command -v iptables >/dev/null || need+=(iptables)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "e2e: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${need[@]}" conmon netavark >/dev/null
+fi
+
+if [ -z "${FLEET_INIT_BIN:-}" ]; then
+  # The image has no libc: the binary must be static (make static).
+  make --no-print-directory static >/dev/null
+  FLEET_INIT_BIN="$PWD/target/x86_64-unknown-linux-gnu/release/fleet-init"
+fi
+export FLEET_INIT_BIN
+exec python3 e2e/scenarios.py "$@"

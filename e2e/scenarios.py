@@ -1,0 +1,917 @@
+#!/usr/bin/env python3
+"""End-to-end scenarios: fleet-init as the ENTRYPOINT of podman + runc containers.
+
+Builds a registry-free image (busybox-static rootfs + the fleet-init binary named by
+FLEET_INIT_BIN), runs each scenario with a bound on every podman call, removes every
+container, volume and image it made, and ends with one line "N passed, M failed".
+
+podman is kept off /etc and /var/lib/containers: its containers.conf and storage.conf live in
+a scratch directory named through CONTAINERS_CONF / CONTAINERS_STORAGE_CONF.
+
+Usage: FLEET_INIT_BIN=/path/to/static/fleet-init python3 e2e/scenarios.py [NAME_SUBSTRING...]
+Only the standard library.
+"""
+
+import atexit
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN_ID = "%d" % os.getpid()
+LABEL = "fleet-init-e2e=" + RUN_ID
+PREFIX = "fie2e-%s-" % RUN_ID
+IMAGE_BASE = "localhost/fleet-init-e2e-%s:base" % RUN_ID
+IMAGE_CONFIG = "localhost/fleet-init-e2e-%s:config" % RUN_ID
+IMAGE_QUIT = "localhost/fleet-init-e2e-%s:quit" % RUN_ID
+# Bound of one podman call unless a scenario says otherwise: a hang fails, never blocks CI.
+CALL_TIMEOUT_S = 60
+
+WORK = None  # scratch directory: podman config, storage, rootfs, bind-mounted files
+
+
+class Failed(Exception):
+    """A scenario's check did not hold; the message says what was seen."""
+
+
+# ---------------------------------------------------------------------------------------------
+# podman plumbing
+
+
+def podman_env():
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = os.path.join(WORK, "containers.conf")
+    env["CONTAINERS_STORAGE_CONF"] = os.path.join(WORK, "storage.conf")
+    return env
+
+
+def run(args, timeout=CALL_TIMEOUT_S, check=False, input_bytes=None):
+    """Runs one command with a deadline; returns (code, stdout, stderr) as text.
+    A timeout is code None (the command was killed)."""
+    try:
+        proc = subprocess.run(
+            args,
+            input=input_bytes,
+            stdin=None if input_bytes is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            env=podman_env(),
+        )
+    except subprocess.TimeoutExpired as expired:
+        out = (expired.stdout or b"").decode(errors="replace")
+        err = (expired.stderr or b"").decode(errors="replace")
+        if check:
+            raise Failed("timed out after %ss: %s" % (timeout, " ".join(args)))
+        return None, out, err
+    out = proc.stdout.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace")
+    if check and proc.returncode != 0:
+        raise Failed(
+            "%s exited %s: %s" % (" ".join(args[:3]), proc.returncode, err.strip()[-400:])
+        )
+    return proc.returncode, out, err
+
+
+def podman(*args, timeout=CALL_TIMEOUT_S, check=False, input_bytes=None):
+    return run(["podman", *args], timeout=timeout, check=check, input_bytes=input_bytes)
+
+
+def name(scenario):
+    return PREFIX + scenario
+
+
+def run_detached(cname, *args, image=IMAGE_BASE, cmd=()):
+    """podman run -d with our label; returns the container name."""
+    podman(
+        "run", "-d", "--name", cname, "--label", LABEL, *args, image, *cmd,
+        check=True,
+    )
+    return cname
+
+
+def logs(cname):
+    _, out, err = podman("logs", cname, timeout=30)
+    return out, err
+
+
+def events(text):
+    """Every fleet-init JSON event line in text (stdout and stderr both: single-command
+    mode's events move from stdout to stderr with the drop-in work, issue 11)."""
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "event" in value:
+            found.append(value)
+    return found
+
+
+def events_named(text, event, **fields):
+    return [
+        e for e in events(text)
+        if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())
+    ]
+
+
+def output_lines(text):
+    """What the worker printed, whether raw (single-command mode, output inherit) or as
+    config mode's `output` events."""
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("{"):
+            try:
+                value = json.loads(stripped)
+            except ValueError:
+                lines.append(stripped)
+                continue
+            if isinstance(value, dict) and value.get("event") == "output":
+                lines.append(str(value.get("line", "")).rstrip("\n"))
+            continue
+        lines.append(stripped)
+    return lines
+
+
+def wait_for(predicate, timeout_s, interval_s=0.1):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return value
+        time.sleep(interval_s)
+
+
+def wait_logs(cname, predicate, timeout_s):
+    """Polls `podman logs` until predicate(stdout + stderr) holds; returns the last text."""
+    last = [""]
+
+    def probe():
+        out, err = logs(cname)
+        last[0] = out + "\n" + err
+        return predicate(last[0])
+
+    wait_for(probe, timeout_s, 0.2)
+    return last[0]
+
+
+def inspect(cname, fmt):
+    _, out, _ = podman("inspect", "--format", fmt, cname, timeout=30)
+    return out.strip()
+
+
+def wait_exit(cname, timeout_s):
+    """Waits for the container to end; returns its exit code, or None on timeout."""
+    code, out, _ = podman("wait", cname, timeout=timeout_s)
+    if code is None:
+        return None
+    try:
+        return int(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def is_running(cname):
+    return inspect(cname, "{{.State.Running}}") == "true"
+
+
+def container_ps(cname):
+    """(pid, state, cmdline) of every process in the container's PID namespace, read
+    through podman exec from /proc (busybox ps does not show the state of every kernel)."""
+    script = (
+        'for d in /proc/[0-9]*; do p=${d#/proc/}; '
+        's=$(sed -n "s/^State:[[:space:]]*\\([A-Z]\\).*/\\1/p" $d/status 2>/dev/null); '
+        '[ -n "$s" ] || continue; '
+        'c=$(tr "\\0" " " < $d/cmdline 2>/dev/null); echo "$p $s $c"; done'
+    )
+    code, out, err = podman("exec", cname, "sh", "-c", script, timeout=30)
+    if code != 0:
+        raise Failed("podman exec ps in %s: %s" % (cname, err.strip()[-300:]))
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) >= 2:
+            rows.append((int(parts[0]), parts[1], parts[2] if len(parts) > 2 else ""))
+    return rows
+
+
+def host_file(rel, text, mode=0o644):
+    path = os.path.join(WORK, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def config_file(rel, workers, **top):
+    doc = dict(top)
+    doc["workers"] = workers
+    return host_file(rel, json.dumps(doc, indent=1))
+
+
+def config_entrypoint(path_in_container):
+    return ["--entrypoint", json.dumps(["/fleet-init", "--config", path_in_container])]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def expect(condition, message):
+    if not condition:
+        raise Failed(message)
+
+
+def tail(text, n=12):
+    lines = [l for l in text.splitlines() if l.strip()]
+    return " | ".join(lines[-n:])
+
+
+# ---------------------------------------------------------------------------------------------
+# setup and teardown
+
+
+CONTAINERS_CONF = """\
+# Written by fleet-init's e2e/scenarios.py; CONTAINERS_CONF points here, /etc is untouched.
+[containers]
+# podman's defaults (nofile 1048576) exceed what this machine's hard limits allow.
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+log_driver = "k8s-file"
+
+[engine]
+# crun refuses the hybrid cgroup v1 + unified layout of the test machines.
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "{work}/libpod-tmp"
+volume_path = "{work}/storage/volumes"
+
+[network]
+network_config_dir = "{work}/networks"
+"""
+
+STORAGE_CONF = """\
+[storage]
+driver = "overlay"
+graphroot = "{work}/storage"
+runroot = "{work}/runroot"
+"""
+
+
+def write_podman_config():
+    host_file("containers.conf", CONTAINERS_CONF.format(work=WORK))
+    host_file("storage.conf", STORAGE_CONF.format(work=WORK))
+    os.makedirs(os.path.join(WORK, "networks"), exist_ok=True)
+
+
+def busybox_deb():
+    """Downloads Debian's busybox-static package into WORK (apt as root warns that _apt
+    cannot write there; the download still happens)."""
+    debs = os.path.join(WORK, "debs")
+    os.makedirs(debs, exist_ok=True)
+    os.chmod(debs, 0o777)
+    for attempt in range(2):
+        subprocess.run(
+            ["apt-get", "download", "-qq", "busybox-static"],
+            cwd=debs, capture_output=True, timeout=300,
+        )
+        found = [f for f in os.listdir(debs) if f.startswith("busybox-static") and f.endswith(".deb")]
+        if found:
+            return os.path.join(debs, found[0])
+        if attempt == 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
+    raise SystemExit("e2e: could not download Debian's busybox-static package")
+
+
+def copy_binary(binary, rootfs):
+    """Copies fleet-init to /fleet-init; a dynamically linked build also gets the libraries
+    ldd names, so FLEET_INIT_BIN may be any x86_64 build (make static is what ships)."""
+    shutil.copy2(binary, os.path.join(rootfs, "fleet-init"))
+    probe = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    for line in probe.stdout.splitlines():
+        match = re.search(r"(/\S+)", line.split("=>")[-1])
+        if not match or not os.path.exists(match.group(1)):
+            continue
+        lib = match.group(1)
+        target = os.path.join(rootfs, lib.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy2(os.path.realpath(lib), target)
+
+
+def build_images(binary):
+    rootfs = os.path.join(WORK, "rootfs")
+    os.makedirs(rootfs)
+    subprocess.run(["dpkg-deb", "-x", busybox_deb(), rootfs], check=True, timeout=120)
+    for sub in ("sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "root",
+                "tmp", "www", "var/tmp"):
+        os.makedirs(os.path.join(rootfs, sub), exist_ok=True)
+    os.chmod(os.path.join(rootfs, "tmp"), 0o1777)
+    os.chmod(os.path.join(rootfs, "var/tmp"), 0o1777)
+    subprocess.run(["chroot", rootfs, "/bin/busybox", "--install", "-s"], check=True, timeout=60)
+    with open(os.path.join(rootfs, "etc/passwd"), "w") as handle:
+        handle.write("root:x:0:0:root:/root:/bin/sh\n"
+                     "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    with open(os.path.join(rootfs, "etc/group"), "w") as handle:
+        handle.write("root:x:0:\nnogroup:x:65534:\n")
+    with open(os.path.join(rootfs, "www/index.html"), "w") as handle:
+        handle.write("hello from fleet-init e2e\n")
+    copy_binary(binary, rootfs)
+
+    tar = subprocess.run(["tar", "-C", rootfs, "-c", "."], capture_output=True, check=True,
+                         timeout=120).stdout
+    podman(
+        "import",
+        "--change", 'ENTRYPOINT ["/fleet-init", "--"]',
+        "--change", 'CMD ["/bin/sh"]',
+        "--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "-", IMAGE_BASE,
+        input_bytes=tar, timeout=120, check=True,
+    )
+
+    context = os.path.join(WORK, "context")
+    os.makedirs(context)
+    shutil.copy2(os.path.join(HERE, "fleet-init.json"), context)
+    with open(os.path.join(context, "Containerfile"), "w") as handle:
+        handle.write(
+            "FROM %s\n"
+            "COPY fleet-init.json /etc/fleet-init.json\n"
+            'ENTRYPOINT ["/fleet-init", "--config", "/etc/fleet-init.json"]\n'
+            "CMD []\n" % IMAGE_BASE
+        )
+    podman("build", "--pull=never", "-q", "-t", IMAGE_CONFIG, context, timeout=180, check=True)
+    # nginx-derived images carry STOPSIGNAL SIGQUIT: podman stop sends it instead of SIGTERM.
+    with open(os.path.join(context, "Containerfile.quit"), "w") as handle:
+        handle.write("FROM %s\nSTOPSIGNAL SIGQUIT\n" % IMAGE_CONFIG)
+    podman("build", "--pull=never", "-q", "-f", os.path.join(context, "Containerfile.quit"),
+           "-t", IMAGE_QUIT, context, timeout=180, check=True)
+
+
+def cleanup():
+    """Removes every container, volume and image this run made, then the scratch dir.
+    Registered with atexit and reached on SIGINT/SIGTERM too."""
+    if WORK is None or not os.path.isdir(WORK):
+        return
+    _, out, _ = podman("ps", "-aq", "--filter", "label=" + LABEL, timeout=60)
+    ids = out.split()
+    if ids:
+        podman("rm", "-f", "-t", "0", *ids, timeout=120)
+    _, out, _ = podman("volume", "ls", "-q", "--filter", "label=" + LABEL, timeout=60)
+    if out.split():
+        podman("volume", "rm", "-f", *out.split(), timeout=60)
+    for image in (IMAGE_QUIT, IMAGE_CONFIG, IMAGE_BASE):
+        podman("rmi", "-f", image, timeout=60)
+    # The storage is ours alone: reset it so that no overlay mount is left, then delete it.
+    podman("system", "reset", "-f", timeout=120)
+    subprocess.run(["umount", "-R", os.path.join(WORK, "storage", "overlay")],
+                   capture_output=True)
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------------------------------
+# scenarios: each is a function that raises Failed (or any exception) to fail; its return
+# value is the detail printed on the PASS line.
+
+SCENARIOS = []
+
+
+def scenario(title):
+    def register(func):
+        SCENARIOS.append((func.__name__, title, func))
+        return func
+    return register
+
+
+def single(cname_suffix, cmd, *args, timeout=30):
+    """podman run --rm of the single-command image in the foreground:
+    (code, stdout, stderr)."""
+    return podman("run", "--rm", "--name", name(cname_suffix), "--label", LABEL, *args,
+                  IMAGE_BASE, *cmd, timeout=timeout)
+
+
+@scenario("exit codes 3, 137, 139, 127, 126 reach podman run")
+def exit_codes():
+    cases = [
+        (3, ["sh", "-c", "exit 3"], None),
+        (137, ["sh", "-c", "kill -KILL $$"], None),
+        (139, ["sh", "-c", "kill -SEGV $$"], None),
+        (127, ["/no/such/command"], "spawn_failed"),
+        (126, ["/etc/passwd"], "spawn_failed"),
+    ]
+    seen = []
+    for index, (want, cmd, event) in enumerate(cases):
+        code, out, err = single("exit%d" % index, cmd)
+        seen.append("%s->%s" % (want, code))
+        expect(code == want, "%s: want exit %d, got %s (%s)" % (cmd, want, code, tail(out + err, 4)))
+        # 126/127 could come from the runtime failing to exec fleet-init itself: the event
+        # shows that it was fleet-init that reported the child's exec failure.
+        if event:
+            expect(events_named(out + err, event),
+                   "%s: exit %d but no %s event from fleet-init: %s" % (cmd, want, event, tail(out + err, 4)))
+    return ", ".join(seen)
+
+
+@scenario("podman stop: a child that exits on SIGTERM ends the container at once")
+def stop_fast():
+    cname = run_detached(
+        name("stopfast"),
+        cmd=["sh", "-c", 'trap "echo got-TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done'],
+    )
+    wait_logs(cname, lambda t: "ready" in t, 10)
+    start = time.monotonic()
+    code, _, err = podman("stop", "-t", "10", cname, timeout=30)
+    took = time.monotonic() - start
+    expect(code == 0, "podman stop failed: %s" % err.strip())
+    status = wait_exit(cname, 10)
+    out, err = logs(cname)
+    expect("got-TERM" in out + err, "the child never ran its TERM trap: %s" % tail(out + err))
+    expect(status == 7, "want the child's exit code 7, got %s" % status)
+    expect(took < 3, "podman stop took %.1f s (want < 3 s)" % took)
+    return "exit 7 in %.2f s" % took
+
+
+@scenario("podman stop -t 10: a child that ignores SIGTERM is SIGKILLed by fleet-init at --grace-ms 2000")
+def stop_ignored():
+    cname = run_detached(
+        name("stopslow"), "-e", "FLEET_INIT_GRACE_MS=2000",
+        cmd=["sh", "-c", 'trap "" TERM; echo ready; while :; do sleep 0.1; done'],
+    )
+    wait_logs(cname, lambda t: "ready" in t, 10)
+    start = time.monotonic()
+    podman("stop", "-t", "10", cname, timeout=30)
+    took = time.monotonic() - start
+    status = wait_exit(cname, 10)
+    out, err = logs(cname)
+    expect(1.5 <= took < 5, "podman stop took %.1f s: want about 2 s (fleet-init's grace), "
+                            "not 10 s (podman's)" % took)
+    expect(status == 137, "want exit 137 (SIGKILL), got %s" % status)
+    complete = events_named(out + err, "shutdown_complete")
+    expect(complete, "no shutdown_complete event: %s" % tail(out + err))
+    return "exit 137 after %.2f s, shutdown_complete killed=%s" % (took, complete[-1].get("killed"))
+
+
+@scenario("podman kill -s HUP / USR1 reach a child shell that traps them")
+def signal_forwarding():
+    cname = run_detached(
+        name("signals"),
+        cmd=["sh", "-c", 'trap "echo got-HUP" HUP; trap "echo got-USR1" USR1; echo ready; '
+                         'while :; do sleep 0.1; done'],
+    )
+    wait_logs(cname, lambda t: "ready" in t, 10)
+    for sig in ("HUP", "USR1"):
+        podman("kill", "-s", sig, cname, timeout=20, check=True)
+        text = wait_logs(cname, lambda t, s=sig: "got-" + s in output_lines(t), 5)
+        expect("got-" + sig in output_lines(text), "SIG%s never reached the child: %s" % (sig, tail(text)))
+    expect(is_running(cname), "the container ended after a forwarded signal")
+    text = "\n".join(logs(cname))
+    forwarded = events_named(text, "signal_forwarded")
+    podman("stop", "-t", "5", cname, timeout=20)
+    return "both trapped; %d signal_forwarded events" % len(forwarded)
+
+
+@scenario("zero zombies after an orphan storm of 300 double-forked children")
+def orphan_storm():
+    storm = ('i=0; while [ $i -lt 300 ]; do (sleep 0.0$((i % 10)) &) ; i=$((i+1)); done; '
+             'echo storm-done; exec sleep 1000')
+    cname = run_detached(name("storm"), cmd=["sh", "-c", storm])
+    wait_logs(cname, lambda t: "storm-done" in t, 40)
+
+    def zombies():
+        return [row for row in container_ps(cname) if row[1] == "Z"]
+
+    # The last orphans sleep up to 0.09 s after the loop; give the reaper a moment.
+    left = wait_for(lambda: not zombies(), 5, 0.5)
+    found = zombies()
+    processes = container_ps(cname)
+    podman("stop", "-t", "5", cname, timeout=20)
+    expect(left and not found, "zombies left: %s" % found[:10])
+    return "%d processes left in the namespace, none a zombie" % len(processes)
+
+
+class Pty:
+    """A podman run -it driven through a pseudo-terminal, as a person at a terminal."""
+
+    def __init__(self, args, timeout_s):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.environ.update(podman_env())
+            os.environ["TERM"] = "dumb"
+            os.execvp("timeout", ["timeout", "-s", "KILL", str(timeout_s), *args])
+        self.text = ""
+        self.status = None
+
+    def read_until(self, pattern, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.text):
+                return True
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(self.fd, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.text += data.decode(errors="replace")
+        return bool(re.search(pattern, self.text))
+
+    def send(self, data):
+        os.write(self.fd, data.encode() if isinstance(data, str) else data)
+
+    def wait(self, timeout_s):
+        """The exit code of podman run, or None when it had to be killed."""
+        if self.status is not None:
+            return self.status
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+                return self.status
+            self.read_until(r"(?!)", 0.1)
+        return None
+
+    def close(self):
+        if self.status is None:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.status = -signal.SIGKILL
+        os.close(self.fd)
+
+
+@scenario("podman run -it sh: a pty shell with job control and Ctrl-C")
+def interactive_tty():
+    session = Pty(["podman", "run", "-it", "--rm", "--name", name("tty"), "--label", LABEL,
+                   IMAGE_BASE, "sh"], 60)
+    try:
+        expect(session.read_until(r"/ # ", 20), "no prompt: %r" % session.text[-300:])
+        expect("job control turned off" not in session.text,
+               "the shell has no job control: %r" % session.text[-300:])
+        session.send("echo $((6*7))x\n")
+        expect(session.read_until(r"42x", 5), "no echo: %r" % session.text[-300:])
+        # Ctrl-C reaches the foreground job (the shell's group owns the terminal).
+        session.send("sleep 100\n")
+        time.sleep(0.5)
+        session.send("\x03")
+        session.send("echo rc=$?\n")
+        expect(session.read_until(r"rc=130", 5), "Ctrl-C did not interrupt sleep: %r" % session.text[-300:])
+        # Job control: Ctrl-Z stops the foreground job, fg resumes it, Ctrl-C ends it.
+        session.send("sleep 200\n")
+        time.sleep(0.5)
+        session.send("\x1a")
+        expect(session.read_until(r"Stopped", 5), "Ctrl-Z did not stop the job: %r" % session.text[-300:])
+        session.send("fg\n")
+        time.sleep(0.5)
+        session.send("\x03")
+        session.send("echo fg=$?\n")
+        expect(session.read_until(r"fg=130", 5), "fg + Ctrl-C failed: %r" % session.text[-300:])
+        session.send("sleep 300 &\n")
+        session.send("jobs\n")
+        expect(session.read_until(r"Running\s+sleep 300", 5), "no background job: %r" % session.text[-300:])
+        session.send("kill %1; exit 5\n")
+        code = session.wait(20)
+        expect(code == 5, "want exit 5 from the shell, got %s: %r" % (code, session.text[-300:]))
+    finally:
+        session.close()
+    return "prompt, Ctrl-C (130), Ctrl-Z/fg, background job, exit 5"
+
+
+@scenario("config mode: busybox httpd through a published port, restarts and events in podman logs")
+def config_http():
+    port = free_port()
+    cname = run_detached(name("http"), "-p", "127.0.0.1:%d:8080" % port, image=IMAGE_CONFIG)
+    url = "http://127.0.0.1:%d/index.html" % port
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status, response.read().decode()
+        except OSError:
+            return None
+
+    answer = wait_for(fetch, 15, 0.3)
+    if not answer:
+        # Tell a publishing problem from a server problem: ask from inside the container.
+        _, inside, _ = podman("exec", cname, "wget", "-qO-", "http://127.0.0.1:8080/index.html",
+                              timeout=10)
+        raise Failed("no answer on the published port %d (from inside: %r)" % (port, inside.strip()))
+    expect(answer[0] == 200 and "hello from fleet-init e2e" in answer[1],
+           "unexpected answer: %r" % (answer,))
+
+    def restarted(text):
+        return [e for e in events_named(text, "worker_started", worker="flaky")
+                if isinstance(e.get("run"), int) and e["run"] >= 3]
+
+    text = wait_logs(cname, restarted, 15)
+    expect(restarted(text), "flaky was not restarted twice: %s" % tail(text))
+    expect(events_named(text, "init_started", mode="config"), "no init_started mode=config event")
+    expect(events_named(text, "worker_started", worker="web"), "no worker_started for web")
+    crashes = events_named(text, "worker_exited", worker="flaky", likely_cause="crash")
+    expect(crashes and crashes[0].get("code") == 1, "no worker_exited crash code 1 for flaky")
+    expect(events_named(text, "backoff", worker="flaky"), "no backoff event for flaky")
+    expect(output_lines(text).count("flaky-run") >= 2, "flaky's output is not in podman logs")
+    start = time.monotonic()
+    podman("stop", "-t", "10", cname, timeout=30)
+    took = time.monotonic() - start
+    status = wait_exit(cname, 10)
+    text = "\n".join(logs(cname))
+    expect(status == 0, "want exit 0 after podman stop, got %s" % status)
+    expect(events_named(text, "shutdown_complete"), "no shutdown_complete in podman logs")
+    return "HTTP 200 on 127.0.0.1:%d; flaky run %d; stop exit 0 in %.2f s" % (
+        port, max(e["run"] for e in restarted(text)), took)
+
+
+@scenario("--read-only without a writable /run: fleet-init runs without a registry")
+def read_only_plain():
+    code, out, err = single(
+        "ro", ["sh", "-c", "echo child-ran; exit 4"], "--read-only", "--read-only-tmpfs=false")
+    text = out + err
+    expect(code == 4, "want exit 4, got %s: %s" % (code, tail(text, 6)))
+    expect("child-ran" in output_lines(text), "the child did not run: %s" % tail(text, 6))
+    failures = events_named(text, "handoff_persist_failed")
+    expect(len(failures) <= 1, "the registry failure was reported %d times" % len(failures))
+    return "exit 4; registry failure reported %d time(s)" % len(failures)
+
+
+@scenario("--read-only --tmpfs /run: the registry lives on the tmpfs")
+def read_only_tmpfs_run():
+    code, out, err = single(
+        "rotmpfs", ["sh", "-c", "ls /run/fleet-init; exit 4"],
+        "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/run")
+    text = out + err
+    expect(code == 4, "want exit 4, got %s: %s" % (code, tail(text, 6)))
+    expect(any(line.startswith("handoff-") for line in output_lines(text)),
+           "no handoff file in /run/fleet-init: %s" % tail(text, 6))
+    expect(not events_named(text, "handoff_persist_failed"), "handoff_persist_failed on a tmpfs")
+    return "exit 4; handoff file on /run"
+
+
+@scenario('--user nobody with a "user": "nobody" worker')
+def user_nobody():
+    config = config_file("user-nobody.json", [
+        {"name": "who", "user": "nobody", "restart": "never",
+         "command": ["sh", "-c", "echo uid=$(id -u) home=$HOME"]},
+    ])
+    code, out, err = podman(
+        "run", "--rm", "--name", name("nobody"), "--label", LABEL, "--user", "nobody",
+        "-e", "FLEET_INIT_STATE_DIR=/tmp/fleet-init", "-v", config + ":/c.json:ro",
+        *config_entrypoint("/c.json"), IMAGE_BASE, timeout=30)
+    text = out + err
+    expect("uid=65534 home=/nonexistent" in output_lines(text),
+           "the worker did not run as nobody: %s" % tail(text, 6))
+    expect(events_named(text, "worker_exited", worker="who", likely_cause="clean_exit"),
+           "no clean worker_exited: %s" % tail(text, 6))
+    expect(code == 0, "want exit 0, got %s: %s" % (code, tail(text, 6)))
+    return "worker ran as uid 65534, exit 0"
+
+
+def cgroup_version():
+    _, out, _ = podman("info", "--format", "{{.Host.CgroupsVersion}}", timeout=30)
+    return out.strip() or "?"
+
+
+@scenario("-m 64m: the kernel OOM-kills a worker and worker_exited says oom_killed")
+def oom_kill():
+    # busybox dd allocates its whole block: 300 MiB of anonymous memory in a 64 MiB cgroup.
+    config = config_file("oom.json", [
+        {"name": "hog", "restart": "never",
+         "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"]},
+    ])
+    code, out, err = podman(
+        "run", "--rm", "--name", name("oom"), "--label", LABEL, "-m", "64m",
+        "--memory-swap", "64m", "-v", config + ":/c.json:ro", *config_entrypoint("/c.json"),
+        IMAGE_BASE, timeout=60)
+    text = out + err
+    exited = events_named(text, "worker_exited", worker="hog")
+    expect(exited, "no worker_exited for hog (exit %s): %s" % (code, tail(text, 6)))
+    expect(exited[0].get("signal") == "SIGKILL", "hog did not die of SIGKILL: %s" % exited[0])
+    expect(exited[0].get("oom_killed") is True, "oom_killed is not true: %s" % exited[0])
+    expect(code == 1, "want exit 1 (a crashed never-restart worker), got %s" % code)
+    return "cgroup %s; %s" % (cgroup_version(), json.dumps(exited[0], sort_keys=True))
+
+
+@scenario("a user worker's setsid'd leftovers are stopped before its restart, without CAP_SYS_PTRACE")
+def user_leftovers():
+    leftover = ('trap "echo leftover-got-TERM; exit 0" TERM; '
+                'while :; do sleep 0.1; done')
+    config = config_file("leftovers.json", [
+        {"name": "leaky", "user": "nobody", "restart": "always", "max_crashes": 1000,
+         "backoff_initial_ms": 300, "backoff_max_ms": 300, "stop_grace_ms": 2000,
+         "command": ["sh", "-c", 'setsid sh -c "$0" leftover-marker & echo spawned; sleep 0.5; exit 1',
+                     leftover]},
+    ], grace_ms=3000)
+    cname = run_detached(name("leftovers"), "-v", config + ":/c.json:ro",
+                         *config_entrypoint("/c.json"))
+    caps = inspect(cname, "{{.EffectiveCaps}}")
+    expect("CAP_SYS_PTRACE" not in caps, "the container has CAP_SYS_PTRACE: %s" % caps)
+
+    def runs(text):
+        return [e for e in events_named(text, "worker_started", worker="leaky")
+                if isinstance(e.get("run"), int) and e["run"] >= 4]
+
+    text = wait_logs(cname, runs, 20)
+    markers = [row for row in container_ps(cname)
+               if "leftover-marker" in row[2] and row[1] != "Z"]
+    podman("stop", "-t", "10", cname, timeout=30)
+    text = "\n".join(logs(cname))
+    expect(runs(text), "leaky did not reach its 4th run: %s" % tail(text))
+    terms = output_lines(text).count("leftover-got-TERM")
+    expect(len(markers) <= 1,
+           "%d leftovers of earlier runs still alive after run 4: %s" % (len(markers), markers))
+    expect(terms >= 3, "the leftovers got no stop signal (%d TERM traps ran)" % terms)
+    return "%d leftover alive at run 4; %d leftovers ran their TERM trap" % (len(markers), terms)
+
+
+@scenario("podman exec'd processes get SIGTERM at shutdown and are waited for")
+def exec_waited():
+    out_dir = os.path.join(WORK, "exec-out")
+    os.makedirs(out_dir, exist_ok=True)
+    cname = run_detached(name("exec"), "-v", out_dir + ":/out",
+                         cmd=["sh", "-c", "echo ready; exec sleep 1000"])
+    wait_logs(cname, lambda t: "ready" in t, 10)
+    handler = ('trap "sleep 1; echo drained > /out/exec-drained; exit 0" TERM; '
+               'echo up > /out/exec-up; while :; do sleep 0.1; done')
+    podman("exec", "-d", cname, "sh", "-c", handler, timeout=20, check=True)
+    up = wait_for(lambda: os.path.exists(os.path.join(out_dir, "exec-up")), 10)
+    expect(up, "the exec'd process never started")
+    start = time.monotonic()
+    podman("stop", "-t", "10", cname, timeout=30)
+    took = time.monotonic() - start
+    drained = os.path.exists(os.path.join(out_dir, "exec-drained"))
+    expect(drained, "the exec'd process was cut off before its TERM handler finished "
+                    "(stop took %.2f s)" % took)
+    expect(took < 8, "stop took %.1f s: the exec'd process was not signalled at once" % took)
+    return "exec'd handler finished; stop took %.2f s" % took
+
+
+@scenario("STOPSIGNAL SIGQUIT: podman stop of the config-mode image shuts down cleanly, exit 0")
+def stopsignal_quit():
+    cname = run_detached(name("quit"), image=IMAGE_QUIT)
+    wait_logs(cname, lambda t: events_named(t, "worker_started", worker="web"), 10)
+    expect(inspect(cname, "{{.Config.StopSignal}}") in ("3", "SIGQUIT"),
+           "the image's STOPSIGNAL is not SIGQUIT")
+    start = time.monotonic()
+    podman("stop", "-t", "6", cname, timeout=30)
+    took = time.monotonic() - start
+    status = wait_exit(cname, 10)
+    text = "\n".join(logs(cname))
+    started = events_named(text, "shutdown_started")
+    expect(status == 0, "want exit 0, got %s after %.1f s; shutdown_started: %s" % (
+        status, took, started[-1] if started else "none"))
+    expect(took < 5, "stop took %.1f s: podman's own SIGKILL did the work" % took)
+    return "exit 0 in %.2f s, reason %s" % (took, started[-1].get("reason") if started else "?")
+
+
+def shared_state_pair(tag, pid_args_for_b, both_pid_args, list_processes):
+    """Two containers of one image (the same worker name, `app`) share one state volume.
+    B is SIGKILLed and started again: its start-up reap reads A's live handoff file too, and
+    must leave A's worker alone. Returns a detail string; raises Failed."""
+    volume = name(tag + "-state")
+    podman("volume", "create", "--label", LABEL, volume, timeout=30, check=True)
+    worker = "app-%s" % RUN_ID  # unique: a --pid=host reap by name sees the whole machine
+    config = config_file(tag + ".json", [
+        {"name": worker, "command": ["sh", "-c", "exec sleep $MARK"], "stop_grace_ms": 1000},
+    ], grace_ms=2000, state_dir="/state")
+    mark_a = str(700000 + int(RUN_ID) % 100000)
+    mark_b = str(800000 + int(RUN_ID) % 100000)
+    common = ["-v", volume + ":/state", "-v", config + ":/c.json:ro", *config_entrypoint("/c.json")]
+    a = run_detached(name(tag + "-a"), *both_pid_args, "-e", "MARK=" + mark_a, *common)
+    wait_logs(a, lambda t: events_named(t, "worker_started", worker=worker), 10)
+    b = run_detached(name(tag + "-b"), *both_pid_args, *pid_args_for_b(a), "-e", "MARK=" + mark_b,
+                     *common)
+    wait_logs(b, lambda t: events_named(t, "worker_started", worker=worker), 10)
+
+    def pids(mark):
+        return [pid for pid, state, cmd in list_processes(a)
+                if cmd.split() == ["sleep", mark] and state != "Z"]
+
+    a_pids, b_pids = pids(mark_a), pids(mark_b)
+    expect(len(a_pids) == 1 and len(b_pids) == 1,
+           "want one worker each, saw A %s B %s" % (a_pids, b_pids))
+
+    podman("kill", "-s", "KILL", b, timeout=20, check=True)
+    expect(wait_exit(b, 15) is not None, "B did not end after SIGKILL")
+    b_left = pids(mark_b)
+    podman("start", b, timeout=30, check=True)
+    text_b = wait_logs(
+        b, lambda t: len(events_named(t, "worker_started", worker=worker)) >= 2, 15)
+    expect(len(events_named(text_b, "worker_started", worker=worker)) >= 2,
+           "B's second generation started no worker: %s" % tail(text_b))
+    time.sleep(1)  # anything the restart wrongly signalled has had time to die
+    a_after, b_after = pids(mark_a), pids(mark_b)
+    text_a = "\n".join(logs(a))
+    a_running = is_running(a)
+    podman("stop", "-t", "5", b, timeout=20)
+    podman("stop", "-t", "5", a, timeout=20)
+    expect(a_running, "container A ended: %s" % tail(text_a))
+    expect(a_after == a_pids,
+           "A's worker %s was touched by B's restart: now %s; A's log: %s" % (a_pids, a_after, tail(text_a, 6)))
+    expect(not events_named(text_a, "worker_exited"),
+           "A saw a worker exit: %s" % events_named(text_a, "worker_exited"))
+    expect(len(b_after) == 1 and b_after != b_pids,
+           "B's workers after the restart: %s (the SIGKILLed generation had %s)" % (b_after, b_pids))
+    return "A's worker %s untouched; B's killed generation left %s, new worker %s" % (
+        a_pids[0], b_left or "nothing", b_after)
+
+
+def host_processes(_container):
+    rows = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                cmd = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open("/proc/%s/stat" % entry) as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        rows.append((int(entry), state, cmd))
+    return rows
+
+
+@scenario("--pid=container: with a shared state volume: a SIGKILLed generation's restart touches nothing of the other container")
+def pid_container():
+    return shared_state_pair("pidc", lambda a: ["--pid", "container:" + a], [], container_ps)
+
+
+@scenario("--pid=host with a shared state volume: a SIGKILLed generation's restart touches nothing of the other container")
+def pid_host():
+    return shared_state_pair("pidh", lambda a: [], ["--pid", "host"], host_processes)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    global WORK
+    binary = os.environ.get("FLEET_INIT_BIN", "")
+    if not binary or not os.access(binary, os.X_OK):
+        raise SystemExit("e2e: FLEET_INIT_BIN must name the fleet-init binary (make static)")
+    binary = os.path.abspath(binary)
+    wanted = sys.argv[1:]
+    started = time.monotonic()
+    WORK = tempfile.mkdtemp(prefix="fleet-init-e2e.", dir="/var/tmp")
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    write_podman_config()
+    print("e2e: fleet-init %s; podman %s, runtime runc, scratch %s" % (
+        binary, run(["podman", "--version"])[1].split()[-1], WORK), flush=True)
+    build_images(binary)
+    print("e2e: images built in %.1f s" % (time.monotonic() - started), flush=True)
+
+    passed = failed = skipped = 0
+    for func_name, title, func in SCENARIOS:
+        if wanted and not any(w in func_name for w in wanted):
+            skipped += 1
+            continue
+        t0 = time.monotonic()
+        try:
+            detail = func()
+            passed += 1
+            print("PASS %s (%.1f s): %s -- %s" % (func_name, time.monotonic() - t0, title, detail),
+                  flush=True)
+        except Failed as failure:
+            failed += 1
+            print("FAIL %s (%.1f s): %s -- %s" % (func_name, time.monotonic() - t0, title, failure),
+                  flush=True)
+        except Exception:  # a harness error fails this scenario, not the run
+            failed += 1
+            print("FAIL %s (%.1f s): %s -- harness error:\n%s" % (
+                func_name, time.monotonic() - t0, title, traceback.format_exc()), flush=True)
+    print("e2e: scenarios took %.1f s in all" % (time.monotonic() - started), flush=True)
+    cleanup()
+    summary = "%d passed, %d failed" % (passed, failed)
+    if skipped:
+        summary += ", %d skipped" % skipped
+    print(summary, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
