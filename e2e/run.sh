@@ -4,20 +4,23 @@
 # FLEET_INIT_BIN names one, then hands over to e2e/scenarios.py, whose last line is
 # "N passed, M failed".
 set -euo pipefail
+if [ -n "${FLEET_INIT_BIN:-}" ]; then
+  FLEET_INIT_BIN="$(realpath "$FLEET_INIT_BIN")"
+fi
 cd "$(dirname "$0")/.."
 
-# podman's Debian package pulls in conmon, netavark and iptables; runc because crun refuses
+# podman's Debian package pulls in conmon; runc because crun refuses
 # this machine's hybrid (v1 + unified) cgroup layout. The busybox rootfs comes from the
 # busybox-static .deb, downloaded by scenarios.py, not installed on the host.
 need=()
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
-command -v iptables >/dev/null || need+=(iptables)
+command -v slirp4netns >/dev/null || need+=(slirp4netns)   # the published-port scenario
 if [ ${#need[@]} -gt 0 ]; then
   echo "e2e: installing ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${need[@]}" conmon netavark >/dev/null
+    "${need[@]}" >/dev/null
 fi
 
 if [ -z "${FLEET_INIT_BIN:-}" ]; then
