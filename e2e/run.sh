@@ -16,6 +16,8 @@ need=()
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v slirp4netns >/dev/null || need+=(slirp4netns)   # the published-port scenario
+# podman needs a container-network-stack; name it rather than let apt choose among providers.
+command -v netavark >/dev/null || [ -x /usr/lib/podman/netavark ] || need+=(netavark)
 if [ ${#need[@]} -gt 0 ]; then
   echo "e2e: installing ${need[*]}"
   apt-get update -qq

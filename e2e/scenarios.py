@@ -9,6 +9,7 @@ podman is kept off /etc and /var/lib/containers: its containers.conf and storage
 a scratch directory named through CONTAINERS_CONF / CONTAINERS_STORAGE_CONF.
 
 Usage: FLEET_INIT_BIN=/path/to/static/fleet-init python3 e2e/scenarios.py [NAME_SUBSTRING...]
+       E2E_SKIP="name1 name2" leaves those scenarios out (counted as skipped).
 Only the standard library.
 """
 
@@ -466,7 +467,7 @@ def stop_fast():
 @scenario("podman stop -t 10: a child that ignores SIGTERM is SIGKILLed by fleet-init at --grace-ms 2000")
 def stop_ignored():
     cname = run_detached(
-        name("stopslow"), "-e", "FLEET_INIT_GRACE_MS=2000",
+        name("stopslow"), "--entrypoint", json.dumps(["/fleet-init", "--grace-ms", "2000", "--"]),
         cmd=["sh", "-c", 'trap "" TERM; echo ready; while :; do sleep 0.1; done'],
     )
     wait_logs(cname, lambda t: "ready" in t, 10)
@@ -888,6 +889,8 @@ def main():
         raise SystemExit("e2e: FLEET_INIT_BIN must name the fleet-init binary (make static)")
     binary = os.path.abspath(binary)
     wanted = sys.argv[1:]
+    # E2E_SKIP="name other": scenarios not run (counted as skipped), e.g. while a fix is pending.
+    unwanted = os.environ.get("E2E_SKIP", "").replace(",", " ").split()
     started = time.monotonic()
     WORK = tempfile.mkdtemp(prefix="fleet-init-e2e.", dir="/var/tmp")
     atexit.register(cleanup)
@@ -901,8 +904,9 @@ def main():
 
     passed = failed = skipped = 0
     for func_name, title, func in SCENARIOS:
-        if wanted and not any(w in func_name for w in wanted):
+        if (wanted and not any(w in func_name for w in wanted)) or func_name in unwanted:
             skipped += 1
+            print("SKIP %s: %s" % (func_name, title), flush=True)
             continue
         t0 = time.monotonic()
         try:
