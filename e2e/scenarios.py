@@ -801,6 +801,86 @@ def stopsignal_quit():
     return "exit 0 in %.2f s, reason %s" % (took, started[-1].get("reason") if started else "?")
 
 
+@scenario("a second podman kill -s TERM skips the rest of the grace")
+def second_term():
+    cname = run_detached(
+        name("term2"), cmd=["sh", "-c", 'trap "" TERM; echo ready; while :; do sleep 0.1; done'])
+    wait_logs(cname, lambda t: "ready" in t, 10)
+    start = time.monotonic()
+    podman("kill", "-s", "TERM", cname, timeout=20, check=True)
+    time.sleep(0.5)
+    expect(is_running(cname), "the container ended on the first SIGTERM, before the grace")
+    podman("kill", "-s", "TERM", cname, timeout=20, check=True)
+    status = wait_exit(cname, 12)
+    took = time.monotonic() - start
+    expect(status == 137, "want exit 137, got %s" % status)
+    expect(took < 3, "ended %.1f s after the first SIGTERM: the default 8 s grace ran out" % took)
+    return "exit 137 %.2f s after the first SIGTERM" % took
+
+
+@scenario("config mode under podman run -it: Ctrl-C shuts every worker down, exit 0")
+def config_tty_ctrl_c():
+    session = Pty(["podman", "run", "-it", "--rm", "--name", name("cfgtty"), "--label", LABEL,
+                   IMAGE_CONFIG], 40)
+    try:
+        expect(session.read_until(r"flaky-run", 15), "no worker output: %r" % session.text[-300:])
+        session.send("\x03")
+        code = session.wait(15)
+        expect(code == 0, "want exit 0 after Ctrl-C, got %s: %r" % (code, session.text[-400:]))
+        complete = events_named(session.text.replace("\r", ""), "shutdown_complete")
+        expect(complete and complete[-1].get("reason") == "SIGINT",
+               "no shutdown_complete with reason SIGINT: %r" % session.text[-400:])
+    finally:
+        session.close()
+    return "exit 0, shutdown reason SIGINT"
+
+
+@scenario("memory watchdog inside a container: max_rss_mb stops a worker as `watchdog`, not a crash")
+def memory_watchdog():
+    config = config_file("watchdog.json", [
+        {"name": "hog", "max_rss_mb": 50, "watchdog_interval_ms": 200, "restart": "on-failure",
+         "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1000000"]},
+    ], grace_ms=1000)
+    cname = run_detached(name("watchdog"), "-m", "1g", "-v", config + ":/c.json:ro",
+                         *config_entrypoint("/c.json"))
+    text = wait_logs(cname, lambda t: len(events_named(t, "worker_exited", worker="hog")) >= 2, 10)
+    podman("stop", "-t", "5", cname, timeout=20)
+    triggered = events_named(text, "watchdog_triggered", worker="hog")
+    exited = events_named(text, "worker_exited", worker="hog")
+    expect(triggered, "no watchdog_triggered: %s" % tail(text))
+    expect(len(exited) >= 2, "hog was not restarted: %s" % tail(text))
+    expect(all(e.get("likely_cause") == "watchdog" and e.get("crash_count") == 0 for e in exited[:2]),
+           "not a watchdog exit with crash_count 0: %s" % exited[:2])
+    return "rss %s > limit %s (%s); 2 watchdog restarts, crash_count 0" % (
+        triggered[0].get("rss_bytes"), triggered[0].get("limit_bytes"), triggered[0].get("source"))
+
+
+@scenario("podman kill -s KILL then podman start, 3 times: each generation starts over its predecessor's state dir")
+def restart_same_container():
+    # /run is part of the container's layer here (as under Docker): the state dir and the dead
+    # generation's handoff file survive into the next start, from another PID namespace.
+    cname = run_detached(name("restart"), image=IMAGE_CONFIG)
+    wait_logs(cname, lambda t: events_named(t, "worker_started", worker="web"), 10)
+    for generation in range(2, 5):
+        podman("kill", "-s", "KILL", cname, timeout=20, check=True)
+        expect(wait_exit(cname, 15) is not None, "the container did not end after SIGKILL")
+        podman("start", cname, timeout=30, check=True)
+        text = wait_logs(
+            cname, lambda t, g=generation: len(events_named(t, "init_started")) >= g
+            and len(events_named(t, "worker_started", worker="web")) >= g, 15)
+        expect(len(events_named(text, "worker_started", worker="web")) >= generation,
+               "generation %d started no web worker: %s" % (generation, tail(text)))
+    _, listing, _ = podman("exec", cname, "ls", "/run/fleet-init", timeout=20)
+    running = is_running(cname)
+    podman("stop", "-t", "5", cname, timeout=20)
+    expect(running, "the fourth generation is not running")
+    expect(not events_named(text, "handoff_corrupt"), "a handoff file was found corrupt")
+    files = [f for f in listing.split() if f.endswith(".json")]
+    skipped = events_named(text, "reap_skipped")
+    return "4 generations ran; %d handoff file(s) in the state dir at the end; %d reap_skipped" % (
+        len(files), len(skipped))
+
+
 def shared_state_pair(tag, pid_args_for_b, both_pid_args, list_processes):
     """Two containers of one image (the same worker name, `app`) share one state volume.
     B is SIGKILLed and started again: its start-up reap reads A's live handoff file too, and
