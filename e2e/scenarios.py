@@ -399,6 +399,7 @@ def cleanup():
 
 
 def on_signal(signum, _frame):
+    print("e2e: interrupted by signal %d; removing what this run made" % signum, flush=True)
     raise SystemExit(128 + signum)
 
 
