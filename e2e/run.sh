@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 # podman's Debian package pulls in conmon; runc because crun refuses
 # this machine's hybrid (v1 + unified) cgroup layout. The busybox rootfs comes from the
-# busybox-static .deb, downloaded by scenarios.py, not installed on the host.
+# busybox-static .deb, downloaded by e2e/harness.py, not installed on the host.
 need=()
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
@@ -26,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ -z "${FLEET_INIT_BIN:-}" ]; then
-  # The image has no libc: the binary must be static (make static).
+  # What ships is the static build; the image has no libc of its own.
   make --no-print-directory static >/dev/null
   FLEET_INIT_BIN="$PWD/target/x86_64-unknown-linux-gnu/release/fleet-init"
 fi
