@@ -12,6 +12,7 @@ Only the standard library.
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -554,6 +555,16 @@ def pid_host():
 # ---------------------------------------------------------------------------------------------
 
 
+# Bounds beside every podman call's own timeout: one scenario, and the whole run (CI gives the
+# whole of .ci/run 90 minutes; e2e's share is 15, install and build included).
+SCENARIO_LIMIT_S = 120
+RUN_LIMIT_S = 12 * 60
+
+
+def on_scenario_timeout(_signum, _frame):
+    raise Failed("the scenario ran past its %d s bound" % SCENARIO_LIMIT_S)
+
+
 def main():
     binary = os.environ.get("FLEET_INIT_BIN", "")
     if not binary or not os.access(binary, os.X_OK):
@@ -579,16 +590,27 @@ def main():
             print("SKIP %s: %s" % (func_name, title), flush=True)
             continue
         t0 = time.monotonic()
+        left_s = RUN_LIMIT_S - (t0 - started)
+        if left_s < 5:
+            failed += 1
+            print("FAIL %s: %s -- not run: the run's %d s budget is spent" % (
+                func_name, title, RUN_LIMIT_S), flush=True)
+            continue
+        signal.signal(signal.SIGALRM, on_scenario_timeout)
+        signal.alarm(int(min(SCENARIO_LIMIT_S, left_s)))
         try:
             detail = func()
+            signal.alarm(0)
             passed += 1
             print("PASS %s (%.1f s): %s -- %s" % (func_name, time.monotonic() - t0, title, detail),
                   flush=True)
         except Failed as failure:
+            signal.alarm(0)
             failed += 1
             print("FAIL %s (%.1f s): %s -- %s" % (func_name, time.monotonic() - t0, title, failure),
                   flush=True)
         except Exception:  # a harness error fails this scenario, not the run
+            signal.alarm(0)
             failed += 1
             print("FAIL %s (%.1f s): %s -- harness error:\n%s" % (
                 func_name, time.monotonic() - t0, title, traceback.format_exc()), flush=True)
