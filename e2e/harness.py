@@ -61,6 +61,8 @@ def run(args, timeout=CALL_TIMEOUT_S, check=False, input_bytes=None):
             capture_output=True,
             timeout=timeout,
             env=podman_env(),
+            # conmon inherits podman's cwd and may drop an `oom` file there after an OOM kill.
+            cwd=WORK,
         )
     except subprocess.TimeoutExpired as expired:
         out = (expired.stdout or b"").decode(errors="replace")
@@ -421,6 +423,7 @@ class Pty:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             os.environ.update(podman_env())
+            os.chdir(WORK)
             os.environ["TERM"] = "dumb"
             os.execvp("timeout", ["timeout", "-s", "KILL", str(timeout_s), *args])
         self.text = ""
