@@ -36,3 +36,11 @@ bench:
 
 clean:
 	$(CARGO) clean
+
+# End-to-end scenarios with fleet-init as the ENTRYPOINT of podman + runc containers (root;
+# installs podman, runc and slirp4netns from Debian's packages when missing). Builds `static`
+# first; FLEET_INIT_BIN=/path/to/fleet-init runs them against another build. Ends with one
+# 'N passed, M failed' line. See e2e/ and the README's "End-to-end tests".
+.PHONY: e2e
+e2e:
+	bash e2e/run.sh
