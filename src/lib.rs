@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod launch;
 pub mod leftovers;
 pub mod oom;
+pub mod pidfd;
 pub mod procscan;
 pub mod reap;
 pub mod reaper;

@@ -7,6 +7,7 @@ use crate::exit::Exit;
 use crate::handoff::Registry;
 use crate::leftovers::{self, Scope};
 use crate::oom::OomCounter;
+use crate::pidfd;
 use crate::procscan;
 use crate::reaper;
 use crate::signals::{self, SignalInbox};
@@ -17,6 +18,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -42,6 +44,10 @@ pub struct Runtime {
     is_proc_ours: bool,
     /// Escaped leftovers of draining workers already sent their stop signal.
     stopped_leftovers: BTreeSet<i32>,
+    /// Processes the shutdown signalled that are not fleet-init's children (`docker exec`'d
+    /// ones, whose parent is outside the namespace): waitpid cannot see them exit, their
+    /// pidfds can. The shutdown is complete only once they are gone too.
+    awaited: Vec<(i32, OwnedFd)>,
     /// Distinct processes SIGKILLed during the shutdown, for `shutdown_complete.killed`.
     killed_pids: BTreeSet<i32>,
     /// Set by the test-only fault injection: end as if something went badly wrong.
@@ -81,6 +87,7 @@ impl Runtime {
             scan_of_turn: None,
             registry,
             killed_pids: BTreeSet::new(),
+            awaited: Vec::new(),
             stopped_leftovers: BTreeSet::new(),
             is_proc_ours: procscan::is_own_namespace(Path::new(PROC)),
             has_children: false,
@@ -150,7 +157,8 @@ impl Runtime {
                 self.stop_leftovers(worker, &leftovers);
             }
         }
-        if !reaped.has_children && !self.has_spawned_since_reap {
+        self.awaited.retain(|(_, pidfd)| !pidfd::has_exited(pidfd));
+        if !reaped.has_children && !self.has_spawned_since_reap && self.awaited.is_empty() {
             did_act |= self.feed(Input::ChildrenGone);
         }
         #[cfg(feature = "fault-injection")]
@@ -192,7 +200,12 @@ impl Runtime {
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [PollFd::new(self.inbox.wake_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.inbox.wake_fd(), PollFlags::POLLIN)];
+        fds.extend(
+            self.awaited
+                .iter()
+                .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
+        );
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),
@@ -366,9 +379,10 @@ impl Runtime {
     /// As PID 1 with a /proc that is not this namespace's, the scan would name strangers: the
     /// kernel's kill(-1) (every process of the namespace but init) is used instead. As PID 1,
     /// SIGKILL also goes through kill(-1), which misses nothing forked since the scan.
-    fn signal_others(&self, signal: i32, spare_groups: &[i32]) -> Vec<i32> {
-        // waitpid said ECHILD: nothing at all is below fleet-init, no scan needed.
-        if !self.has_children {
+    fn signal_others(&mut self, signal: i32, spare_groups: &[i32]) -> Vec<i32> {
+        // waitpid said ECHILD: nothing is below a subreaper. PID 1 looks anyway: a process
+        // `docker exec` started is in the namespace without being anyone's child here.
+        if !self.has_children && !self.scope.is_pid1 {
             return Vec::new();
         }
         if !self.is_proc_ours {
@@ -388,14 +402,46 @@ impl Runtime {
         }
         let table = procscan::scan(Path::new(PROC));
         let targets = leftovers::targets(&table, self.scope, spare_groups);
-        for pid in &targets {
-            // Pids come from a scan made just now; a process that exited since is ESRCH.
-            signal_process(*pid, signal);
+        let mut signalled = Vec::with_capacity(targets.len());
+        for process in targets
+            .iter()
+            .filter_map(|pid| procscan::find(&table, *pid))
+        {
+            // Through a pidfd opened, then checked against the scan: a pid reused since the
+            // scan is never hit.
+            let Some(pidfd) = pidfd::open(process.pid) else {
+                continue; // gone since the scan (or no pidfds: kill(-1) below covers PID 1)
+            };
+            let is_same = procscan::read_stat(Path::new(PROC), process.pid)
+                .found()
+                .is_some_and(|now| now.start_time == process.start_time);
+            if !is_same {
+                continue;
+            }
+            match pidfd::send(&pidfd, signal) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(errno) => log::warn!(
+                    "kill({}, {}) failed: {errno}",
+                    process.pid,
+                    signals::name(signal)
+                ),
+            }
+            if signal == libc::SIGTERM {
+                // A stopped process acts on its TERM only once continued (as systemd does).
+                if let Err(errno) = pidfd::send(&pidfd, libc::SIGCONT) {
+                    log::debug!("SIGCONT to {}: {errno}", process.pid);
+                }
+            }
+            signalled.push(process.pid);
+            let is_awaited = self.awaited.iter().any(|(pid, _)| *pid == process.pid);
+            if process.ppid != self.scope.self_pid && !is_awaited {
+                self.awaited.push((process.pid, pidfd));
+            }
         }
         if self.scope.is_pid1 && signal == libc::SIGKILL {
             signal_process_raw(-1, signal);
         }
-        targets
+        signalled
     }
 }
 

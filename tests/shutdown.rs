@@ -439,3 +439,46 @@ fn a_second_sigterm_skips_the_rest_of_the_grace_and_the_env_overrides_the_file()
     assert_eq!(exited["signal"], "SIGKILL");
     assert_paired(&fleet);
 }
+
+#[test]
+fn a_process_entered_from_outside_is_signalled_and_waited_for() {
+    // What `docker exec` does: a process joins the namespace with a parent outside it, so it
+    // is nobody's child inside. The shutdown sends it SIGTERM and waits for its handler.
+    let dir = TempDir::new();
+    let done = dir.path("done");
+    let ready = dir.path("ready");
+    let mut fleet = pid1(&["--grace-ms", "5000", "--", "sleep", "1000"]).spawn();
+    fleet.wait_event("worker_started");
+    let handler = format!(
+        "trap 'sleep 1; echo finished > {done}; exit 0' TERM; touch {ready}; while :; do sleep 0.05; done",
+        done = done.display(),
+        ready = ready.display()
+    );
+    let mut entered = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &fleet.pid.to_string(),
+            "-p",
+            "-m",
+            "sh",
+            "-c",
+            &handler,
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(BOUND, || ready.exists()));
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 143);
+    assert_eq!(
+        read_to_string(&done).trim(),
+        "finished",
+        "fleet-init exited before the entered process's TERM handler finished"
+    );
+    let complete = &fleet.named("shutdown_complete")[0];
+    assert!(
+        complete["duration_ms"].as_u64().unwrap() >= 1000,
+        "{complete}"
+    );
+    entered.wait().unwrap();
+}

@@ -6,11 +6,12 @@
 //! pid reused meanwhile is never hit.
 
 use super::plan::Selection;
+use crate::pidfd;
 use crate::procscan::{self, Lookup, ProcStat};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -106,7 +107,7 @@ fn enlist(
         if members.contains_key(pid) {
             continue;
         }
-        let pidfd = open_pidfd(*pid);
+        let pidfd = pidfd::open(*pid);
         // Checked after the pidfd exists: from here on the pidfd names this very process.
         if !is_alive(proc_root, *pid, target.start_time) {
             continue;
@@ -132,33 +133,9 @@ fn is_alive(proc_root: &Path, pid: i32, start_time: u64) -> bool {
         Lookup::Found(now) if now.start_time == start_time && !now.is_zombie())
 }
 
-fn open_pidfd(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 fn send(member: &mut Member, signal: i32, proc_root: &Path) {
     let result = match &member.pidfd {
-        Some(pidfd) => {
-            // SAFETY: pidfd_send_signal(2) on a descriptor we own, no siginfo.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.as_raw_fd(),
-                    signal,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            };
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(Errno::last())
-            }
-        }
+        Some(pidfd) => pidfd::send(pidfd, signal),
         None => signal_by_pid(member, signal, proc_root),
     };
     match result {
@@ -188,10 +165,7 @@ fn signal_by_pid(member: &Member, signal: i32, proc_root: &Path) -> Result<(), E
 
 fn is_gone(pid: i32, member: &Member, proc_root: &Path) -> bool {
     match &member.pidfd {
-        Some(pidfd) => {
-            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-            matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-        }
+        Some(pidfd) => pidfd::has_exited(pidfd),
         None => !is_alive(proc_root, pid, member.start_time),
     }
 }
