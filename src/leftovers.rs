@@ -32,11 +32,14 @@ pub fn targets(table: &[ProcStat], scope: Scope, spare_groups: &[i32]) -> Vec<i3
 /// process died they were reparented to fleet-init, and they still carry this generation's id
 /// and the worker's name (read as their owner, so a `user` worker's are found without
 /// CAP_SYS_PTRACE). Costs one read of fleet-init's children list when nobody escaped.
+/// Those still in the worker's group `pgid` are left out: the group's signals reach them, and a
+/// process gets one stop signal per stop, not one per path that found it.
 pub fn escaped(
     proc_root: &Path,
     self_pid: i32,
     generation: &str,
     worker: &str,
+    pgid: i32,
     mains: &[i32],
 ) -> Vec<i32> {
     let path = proc_root.join(format!("{self_pid}/task/{self_pid}/children"));
@@ -58,7 +61,7 @@ pub fn escaped(
         .filter(|pid| {
             procscan::read_stat(proc_root, *pid)
                 .found()
-                .is_some_and(|stat| !stat.is_zombie())
+                .is_some_and(|stat| !stat.is_zombie() && stat.pgrp != pgid)
         })
         .collect()
 }

@@ -150,7 +150,7 @@ impl Runtime {
         }
         did_act |= self.feed(Input::Tick);
         for (worker, pgid) in self.supervisor.draining_groups() {
-            let leftovers = self.escaped_leftovers(worker);
+            let leftovers = self.escaped_leftovers(worker, pgid);
             if leftovers.is_empty() && is_group_empty(pgid) {
                 did_act |= self.feed(Input::GroupEmpty { worker });
             } else {
@@ -302,6 +302,7 @@ impl Runtime {
                     pid: failure.pid,
                     error: failure.error,
                     exit_code: failure.exit_code,
+                    is_fork_failure: failure.is_fork_failure,
                 }
             }
         };
@@ -338,12 +339,12 @@ impl Runtime {
         let Some((worker, _)) = draining.iter().find(|(_, group)| *group == pgid) else {
             return;
         };
-        for pid in self.escaped_leftovers(*worker) {
+        for pid in self.escaped_leftovers(*worker, pgid) {
             signal_process(pid, libc::SIGKILL);
         }
     }
 
-    fn escaped_leftovers(&self, worker: usize) -> Vec<i32> {
+    fn escaped_leftovers(&self, worker: usize, pgid: i32) -> Vec<i32> {
         if !self.is_proc_ours {
             return Vec::new();
         }
@@ -357,6 +358,7 @@ impl Runtime {
             self.scope.self_pid,
             &generation,
             &spec.name,
+            pgid,
             &mains,
         )
     }
@@ -370,6 +372,8 @@ impl Runtime {
         for pid in leftovers {
             if self.stopped_leftovers.insert(*pid) {
                 signal_process(*pid, signal);
+                // A stopped process acts on the signal only once continued.
+                signal_process(*pid, libc::SIGCONT);
             }
         }
     }

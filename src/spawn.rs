@@ -17,6 +17,9 @@ pub struct SpawnFailure {
     pub error: String,
     /// 127: command not found; 126: found but cannot be executed (or set up).
     pub exit_code: i32,
+    /// fork or its pipe failed (EAGAIN under a pids limit, ENOMEM): fleet-init's trouble, not
+    /// the worker's; nothing ran.
+    pub is_fork_failure: bool,
 }
 
 /// How the child is set up beyond its spec.
@@ -67,12 +70,14 @@ pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailu
         pid: None,
         error,
         exit_code: 126,
+        is_fork_failure: false,
     })?;
     let (report_read, report_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnFailure {
             pid: None,
             error: format!("pipe: {}", errno.desc()),
             exit_code: 126,
+            is_fork_failure: true,
         })?;
     let argv_ptrs = null_terminated(&prepared.argv);
     let envp_ptrs = null_terminated(&prepared.envp);
@@ -108,6 +113,7 @@ pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailu
             pid: None,
             error: format!("fork: {}", fork_errno.desc()),
             exit_code: 126,
+            is_fork_failure: true,
         });
     }
     // The child does this too; doing it here as well closes the race with anyone signalling
@@ -140,6 +146,7 @@ pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailu
                     Errno::from_raw(errno).desc()
                 ),
                 exit_code,
+                is_fork_failure: false,
             })
         }
     }

@@ -482,3 +482,102 @@ fn a_process_entered_from_outside_is_signalled_and_waited_for() {
     );
     entered.wait().unwrap();
 }
+
+/// The state letter of a process (host view).
+fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+#[test]
+fn a_stopped_worker_is_continued_and_runs_its_term_handler() {
+    let dir = TempDir::new();
+    let handled = dir.path("handled");
+    let script = format!(
+        "trap 'echo handled > {}; exit 0' TERM; kill -STOP $$; sleep 1000 & wait",
+        handled.display()
+    );
+    let config = json!({"grace_ms": 5000, "workers": [{"name": "paused", "command": sh(&script)}]});
+    for as_pid1 in [true, false] {
+        let _ = std::fs::remove_file(&handled);
+        let mut fleet = start_config(&dir, &config, as_pid1);
+        let started = fleet.wait_event("worker_started");
+        let pid = started["pid"].as_i64().unwrap() as i32;
+        let host_pid = if as_pid1 {
+            host_pid_in_namespace_of(fleet.pid, pid).unwrap()
+        } else {
+            pid
+        };
+        assert!(
+            eventually(BOUND, || state_of(host_pid) == Some('T')),
+            "{}: the premise: stopped",
+            mode(as_pid1)
+        );
+        fleet.signal(libc::SIGTERM);
+        assert_eq!(fleet.wait_exit(BOUND), 0, "{}", mode(as_pid1));
+        assert_eq!(
+            read_to_string(&handled).trim(),
+            "handled",
+            "{}",
+            mode(as_pid1)
+        );
+        let complete = &fleet.named("shutdown_complete")[0];
+        assert!(
+            complete["duration_ms"].as_u64().unwrap() < 5000,
+            "{}: {complete}",
+            mode(as_pid1)
+        );
+        assert_eq!(complete["killed"], 0);
+    }
+}
+
+#[test]
+fn a_process_of_the_worker_s_group_gets_one_stop_signal_per_stop() {
+    // The main process exits 0 and leaves a child in its group. Two SIGTERMs sent within one
+    // loop turn would merge in the kernel before the child could count them, so fleet-init's
+    // own system calls are counted instead (strace): the child's group and the child itself
+    // together get one SIGTERM.
+    let dir = TempDir::new();
+    let child_file = dir.path("child.pid");
+    let script = format!(
+        "sh -c 'echo $$ > {f}; trap \"\" TERM; sleep 0.5' & sleep 0.2; exit 0",
+        f = child_file.display()
+    );
+    let config = json!({"workers": [{"name": "parent", "command": sh(&script),
+        "restart": "never", "stop_grace_ms": 5000}]});
+    let file = dir.write("parent.json", &config.to_string());
+    let trace = dir.path("trace");
+    let trace_arg = trace.display().to_string();
+    let mut fleet = wrapped(
+        &[
+            "strace",
+            "-qq",
+            "-o",
+            &trace_arg,
+            "-e",
+            "trace=kill,pidfd_send_signal",
+            "-e",
+            "signal=none",
+        ],
+        &["--config", file.to_str().unwrap()],
+    )
+    .spawn();
+    let main = fleet.wait_event("worker_started")["pid"].as_i64().unwrap();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let child: i64 = read_to_string(&child_file).trim().parse().unwrap();
+    let calls = read_to_string(&trace);
+    let to_child = calls
+        .lines()
+        .filter(|l| {
+            l.contains("SIGTERM")
+                && (l.starts_with(&format!("kill({child}, "))
+                    || l.starts_with(&format!("kill(-{main}, ")))
+        })
+        .count();
+    assert_eq!(to_child, 1, "{calls}");
+}

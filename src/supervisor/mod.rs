@@ -38,6 +38,8 @@ pub enum Input {
         error: String,
         /// 127 for a missing command, 126 for one that cannot be executed.
         exit_code: i32,
+        /// fork itself failed (EAGAIN, ENOMEM): retried with backoff, never a crash.
+        is_fork_failure: bool,
     },
     /// A reaped child, any child: pids that are no worker's are ignored.
     Exited {
@@ -115,6 +117,8 @@ pub struct Supervisor {
     actions: Vec<Action>,
     /// The cgroup's OOM-kill counter as last read; `None` where there is none.
     oom_kills: Option<u64>,
+    /// The counter value up to which OOM kills were attributed to a worker's death.
+    oom_kills_claimed: u64,
 }
 
 impl Supervisor {
@@ -126,6 +130,7 @@ impl Supervisor {
             shutdown: None,
             actions: Vec::new(),
             oom_kills: None,
+            oom_kills_claimed: 0,
         }
     }
 
@@ -192,9 +197,16 @@ impl Supervisor {
             Input::Spawned { worker, pid } => self.on_spawned(worker, pid, now),
             Input::SpawnFailed {
                 worker,
+                error,
+                is_fork_failure: true,
+                ..
+            } => self.on_fork_failed(worker, &error, now),
+            Input::SpawnFailed {
+                worker,
                 pid,
                 error,
                 exit_code,
+                is_fork_failure: false,
             } => self.on_spawn_failed(worker, pid, &error, exit_code, now),
             Input::Exited { pid, exit } => self.on_exited(pid, exit, now),
             Input::Signal(signal) => self.on_signal(signal, now),
@@ -209,6 +221,20 @@ impl Supervisor {
         }
         self.finish_if_nothing_left(now);
         std::mem::take(&mut self.actions)
+    }
+
+    /// Whether the counter rose since `at_start` by a kill no other death claimed; claims it.
+    fn claim_oom_kill(&mut self, at_start: Option<u64>) -> bool {
+        let (Some(before), Some(now)) = (at_start, self.oom_kills) else {
+            return false;
+        };
+        let claimed = before.max(self.oom_kills_claimed);
+        if now > claimed {
+            self.oom_kills_claimed = claimed.saturating_add(1);
+            true
+        } else {
+            false
+        }
     }
 
     fn emit(&mut self, event: Event) {
@@ -288,6 +314,7 @@ impl Supervisor {
             return;
         };
         w.run = w.run.saturating_add(1);
+        w.fork_failures = 0;
         let interval = w.spec.watchdog_interval_ms;
         let sample_at = w.spec.max_rss_mb.map(|_| now.saturating_add(interval));
         w.phase = Phase::Running(Run {
@@ -307,6 +334,42 @@ impl Supervisor {
         if self.shutdown.is_some() {
             // Raced with a shutdown: stop it like the others.
             self.stop_worker(index, StopReason::Shutdown, now);
+        }
+    }
+
+    /// The worker never ran: not its crash. The start is tried again after a backoff that
+    /// grows with the failures in a row, and no crash limit applies.
+    fn on_fork_failed(&mut self, index: usize, error: &str, now: Millis) {
+        let shutting_down = self.shutdown.is_some();
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
+        w.fork_failures = w.fork_failures.saturating_add(1);
+        let delay_ms = backoff_ms(
+            w.spec.backoff_initial_ms,
+            w.spec.backoff_max_ms,
+            w.fork_failures,
+        );
+        w.phase = if shutting_down {
+            Phase::Done
+        } else {
+            Phase::Waiting {
+                start_at: now.saturating_add(delay_ms),
+            }
+        };
+        let name = w.spec.name.clone();
+        self.emit(
+            Event::error("spawn_failed")
+                .with("worker", name.clone())
+                .with("error", error)
+                .with("counted", false),
+        );
+        if !shutting_down {
+            self.emit(
+                Event::info("backoff")
+                    .with("worker", name)
+                    .with("ms", delay_ms),
+            );
         }
     }
 
@@ -364,18 +427,19 @@ impl Supervisor {
         let Some(index) = found else {
             return;
         };
-        let Some(w) = self.workers.get_mut(index) else {
-            return;
-        };
-        let Phase::Running(run) = std::mem::replace(&mut w.phase, Phase::Starting) else {
+        let Some(Phase::Running(run)) = self.workers.get(index).map(|w| w.phase.clone()) else {
             return;
         };
         let reported = remap(&self.mode, exit);
         let cause = classify(reported, run.stop);
-        // SIGKILL that fleet-init did not send while the cgroup counted an OOM kill.
+        // SIGKILL that fleet-init did not send while the cgroup counted an OOM kill that no
+        // earlier death has claimed: one count, one flag.
         let is_oom_killed = exit == Exit::Signal(libc::SIGKILL)
             && run.stop.is_none()
-            && matches!((run.oom_kills_at_start, self.oom_kills), (Some(before), Some(after)) if after > before);
+            && self.claim_oom_kill(run.oom_kills_at_start);
+        let Some(w) = self.workers.get_mut(index) else {
+            return;
+        };
         let uptime_ms = now.saturating_sub(run.started_at);
         if uptime_ms >= w.spec.stable_run_ms {
             w.crash_count = 0;
@@ -399,23 +463,44 @@ impl Supervisor {
             event = event.with("oom_killed", true);
         }
         let grace_ms = w.spec.stop_grace_ms;
-        let stop_signal = w.spec.stop_signal;
-        self.emit(event);
-        let then = self.after_exit(index, cause, now);
-        // Whatever is left of its group is stopped before anything else happens to it.
-        if let Some(w) = self.workers.get_mut(index) {
-            w.phase = Phase::Draining {
-                pgid: pid,
-                kill_at: now.saturating_add(grace_ms),
-                is_killed: false,
-                give_up_at: None,
-                then,
-            };
-        }
-        self.actions.push(Action::SignalGroup {
+        let (stop_signal, target) = (w.spec.stop_signal, w.spec.signal_target);
+        // Whatever is left of its group is stopped before anything else happens to it. The
+        // phase changes first, so that a shutdown the exit starts (max crashes) spares the
+        // group as it spares every draining worker's; and a group that already got the stop
+        // signal (a stop, a shutdown) is not sent it again.
+        w.phase = Phase::Draining {
             pgid: pid,
-            signal: stop_signal,
-        });
+            kill_at: run.kill_at.unwrap_or(now.saturating_add(grace_ms)),
+            is_killed: run.is_killed,
+            give_up_at: None,
+            then: After::StayDown,
+        };
+        let was_group_signalled = run.stop.is_some() && target == SignalTarget::Group;
+        self.emit(event);
+        if !was_group_signalled {
+            self.stop_group(pid, stop_signal);
+        }
+        let then = self.after_exit(index, cause, now);
+        let is_shutting_down = self.shutdown.is_some();
+        if let Some(Phase::Draining { then: next, .. }) =
+            self.workers.get_mut(index).map(|w| &mut w.phase)
+        {
+            if !is_shutting_down {
+                *next = then;
+            }
+        }
+    }
+
+    /// The stop signal to a whole group, then SIGCONT, so that a stopped process (SIGSTOP,
+    /// SIGTSTP, a read from the terminal in the background) acts on it (as systemd does).
+    fn stop_group(&mut self, pgid: i32, signal: i32) {
+        self.actions.push(Action::SignalGroup { pgid, signal });
+        if signal != libc::SIGKILL && signal != libc::SIGCONT {
+            self.actions.push(Action::SignalGroup {
+                pgid,
+                signal: libc::SIGCONT,
+            });
+        }
     }
 
     /// Applies the restart rules to an exit of the given cause; emits `max_crashes_exceeded`,
@@ -589,8 +674,13 @@ impl Supervisor {
         run.stop = Some(reason);
         run.sample_at = None;
         run.kill_at = Some(now.saturating_add(w.spec.stop_grace_ms));
-        let action = signal_worker(&w.spec, run.pid, signal.unwrap_or(w.spec.stop_signal));
+        let signal = signal.unwrap_or(w.spec.stop_signal);
+        let action = signal_worker(&w.spec, run.pid, signal);
         self.actions.push(action);
+        if signal != libc::SIGKILL && signal != libc::SIGCONT {
+            let resume = signal_worker(&w.spec, run.pid, libc::SIGCONT);
+            self.actions.push(resume);
+        }
     }
 
     fn finish_if_nothing_left(&mut self, now: Millis) {

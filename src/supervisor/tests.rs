@@ -64,6 +64,7 @@ impl Sim {
                         pid: Some(pid),
                         error: "No such file or directory".into(),
                         exit_code: 127,
+                        is_fork_failure: false,
                     });
                 } else {
                     self.pids.insert(*worker, pid);
@@ -651,5 +652,149 @@ fn a_sigkill_while_the_cgroup_counted_an_oom_kill_is_flagged() {
     sim.exit_worker(0, Exit::Signal(libc::SIGKILL));
     assert_eq!(field(sim.last("worker_exited"), "oom_killed"), Value::Null);
     sim.exit_worker(1, Exit::Code(3));
+    assert_eq!(field(sim.last("worker_exited"), "oom_killed"), Value::Null);
+}
+
+/// How many times `signal` went to group `pgid` among `actions`.
+fn group_signals(actions: &[Action], pgid: i32, signal: i32) -> usize {
+    actions
+        .iter()
+        .filter(|a| **a == Action::SignalGroup { pgid, signal })
+        .count()
+}
+
+#[test]
+fn one_stop_signal_per_stop_followed_by_sigcont() {
+    // A watchdog stop: the group gets SIGTERM and SIGCONT once; the main process dying of it
+    // sends nothing again, and the drain keeps the stop's own SIGKILL deadline.
+    let mut limited = spec("api");
+    limited.max_rss_mb = Some(10);
+    limited.stop_grace_ms = 3000;
+    let mut sim = Sim::config(vec![limited]);
+    sim.groups_linger = true;
+    let pid = sim.pids[&0];
+    sim.advance(5000);
+    sim.take_actions();
+    sim.feed(Input::MemorySample {
+        worker: 0,
+        pid,
+        memory: memory(20),
+    });
+    let stop = sim.take_actions();
+    assert_eq!(group_signals(&stop, pid, libc::SIGTERM), 1);
+    let term_at = stop.iter().position(|a| {
+        *a == Action::SignalGroup {
+            pgid: pid,
+            signal: libc::SIGTERM,
+        }
+    });
+    let cont_at = stop.iter().position(|a| {
+        *a == Action::SignalGroup {
+            pgid: pid,
+            signal: libc::SIGCONT,
+        }
+    });
+    assert!(term_at < cont_at && cont_at.is_some(), "{stop:?}");
+    sim.advance(100);
+    sim.exit_worker(0, Exit::Signal(libc::SIGTERM));
+    let after = sim.take_actions();
+    assert_eq!(group_signals(&after, pid, libc::SIGTERM), 0, "{after:?}");
+    sim.sleep();
+    assert_eq!(sim.now, 5000 + 3000, "the stop's grace, not a new one");
+    assert_eq!(group_signals(&sim.take_actions(), pid, libc::SIGKILL), 1);
+
+    // A main process that exits 0 and leaves a child: its group gets the stop signal once.
+    let mut sim = Sim::config(vec![spec("web")]);
+    sim.groups_linger = true;
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    sim.exit_worker(0, Exit::Code(0));
+    let actions = sim.take_actions();
+    assert_eq!(group_signals(&actions, pid, libc::SIGTERM), 1);
+    assert_eq!(group_signals(&actions, pid, libc::SIGCONT), 1);
+}
+
+#[test]
+fn a_crash_that_shuts_everything_down_spares_its_own_group_for_its_stop_signal() {
+    let mut crasher = spec("crasher");
+    crasher.max_crashes = 1;
+    crasher.stop_signal = libc::SIGQUIT;
+    let mut sim = Sim::config(vec![crasher, spec("other")]);
+    sim.groups_linger = true;
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    sim.exit_worker(0, Exit::Code(1));
+    assert_eq!(sim.count("shutdown_started"), 1);
+    let actions = sim.take_actions();
+    let quit_at = actions
+        .iter()
+        .position(|a| {
+            *a == Action::SignalGroup {
+                pgid: pid,
+                signal: libc::SIGQUIT,
+            }
+        })
+        .expect("its stop signal");
+    let others_at = actions
+        .iter()
+        .position(|a| matches!(a, Action::SignalOthers { .. }))
+        .expect("the shutdown's sweep");
+    assert!(quit_at < others_at, "{actions:?}");
+    let Some(Action::SignalOthers { spare_groups, .. }) = actions.get(others_at) else {
+        unreachable!()
+    };
+    assert!(spare_groups.contains(&pid), "{spare_groups:?}");
+}
+
+#[test]
+fn a_failed_fork_is_not_the_workers_crash() {
+    let mut flaky = spec("api");
+    flaky.max_crashes = 2;
+    flaky.backoff_initial_ms = 100;
+    flaky.backoff_max_ms = 400;
+    let mut sim = Sim::config(vec![flaky]);
+    sim.exit_worker(0, Exit::Code(0));
+    // The restart's fork fails (a pids limit hit by someone else) ten times in a row.
+    let mut delays = Vec::new();
+    for _ in 0..10 {
+        sim.sup.workers[0].phase = Phase::Starting;
+        sim.feed(Input::SpawnFailed {
+            worker: 0,
+            pid: None,
+            error: "fork: Resource temporarily unavailable".into(),
+            exit_code: 126,
+            is_fork_failure: true,
+        });
+        delays.push(field(sim.last("backoff"), "ms"));
+        let Phase::Waiting { start_at } = sim.sup.workers[0].phase else {
+            panic!("{:?}", sim.sup.workers[0].phase)
+        };
+        assert_eq!(Some(start_at), sim.sup.next_deadline());
+    }
+    assert_eq!(delays[..4], [100, 200, 400, 400]);
+    assert_eq!(sim.sup.workers[0].crash_count, 0);
+    assert_eq!(sim.count("max_crashes_exceeded"), 0);
+    assert_eq!(sim.count("shutdown_started"), 0);
+    assert_eq!(field(sim.last("spawn_failed"), "counted"), false);
+    sim.sleep();
+    assert!(sim.is_running(0), "tried again after the backoff");
+    assert_eq!(
+        sim.sup.workers[0].fork_failures, 0,
+        "a success resets the count"
+    );
+}
+
+#[test]
+fn one_oom_kill_flags_one_death() {
+    let mut sim = Sim::config(vec![spec("hog"), spec("bystander")]);
+    sim.feed(Input::OomKills(0));
+    sim.exit_worker(0, Exit::Code(0));
+    sim.exit_worker(1, Exit::Code(0));
+    sim.feed(Input::OomKills(1));
+    sim.exit_worker(0, Exit::Signal(libc::SIGKILL));
+    assert_eq!(field(sim.last("worker_exited"), "oom_killed"), true);
+    // Killed by hand later: the counter did not move again, so it is no OOM kill.
+    sim.advance(3000);
+    sim.exit_worker(1, Exit::Signal(libc::SIGKILL));
     assert_eq!(field(sim.last("worker_exited"), "oom_killed"), Value::Null);
 }

@@ -66,6 +66,8 @@ pub struct Worker {
     pub budget: CleanBudget,
     /// Shell-style code of the last exit, after `--remap-exit`.
     pub last_code: Option<i32>,
+    /// fork() failures in a row (fleet-init's trouble): they set the backoff, never a crash.
+    pub fork_failures: u32,
     pub outcome: Outcome,
 }
 
@@ -78,6 +80,7 @@ impl Worker {
             crash_count: 0,
             budget: CleanBudget::default(),
             last_code: None,
+            fork_failures: 0,
             outcome: Outcome::Clean,
         }
     }
