@@ -1,6 +1,8 @@
 //! Signal names and numbers, the handlers that only record (signal-hook), and the self-pipe the
 //! main loop sleeps on. Nothing here acts on a signal: the loop drains and decides.
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -110,15 +112,66 @@ pub fn handled() -> Vec<i32> {
 /// async-signal-safe) and read by the main loop.
 static COUNTS: [AtomicU32; 65] = [const { AtomicU32::new(0) }; 65];
 
+/// The job-control signals dumb-init forwards and then stops itself for.
+pub const JOB_CONTROL: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// dumb-init's `-r S:T`: a received S is acted on as T; T 0 drops it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pairs: Vec<(i32, i32)>,
+}
+
+impl Rewrite {
+    /// The later of two rules for one signal wins, as in dumb-init.
+    pub fn new(pairs: &[(i32, i32)]) -> Rewrite {
+        let mut rewrite = Rewrite::default();
+        for (from, to) in pairs {
+            rewrite.pairs.retain(|(f, _)| f != from);
+            rewrite.pairs.push((*from, *to));
+        }
+        rewrite
+    }
+
+    /// Adds `from -> to` unless the user rewrote `from` already.
+    pub fn add_default(&mut self, from: i32, to: i32) {
+        if !self.pairs.iter().any(|(f, _)| *f == from) {
+            self.pairs.push((from, to));
+        }
+    }
+
+    /// What `signal` is acted on as; `None`: dropped.
+    pub fn apply(&self, signal: i32) -> Option<i32> {
+        match self.pairs.iter().find(|(from, _)| *from == signal) {
+            Some((_, 0)) => None,
+            Some((_, to)) => Some(*to),
+            None => Some(signal),
+        }
+    }
+}
+
+/// One signal as received, and what it is to be acted on as (after `-r`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub received: i32,
+    /// `None` when a `-r S:0` dropped it.
+    pub acted_as: Option<i32>,
+}
+
 /// The installed handlers and the read end of their wake-up pipe.
 pub struct SignalInbox {
     wake_read: OwnedFd,
     seen: [u32; 65],
+    rewrite: Rewrite,
+    /// With job control: SIGTTIN/SIGTTOU stay blocked and are read here. Blocked, the kernel
+    /// treats them as ignored for fleet-init's own terminal writes from the background (no
+    /// SIGTTOU, no stop, no restart loop), while one sent with kill(2) is still seen.
+    job_control: Option<SignalFd>,
 }
 
 impl SignalInbox {
-    /// Installs the recording handlers. Called once, before anything is spawned.
-    pub fn install() -> std::io::Result<SignalInbox> {
+    /// Installs the recording handlers. Called once, before anything is spawned, with every
+    /// signal blocked; `is_job_control` keeps SIGTTIN/SIGTTOU blocked for good.
+    pub fn install(rewrite: Rewrite, is_job_control: bool) -> std::io::Result<SignalInbox> {
         let (wake_read, wake_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
         let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&wake_write);
@@ -143,14 +196,35 @@ impl SignalInbox {
             // async-signal-safe; it allocates nothing and takes no lock.
             unsafe { signal_hook::low_level::register(signal, action) }?;
         }
-        for signal in [libc::SIGTTIN, libc::SIGTTOU] {
-            // SAFETY: installing SIG_IGN has no handler to run.
-            unsafe { libc::signal(signal, libc::SIG_IGN) };
-        }
+        let job_control = if is_job_control {
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGTTIN);
+            set.add(Signal::SIGTTOU);
+            Some(SignalFd::with_flags(
+                &set,
+                SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+            )?)
+        } else {
+            for signal in [libc::SIGTTIN, libc::SIGTTOU] {
+                // SAFETY: installing SIG_IGN has no handler to run.
+                unsafe { libc::signal(signal, libc::SIG_IGN) };
+            }
+            None
+        };
         Ok(SignalInbox {
             wake_read,
             seen: [0; 65],
+            rewrite,
+            job_control,
         })
+    }
+
+    /// The signals that stay blocked once the handlers exist.
+    pub fn kept_blocked(&self) -> &'static [i32] {
+        match self.job_control {
+            Some(_) => &[libc::SIGTTIN, libc::SIGTTOU],
+            None => &[],
+        }
     }
 
     /// The descriptor that becomes readable when a signal arrives.
@@ -158,9 +232,15 @@ impl SignalInbox {
         self.wake_read.as_fd()
     }
 
+    /// The descriptor of the blocked job-control signals, when there is one.
+    pub fn job_control_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.job_control.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// Empties the pipe first, then reads the counters (signal-hook's order: no signal is lost).
-    /// Returns each signal that arrived, once per arrival the counters saw, in signal order.
-    pub fn drain(&mut self) -> Vec<i32> {
+    /// Returns each signal that arrived, once per arrival the counters saw, in signal order,
+    /// with what `-r` makes of it.
+    pub fn drain(&mut self) -> Vec<Arrival> {
         let mut buffer = [0u8; 256];
         loop {
             match nix::unistd::read(&self.wake_read, &mut buffer) {
@@ -188,7 +268,21 @@ impl SignalInbox {
                 arrived.push(signal);
             }
         }
+        if let Some(fd) = self.job_control.as_mut() {
+            // EAGAIN (nothing pending) is Ok(None), the normal end.
+            while let Ok(Some(info)) = fd.read_signal() {
+                if let Ok(signal) = i32::try_from(info.ssi_signo) {
+                    arrived.push(signal);
+                }
+            }
+        }
         arrived
+            .into_iter()
+            .map(|received| Arrival {
+                received,
+                acted_as: self.rewrite.apply(received),
+            })
+            .collect()
     }
 }
 
@@ -219,5 +313,21 @@ mod tests {
         for signal in 1..=31 {
             assert_eq!(parse(&name(signal)), Some(signal));
         }
+    }
+
+    #[test]
+    fn rewrites_map_drop_and_keep_the_last_rule() {
+        let mut rewrite = Rewrite::new(&[(15, 3), (2, 0), (15, 2)]);
+        rewrite.add_default(libc::SIGTSTP, libc::SIGSTOP);
+        rewrite.add_default(15, 9);
+        assert_eq!(
+            rewrite.apply(15),
+            Some(2),
+            "the later rule and not the default"
+        );
+        assert_eq!(rewrite.apply(2), None, "T 0 drops it");
+        assert_eq!(rewrite.apply(1), Some(1));
+        assert_eq!(rewrite.apply(libc::SIGTSTP), Some(libc::SIGSTOP));
+        assert_eq!(Rewrite::default().apply(10), Some(10));
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::config::WorkerSpec;
 use nix::errno::Errno;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -14,6 +14,8 @@ pub struct SpawnFailure {
     /// The forked child that failed before or at exec (already exited; the reaper collects it).
     pub pid: Option<i32>,
     pub error: String,
+    /// The same for people, as the plain stderr line says it (without the `fleet-init: `).
+    pub plain: String,
     /// 127: command not found; 126: found but cannot be executed (or set up).
     pub exit_code: i32,
 }
@@ -58,19 +60,43 @@ struct Prepared {
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
 }
 
-/// Starts `spec`; returns the child's pid, which is also its process group id.
+/// Starts `spec`; returns the child's pid, which is also its process group id. A failure is
+/// also one plain line on stderr (`fleet-init: exec /app/srv failed: No such file or
+/// directory`), as tini prints it, whatever `--events` says.
 pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+    let result = fork_and_exec(spec, options);
+    if let Err(failure) = &result {
+        crate::events::diagnostic(&format!("fleet-init: {}", failure.plain));
+    }
+    result
+}
+
+impl SpawnFailure {
+    /// A failure before any child existed: `what` is the step, `reason` why it failed.
+    fn before_fork(program: &str, what: &str, reason: &str) -> SpawnFailure {
+        SpawnFailure {
+            pid: None,
+            error: format!("{what}: {reason}"),
+            plain: format!("cannot start {program}: {what}: {reason}"),
+            exit_code: 126,
+        }
+    }
+}
+
+fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+    let program = spec
+        .command
+        .first()
+        .map(|program| program.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let prepared = prepare(spec).map_err(|error| SpawnFailure {
         pid: None,
+        plain: format!("cannot start {program}: {error}"),
         error,
         exit_code: 126,
     })?;
-    let (report_read, report_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnFailure {
-            pid: None,
-            error: format!("pipe: {}", errno.desc()),
-            exit_code: 126,
-        })?;
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
     let argv_ptrs = null_terminated(&prepared.argv);
     let envp_ptrs = null_terminated(&prepared.envp);
     let groups_ptr = prepared
@@ -101,11 +127,11 @@ pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailu
     restore_signal_mask(&old_mask);
     drop(report_write);
     if pid < 0 {
-        return Err(SpawnFailure {
-            pid: None,
-            error: format!("fork: {}", fork_errno.desc()),
-            exit_code: 126,
-        });
+        return Err(SpawnFailure::before_fork(
+            &program,
+            "fork",
+            fork_errno.desc(),
+        ));
     }
     // The child does this too; doing it here as well closes the race with anyone signalling
     // the group before the child ran (as shells do). EACCES: it already exec'd, fine.
@@ -114,28 +140,31 @@ pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailu
     match read_report(&report_read) {
         None => Ok(pid),
         Some((step, errno)) => {
-            let program = spec.command.first().map(String::as_str).unwrap_or("");
+            // Errors name what failed: the user for the credential steps, the directory for
+            // chdir, the program for exec.
             let target = match step {
+                1..=3 => spec
+                    .user
+                    .as_ref()
+                    .map(|user| format!("user {} (uid {}, gid {})", user.name, user.uid, user.gid))
+                    .unwrap_or_default(),
                 4 => spec
                     .cwd
                     .as_ref()
                     .map(|cwd| cwd.display().to_string())
                     .unwrap_or_default(),
-                _ => program.to_string(),
+                _ => program.clone(),
             };
             let exit_code = if step == Step::Exec as i32 && is_not_found(errno) {
                 127
             } else {
                 126
             };
+            let reason = Errno::from_raw(errno).desc();
             Err(SpawnFailure {
                 pid: Some(pid),
-                error: format!(
-                    "{} {}: {}",
-                    step_name(step),
-                    target,
-                    Errno::from_raw(errno).desc()
-                ),
+                error: format!("{} {}: {}", step_name(step), target, reason),
+                plain: format!("{} {} failed: {}", step_name(step), target, reason),
                 exit_code,
             })
         }
@@ -196,9 +225,13 @@ fn prepare(spec: &WorkerSpec) -> Result<Prepared, String> {
         Some(cwd) => Some(c_string(cwd.as_os_str().as_bytes())?),
         None => None,
     };
+    // fleet-init's own user needs no switch, and an unprivileged fleet-init could not make one
+    // (setgroups is EPERM even to the same groups): `docker run --user nobody` with
+    // `"user": "nobody"` just runs the worker.
     let user = spec
         .user
         .as_ref()
+        .filter(|user| !is_own_user(user.uid, user.gid))
         .map(|user| (user.uid, user.gid, user.groups.clone()));
     Ok(Prepared {
         candidates,
@@ -207,6 +240,10 @@ fn prepare(spec: &WorkerSpec) -> Result<Prepared, String> {
         cwd,
         user,
     })
+}
+
+fn is_own_user(uid: u32, gid: u32) -> bool {
+    nix::unistd::getuid().as_raw() == uid && nix::unistd::getgid().as_raw() == gid
 }
 
 /// fleet-init's environment, then the spec's `env`, then `FLEET_INIT_WORKER`; with a `user`,
@@ -218,9 +255,9 @@ fn environment(spec: &WorkerSpec) -> Vec<(OsString, OsString)> {
         env.push((OsString::from(key), value));
     };
     if let Some(user) = &spec.user {
-        if let Some(home) = &user.home {
-            set("HOME", home.clone().into_os_string());
-        }
+        // A user without a home (a bare uid) gets `/`, as Docker gives it.
+        let home = user.home.clone().unwrap_or_else(|| "/".into());
+        set("HOME", home.into_os_string());
         set("USER", OsString::from(&user.name));
         set("LOGNAME", OsString::from(&user.name));
     }
@@ -232,8 +269,8 @@ fn environment(spec: &WorkerSpec) -> Vec<(OsString, OsString)> {
 }
 
 /// The paths exec tries, in order: the command itself when it has a slash, else each PATH entry.
-fn candidates(program: &str, path: &OsString) -> Result<Vec<CString>, String> {
-    if program.contains('/') {
+fn candidates(program: &OsStr, path: &OsString) -> Result<Vec<CString>, String> {
+    if program.as_bytes().contains(&b'/') {
         return Ok(vec![c_string(program.as_bytes())?]);
     }
     let mut found = Vec::new();
@@ -373,13 +410,13 @@ mod tests {
     #[test]
     fn candidates_search_path_unless_the_command_has_a_slash() {
         let path = OsString::from("/usr/bin::/bin");
-        let got: Vec<String> = candidates("sh", &path)
+        let got: Vec<String> = candidates(OsStr::new("sh"), &path)
             .unwrap()
             .into_iter()
             .map(|c| c.into_string().unwrap())
             .collect();
         assert_eq!(got, ["/usr/bin/sh", "./sh", "/bin/sh"]);
-        let got = candidates("./run.sh", &path).unwrap();
+        let got = candidates(OsStr::new("./run.sh"), &path).unwrap();
         assert_eq!(got, [CString::new("./run.sh").unwrap()]);
     }
 
