@@ -165,7 +165,9 @@ struct Plan {
     is_single: bool,
 }
 
-fn supervise(plan: Plan, options: &Options) -> i32 {
+fn supervise(mut plan: Plan, options: &Options) -> i32 {
+    // The state dir is used again after the move to `/` (the --reap exec): made absolute.
+    plan.state_dir = std::path::absolute(&plan.state_dir).unwrap_or(plan.state_dir);
     let pid = std::process::id();
     if pid != 1 {
         become_subreaper();
@@ -192,6 +194,7 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
             .with("version", VERSION),
     );
     let registry = open_registry(&plan);
+    leave_start_directory();
     let state_dir = plan.state_dir.clone();
     let supervisor = Supervisor::new(plan.mode, plan.grace_ms, plan.workers);
     let spawn_options = SpawnOptions {
@@ -204,6 +207,18 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
     match runtime.run() {
         Ending::Exit(code) => code,
         Ending::Abnormal(code) => exec_reap(&state_dir, plan.grace_ms, code),
+    }
+}
+
+/// Workers still start where fleet-init was started; fleet-init itself moves to `/`, so that it
+/// keeps no directory (a volume, a build tree) busy for the container's lifetime.
+fn leave_start_directory() {
+    let Ok(start) = std::env::current_dir() else {
+        return;
+    };
+    crate::spawn::set_start_directory(&start);
+    if let Err(error) = std::env::set_current_dir("/") {
+        log::warn!("cannot move to /: {error}; staying in {}", start.display());
     }
 }
 

@@ -132,6 +132,7 @@ impl Runtime {
     fn turn(&mut self) -> bool {
         let mut did_act = false;
         for arrival in self.inbox.drain() {
+            log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
                 if signal == libc::SIGCONT {
                     self.job_control

@@ -4,7 +4,7 @@
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// Standard signals by name; real-time ones are spelled `SIGRTMIN+N`.
 const NAMES: &[(&str, i32)] = &[
@@ -78,10 +78,10 @@ pub fn parse(text: &str) -> Option<i32> {
         .map(|(_, number)| *number)
 }
 
-/// Signals fleet-init itself acts on or forwards. The synchronous ones (SEGV, BUS, FPE, ILL,
-/// TRAP, SYS, ABRT) are about fleet-init's own faults and keep their default action; SIGPIPE stays
-/// ignored (it would be about fleet-init's own stdout); SIGTTIN/SIGTTOU are ignored as tini does,
-/// so a background fleet-init is never stopped by its terminal; SIGKILL/SIGSTOP cannot be caught.
+/// Signals fleet-init itself acts on or forwards, through signal-hook. The fault signals have a
+/// handler of their own (`FAULTS`); SIGTTIN/SIGTTOU are ignored as tini does, or kept blocked
+/// with job control, so a background fleet-init is never stopped by its terminal;
+/// SIGKILL/SIGSTOP cannot be caught.
 pub fn handled() -> Vec<i32> {
     let mut signals = vec![
         libc::SIGCHLD,
@@ -111,6 +111,70 @@ pub fn handled() -> Vec<i32> {
 /// Per-signal arrival counters, written only by the handlers (an atomic add is
 /// async-signal-safe) and read by the main loop.
 static COUNTS: [AtomicU32; 65] = [const { AtomicU32::new(0) }; 65];
+
+/// The fault signals: about fleet-init itself when the kernel raises them (a real fault, which
+/// must keep its default action), to be forwarded when another process sent them with kill(2).
+/// SIGPIPE is also raised by fleet-init's own write to a closed pipe (with its own pid as the
+/// sender): that one is ignored.
+pub const FAULTS: [i32; 8] = [
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGSYS,
+    libc::SIGPIPE,
+];
+
+/// The wake-up pipe's write end, for the fault handler (signal-hook's closures hold their own).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Records a fault signal sent by another process; gives a real fault back its default action.
+extern "C" fn on_fault_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _: *mut libc::c_void,
+) {
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t; getpid, sigaction and
+    // write are async-signal-safe; the handler allocates nothing and takes no lock.
+    unsafe {
+        let Some(info) = info.as_ref() else {
+            return;
+        };
+        // SI_USER (0), SI_QUEUE, SI_TKILL... are <= 0: sent by a process, not by a fault.
+        let is_sent = info.si_code <= 0 && info.si_pid() != libc::getpid();
+        if is_sent {
+            if let Some(count) = usize::try_from(signal).ok().and_then(|i| COUNTS.get(i)) {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            libc::write(WAKE_FD.load(Ordering::Relaxed), [0u8].as_ptr().cast(), 1);
+        } else if signal != libc::SIGPIPE {
+            // A real fault (or abort()): the default action, when the instruction runs again
+            // or abort raises again.
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+}
+
+fn install_fault_handlers() -> std::io::Result<()> {
+    for signal in FAULTS {
+        // SAFETY: sigaction with a zeroed struct, a full mask while it runs, and a handler
+        // that is async-signal-safe (above).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fault_signal
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigfillset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The job-control signals dumb-init forwards and then stops itself for.
 pub const JOB_CONTROL: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
@@ -177,6 +241,8 @@ impl SignalInbox {
         let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&wake_write);
         // The write end lives as long as the process: the handlers use it until exit/exec.
         std::mem::forget(wake_write);
+        WAKE_FD.store(wake_fd, Ordering::Relaxed);
+        install_fault_handlers()?;
         for signal in handled() {
             let Ok(index) = usize::try_from(signal) else {
                 continue;

@@ -51,12 +51,27 @@ fn step_name(step: i32) -> &'static str {
     }
 }
 
+/// The directory fleet-init was started in, where a worker without `cwd` starts: fleet-init
+/// itself moves to `/` so that it holds no reference to it (as dumb-init and catatonit do).
+static START_DIRECTORY: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+
+/// Remembers `dir` as the workers' start directory; called once, before leaving it for `/`.
+pub fn set_start_directory(dir: &std::path::Path) {
+    if let Ok(dir) = c_string(dir.as_os_str().as_bytes()) {
+        // Set once at start; a second call changes nothing.
+        let _already_set = START_DIRECTORY.set(dir);
+    }
+}
+
 /// Everything the child needs, allocated before fork so the child allocates nothing.
 struct Prepared {
     candidates: Vec<CString>,
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: Option<CString>,
+    /// Without `cwd`: fleet-init's start directory, entered before the user switch, as an
+    /// inherited directory would have been.
+    start_directory: Option<CString>,
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
 }
 
@@ -152,6 +167,11 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnF
                     .cwd
                     .as_ref()
                     .map(|cwd| cwd.display().to_string())
+                    .or_else(|| {
+                        START_DIRECTORY
+                            .get()
+                            .map(|dir| dir.to_string_lossy().into_owned())
+                    })
                     .unwrap_or_default(),
                 _ => program.clone(),
             };
@@ -233,11 +253,16 @@ fn prepare(spec: &WorkerSpec) -> Result<Prepared, String> {
         .as_ref()
         .filter(|user| !is_own_user(user.uid, user.gid))
         .map(|user| (user.uid, user.gid, user.groups.clone()));
+    let start_directory = match spec.cwd {
+        Some(_) => None,
+        None => START_DIRECTORY.get().cloned(),
+    };
     Ok(Prepared {
         candidates,
         argv,
         envp,
         cwd,
+        start_directory,
         user,
     })
 }
@@ -344,6 +369,11 @@ unsafe fn child(
     // SIGTTOU is ignored (inherited from fleet-init), so this works from the background.
     if options.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {
         libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+    }
+    if let Some(dir) = &prepared.start_directory {
+        if libc::chdir(dir.as_ptr()) != 0 {
+            fail(Step::Chdir, errno());
+        }
     }
     if let (Some((uid, gid, _)), Some(groups)) = (&prepared.user, groups) {
         if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
