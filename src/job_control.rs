@@ -11,6 +11,9 @@ use crate::signals::{Rewrite, JOB_CONTROL};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JobControl {
     pub is_on: bool,
+    /// fleet-init started in the foreground of its terminal (a shell's job): a child stopped
+    /// by the terminal means the job is being suspended.
+    is_terminal_job: bool,
     /// fleet-init stopped itself since the last reap: a child stop reported now is one it
     /// caused (the forwarded SIGSTOP), not a reason to stop again.
     has_stopped_self: bool,
@@ -18,8 +21,14 @@ pub struct JobControl {
 
 impl JobControl {
     pub fn new(is_on: bool) -> JobControl {
+        // SAFETY: plain calls on fd 0; without a terminal they fail, which answers no.
+        let is_terminal_job = unsafe {
+            libc::isatty(libc::STDIN_FILENO) == 1
+                && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+        };
         JobControl {
             is_on,
+            is_terminal_job,
             has_stopped_self: false,
         }
     }
@@ -46,12 +55,17 @@ impl JobControl {
         }
     }
 
-    /// The reaper saw these children stop: when the worker is one of them and fleet-init did
-    /// not cause it, the job is being suspended (Ctrl-Z reached the child, which owns the
-    /// terminal): stop fleet-init too, so that the shell gets its prompt back.
-    pub fn after_reap(&mut self, stopped: &[i32], worker_pids: &[i32]) {
+    /// The reaper saw these children stop (pid, signal): when the worker was stopped by its
+    /// terminal (SIGTSTP, SIGTTIN, SIGTTOU: Ctrl-Z reached the child, which owns the terminal)
+    /// and fleet-init is a shell's job and did not cause it, the job is being suspended: stop
+    /// fleet-init too, so that the shell gets its prompt back. A plain SIGSTOP to the child
+    /// (a debugger, an operator) stops only the child.
+    pub fn after_reap(&mut self, stopped: &[(i32, i32)], worker_pids: &[i32]) {
         let has_caused = std::mem::take(&mut self.has_stopped_self);
-        if self.is_on && !has_caused && stopped.iter().any(|pid| worker_pids.contains(pid)) {
+        let is_suspended = stopped
+            .iter()
+            .any(|(pid, signal)| worker_pids.contains(pid) && JOB_CONTROL.contains(signal));
+        if self.is_on && self.is_terminal_job && !has_caused && is_suspended {
             self.stop_self();
             // What it stopped for is reported already; the next reap owes nothing.
             self.has_stopped_self = false;

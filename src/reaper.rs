@@ -9,8 +9,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reaped {
     pub exits: Vec<(i32, Exit)>,
-    /// Children that stopped (WUNTRACED), for job control.
-    pub stopped: Vec<i32>,
+    /// Children that stopped (WUNTRACED) and the signal that stopped them, for job control.
+    pub stopped: Vec<(i32, i32)>,
     /// False when `waitpid` said ECHILD: no process at all is left below fleet-init.
     pub has_children: bool,
 }
@@ -36,7 +36,9 @@ pub fn reap_all() -> Reaped {
                 reaped.has_children = true;
                 return reaped;
             }
-            Ok(WaitStatus::Stopped(pid, _)) => reaped.stopped.push(pid.as_raw()),
+            Ok(WaitStatus::Stopped(pid, signal)) => {
+                reaped.stopped.push((pid.as_raw(), signal as i32));
+            }
             // Continued is not asked for (no WCONTINUED); keep draining.
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,

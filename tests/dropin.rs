@@ -606,3 +606,28 @@ fn not_pid1_job_control_signals_suspend_fleet_init_and_sigcont_resumes_both() {
         fleet.wait_exit(BOUND);
     }
 }
+
+#[test]
+fn a_plain_sigstop_to_the_child_stops_only_the_child() {
+    // Job control follows a terminal's suspend, not a debugger's or an operator's SIGSTOP.
+    let mut fleet = subreaper(&["--", "sh", "-c", "echo ready; exec sleep 30"]).spawn();
+    fleet.wait_output("ready", BOUND);
+    let child = fleet.wait_event("worker_started")["pid"].as_i64().unwrap() as i32;
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(child, libc::SIGSTOP) };
+    let is_stopped = |pid: i32| {
+        common::status_field(pid, "State")
+            .unwrap_or_default()
+            .starts_with('T')
+    };
+    assert!(common::eventually(BOUND, || is_stopped(child)));
+    // Two turns of fleet-init's loop after the stop was reported: it is still running.
+    for (signal, name) in [(libc::SIGUSR1, "SIGUSR1"), (libc::SIGUSR2, "SIGUSR2")] {
+        fleet.signal(signal);
+        fleet.wait_event_where("signal_forwarded", |e| e["signal"] == name, BOUND);
+    }
+    assert!(!is_stopped(fleet.pid));
+    // SAFETY: as above; the pending SIGUSR1 then ends it.
+    unsafe { libc::kill(child, libc::SIGCONT) };
+    assert_eq!(fleet.wait_exit(BOUND), 128 + libc::SIGUSR1);
+}
