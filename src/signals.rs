@@ -166,7 +166,9 @@ fn install_fault_handlers() -> std::io::Result<()> {
             action.sa_sigaction = on_fault_signal
                 as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
                 as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            // SA_ONSTACK: on the alternate stack Rust sets up, so a stack overflow still gets
+            // its default action back instead of dying in the handler.
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
             libc::sigfillset(&mut action.sa_mask);
             if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -337,7 +337,13 @@ const MAIN_AND_SUB: &str =
 fn sub_pid(fleet: &mut common::Fleet) -> i32 {
     fleet.wait_output("sub=", BOUND);
     let line = fleet.output.iter().find(|l| l.starts_with("sub=")).unwrap();
-    line.trim_start_matches("sub=").parse().unwrap()
+    let pid: i32 = line.trim_start_matches("sub=").parse().unwrap();
+    // Until its exec, the forked shell still has the parent's USR1 trap and would swallow it.
+    let comm = format!("/proc/{pid}/comm");
+    assert!(common::eventually(BOUND, || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c == "sleep\n")
+    }));
+    pid
 }
 
 #[test]
