@@ -21,6 +21,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs fleet-init with the given arguments (program name excluded); returns the exit code.
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    crate::spawn::record_inherited_ignores();
     // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
     // sent before the handlers exist waits here instead of being lost.
     set_signal_mask(true, &[]);

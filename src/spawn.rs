@@ -7,6 +7,7 @@ use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a worker could not be started, with the shell code it stands for.
 #[derive(Debug, PartialEq, Eq)]
@@ -61,6 +62,35 @@ pub fn set_start_directory(dir: &std::path::Path) {
         // Set once at start; a second call changes nothing.
         let _already_set = START_DIRECTORY.set(dir);
     }
+}
+
+/// Signals fleet-init's own parent left ignored, bit N-1 for signal N: they stay ignored in
+/// the workers (as with tini: `nohup fleet-init -- cmd` works). Recorded before fleet-init
+/// installs any handler of its own.
+static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
+
+/// Records which signals are ignored now; called once, first thing in `main`. SIGPIPE is left
+/// out: Rust's runtime ignores it before `main`, so who ignored it cannot be told, and a worker
+/// that ignored it would never die of a closed pipe. glibc's own signals 32 and 33 cannot be
+/// queried through it and are not kept.
+pub fn record_inherited_ignores() {
+    let mut mask = 0u64;
+    for signal in 1..=crate::signals::MAX_SIGNAL {
+        if signal == libc::SIGPIPE || signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: sigaction only reads the disposition into `old`; a signal glibc refuses
+        // (32, 33) is an error, not UB.
+        let is_ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
+        if is_ignored {
+            mask |= 1u64 << (signal - 1);
+        }
+    }
+    INHERITED_IGNORED.store(mask, Ordering::Relaxed);
 }
 
 /// Everything the child needs, allocated before fork so the child allocates nothing.
@@ -395,8 +425,8 @@ unsafe fn child(
     if let Some(signal) = options.pdeathsig {
         libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong);
     }
-    // Whatever fleet-init inherited (ignored signals survive exec), the worker starts clean.
-    // The raw syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an
+    // Every disposition back to the default first (ignored signals survive exec, handlers of
+    // fleet-init's must not). The raw syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an
     // ancestor may have left those ignored too. An all-zero kernel sigaction is SIG_DFL with
     // no flags and an empty mask, whichever of the kernel's layouts this architecture uses.
     let default_action = [0u64; 4];
@@ -409,6 +439,15 @@ unsafe fn child(
                 std::ptr::null::<u64>(),
                 8usize,
             );
+        }
+    }
+    // What fleet-init's parent ignored is ignored again (sigaction is async-signal-safe).
+    let inherited = INHERITED_IGNORED.load(Ordering::Relaxed);
+    let mut ignore: libc::sigaction = std::mem::zeroed();
+    ignore.sa_sigaction = libc::SIG_IGN;
+    for signal in 1..=crate::signals::MAX_SIGNAL {
+        if inherited & (1u64 << (signal - 1)) != 0 {
+            libc::sigaction(signal, &ignore, std::ptr::null_mut());
         }
     }
     let mut empty: libc::sigset_t = std::mem::zeroed();
