@@ -111,7 +111,9 @@ struct Prepared {
 pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
     let result = fork_and_exec(spec, options);
     if let Err(failure) = &result {
-        crate::events::diagnostic(&format!("fleet-init: {}", failure.plain));
+        // One line whatever the program's name holds.
+        let line = crate::cli::one_line(&format!("fleet-init: {}", failure.plain));
+        crate::events::diagnostic(&line);
     }
     result
 }
