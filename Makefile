@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
 
-.PHONY: build test lint static bench example clean
+.PHONY: build test test-peers lint static bench example clean
 
 build:
 	$(CARGO) build --release
@@ -17,6 +17,11 @@ test:
 	@awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; \
 	  if ($$(i+1) ~ /^failed/) f += $$i } } END { printf "tests: %d passed, %d failed\n", p, f }' \
 	  target/test.log
+
+# tini's test/ and dumb-init's tests/ against fleet-init, fetched at test time from Debian's
+# source packages (needs root and Debian's mirror). See peers/run.sh and peers/excluded.tsv.
+test-peers: build
+	bash peers/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,9 +1,11 @@
-//! The JSON-lines event stream on stdout: one object per line, one `write` per line.
+//! The JSON-lines event stream (stdout, stderr or off, as `--events` says): one object per
+//! line, one `write` per line. Also the plain diagnostic lines that go to stderr whatever the
+//! events do.
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde_json::Value;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,17 +85,44 @@ impl Event {
     }
 }
 
-/// Events not written because stdout could not take them, reported on the next line written.
+/// Events not written because their stream could not take them, reported on the next line
+/// written.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// Writes the event to stdout in one `write(2)` (looping only on a short write).
+/// The descriptor events go to; negative: off.
+static EVENTS_FD: AtomicI32 = AtomicI32::new(1);
+
+/// Where the events go from now on (`--events`).
+pub fn set_target(target: crate::cli::EventsTarget) {
+    let fd = match target {
+        crate::cli::EventsTarget::Stdout => 1,
+        crate::cli::EventsTarget::Stderr => 2,
+        crate::cli::EventsTarget::Off => -1,
+    };
+    EVENTS_FD.store(fd, Ordering::Relaxed);
+}
+
+/// Where the events go now, for a re-exec of fleet-init to keep it.
+pub fn target() -> crate::cli::EventsTarget {
+    match EVENTS_FD.load(Ordering::Relaxed) {
+        1 => crate::cli::EventsTarget::Stdout,
+        2 => crate::cli::EventsTarget::Stderr,
+        _ => crate::cli::EventsTarget::Off,
+    }
+}
+
+/// Writes the event to its stream in one `write(2)` (looping only on a short write).
 ///
-/// PID 1 must never block on its log: when stdout is a pipe nobody drains (a stalled log
+/// PID 1 must never block on its log: when the stream is a pipe nobody drains (a stalled log
 /// driver), the event is dropped instead, and the next line written carries
 /// `events_dropped`. O_NONBLOCK is not an option: the workers share that open file.
-/// A closed or broken stdout is not fleet-init's problem to die of either.
+/// A closed or broken stream is not fleet-init's problem to die of either.
 pub fn emit(event: &Event) {
-    if !is_stdout_writable() {
+    let fd = EVENTS_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    if !is_writable(fd) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -106,10 +135,25 @@ pub fn emit(event: &Event) {
     } else {
         event.render(SystemTime::now())
     };
-    let mut bytes = line.as_bytes();
+    write_all(fd, line.as_bytes());
+}
+
+/// One plain line for people on stderr (a newline is added), under the same never-block rule
+/// as the events: a stderr nobody drains loses the line, not PID 1.
+pub fn diagnostic(line: &str) {
+    if !is_writable(2) {
+        return;
+    }
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    write_all(2, text.as_bytes());
+}
+
+fn write_all(fd: i32, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: the pointer and length describe the live `bytes` slice.
-        let written = unsafe { libc::write(1, bytes.as_ptr().cast(), bytes.len()) };
+        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
         if written < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
@@ -126,20 +170,25 @@ pub fn emit(event: &Event) {
 /// in a slow reader's pipe, so that the summary is not the line that gets dropped. Whatever
 /// was dropped before is counted on it.
 pub fn emit_final(event: &Event) {
-    let stdout = std::io::stdout();
-    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
-    // Ready or not after the wait, the line is offered: `emit` drops it if there is no room.
-    if let Err(errno) = nix::poll::poll(&mut fds, PollTimeout::from(1000u16)) {
-        log::debug!("poll on stdout: {errno}");
+    let fd = EVENTS_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: fd 1 or 2, borrowed only for this poll; a closed one is POLLNVAL, not UB.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];
+        // Ready or not after the wait, the line is offered: `emit` drops it if there is no room.
+        if let Err(errno) = nix::poll::poll(&mut fds, PollTimeout::from(1000u16)) {
+            log::debug!("poll on the events stream: {errno}");
+        }
     }
     emit(event);
 }
 
 /// A pipe with room for a line (poll says POLLOUT: a free page) takes a write of up to
 /// PIPE_BUF bytes without blocking; files and terminals are always writable unless stopped.
-fn is_stdout_writable() -> bool {
-    let stdout = std::io::stdout();
-    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+fn is_writable(fd: i32) -> bool {
+    // SAFETY: fd 1 or 2, borrowed only for this poll; a closed one is POLLNVAL, not UB.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];
     match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
         Ok(ready) => ready > 0,
         // Not pollable for some reason: writing is the best guess.

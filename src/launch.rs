@@ -2,7 +2,7 @@
 //! Before the main loop an error may end the program (exit 2); after it starts, never.
 
 use crate::cli::{self, Command, Options, SingleOptions};
-use crate::config::{self, Config, RestartPolicy, WorkerSpec};
+use crate::config::{self, Config, RestartPolicy, SignalTarget, WorkerSpec};
 use crate::events::{self, Event};
 use crate::handoff::format::Owner;
 use crate::handoff::{Generation, Identity, Registry};
@@ -21,21 +21,27 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs fleet-init with the given arguments (program name excluded); returns the exit code.
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    crate::spawn::record_inherited_ignores();
     // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
     // sent before the handlers exist waits here instead of being lost.
-    set_signal_mask(true);
-    let options = match cli::args_from_os(args)
-        .and_then(|args| cli::parse(&args, &|key| std::env::var(key).ok()))
-    {
+    set_signal_mask(true, &[]);
+    let args: Vec<std::ffi::OsString> = args.collect();
+    let options = match cli::parse(&args, &|key| std::env::var_os(key)) {
         Ok(options) => options,
         Err(error) => {
             eprintln!("fleet-init: {error}");
             return 2;
         }
     };
+    init_logging(options.log_level);
+    events::set_target(options.events_target());
     match &options.command {
-        Command::Help(text) => {
-            print!("{text}");
+        Command::Help => {
+            print!("{}", cli::texts::HELP);
+            0
+        }
+        Command::License => {
+            print!("{}", cli::texts::LICENSE);
             0
         }
         Command::Version => {
@@ -75,8 +81,10 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
             match config::parse::load_config_with_grace(path, options.grace_ms) {
                 Ok(config) => run_config(config, &options),
                 Err(errors) => {
+                    // One line per error, whatever the path holds.
+                    let path = cli::one_line(&path.display().to_string());
                     for error in &errors {
-                        eprintln!("fleet-init: {}: {error}", path.display());
+                        eprintln!("fleet-init: {path}: {}", cli::one_line(&error.to_string()));
                     }
                     2
                 }
@@ -85,15 +93,38 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
     }
 }
 
+/// Diagnostics on stderr at the level the options chose (the level is validated by the
+/// command line, so env_logger never prints a complaint of its own in front of anything).
+fn init_logging(level: log::LevelFilter) {
+    let mut logger = env_logger::Builder::new();
+    logger
+        .filter_level(level)
+        .target(env_logger::Target::Stderr)
+        .format_timestamp_millis();
+    // A second logger cannot exist; if it did, diagnostics would be lost, not fleet-init.
+    if logger.try_init().is_err() {
+        eprintln!("fleet-init: logger already set");
+    }
+}
+
 /// The single command as a one-worker config, so both modes share one supervisor.
 fn single_worker(single: &SingleOptions, options: &Options) -> WorkerSpec {
-    let name = single
+    let program = single
         .command
         .first()
-        .and_then(|program| program.rsplit('/').next())
+        .map(|program| program.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = program
+        .rsplit('/')
+        .next()
         .filter(|name| !name.is_empty())
         .unwrap_or("main");
-    let mut spec = WorkerSpec::new(name, single.command.clone(), options.grace_ms_or_default());
+    let mut spec =
+        WorkerSpec::with_os_command(name, single.command.clone(), options.grace_ms_or_default());
+    if single.is_single_child {
+        // dumb-init's -c / DUMB_INIT_SETSID=0: signals go to the child only.
+        spec.signal_target = SignalTarget::Process;
+    }
     spec.restart = single.restart;
     if let Some(max_crashes) = single.max_crashes {
         spec.max_crashes = max_crashes;
@@ -135,12 +166,16 @@ struct Plan {
     is_single: bool,
 }
 
-fn supervise(plan: Plan, options: &Options) -> i32 {
+fn supervise(mut plan: Plan, options: &Options) -> i32 {
+    // The state dir is used again after the move to `/` (the --reap exec): made absolute.
+    plan.state_dir = std::path::absolute(&plan.state_dir).unwrap_or(plan.state_dir);
     let pid = std::process::id();
     if pid != 1 {
         become_subreaper();
     }
-    let inbox = match SignalInbox::install() {
+    let job_control = crate::job_control::JobControl::new(plan.is_single && pid != 1);
+    let rewrite = job_control.rewrite(options);
+    let inbox = match SignalInbox::install(rewrite, job_control.is_on) {
         Ok(inbox) => inbox,
         Err(error) => {
             eprintln!("fleet-init: cannot install signal handlers: {error}");
@@ -149,7 +184,10 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
     };
     // Whatever arrived meanwhile is delivered now, to the recording handlers; and a mask
     // inherited from whoever started fleet-init is gone.
-    set_signal_mask(false);
+    set_signal_mask(false, inbox.kept_blocked());
+    if let Some(signal) = options.self_pdeathsig {
+        set_own_parent_death_signal(signal);
+    }
     events::emit(
         &Event::info("init_started")
             .with("pid", pid)
@@ -158,6 +196,7 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
     );
     let generation = Generation::new_random();
     let registry = open_registry(&plan, generation);
+    leave_start_directory();
     let state_dir = plan.state_dir.clone();
     let supervisor = Supervisor::new(plan.mode, plan.grace_ms, plan.workers);
     let spawn_options = SpawnOptions {
@@ -165,7 +204,8 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
         pdeathsig: options.pdeathsig,
         generation,
     };
-    let runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
+    let mut runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
+    runtime.set_dropin(job_control, options.is_warn_on_reap);
     let abnormal = AbnormalEnd {
         state_dir,
         grace_ms: plan.grace_ms,
@@ -175,6 +215,35 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
     match runtime.run() {
         Ending::Exit(code) => code,
         Ending::Abnormal(code) => exec_reap(&abnormal, code),
+    }
+}
+
+/// Workers still start where fleet-init was started; fleet-init itself moves to `/`, so that it
+/// keeps no directory (a volume, a build tree) busy for the container's lifetime.
+fn leave_start_directory() {
+    let Ok(start) = std::env::current_dir() else {
+        return;
+    };
+    crate::spawn::set_start_directory(&start);
+    if let Err(error) = std::env::set_current_dir("/") {
+        log::warn!("cannot move to /: {error}; staying in {}", start.display());
+    }
+}
+
+/// tini's `-p`: the signal fleet-init itself gets when its parent dies (prctl(2)
+/// PR_SET_PDEATHSIG), set once the handlers exist so that it is acted on like any other.
+fn set_own_parent_death_signal(signal: i32) {
+    let Ok(signal_arg) = libc::c_ulong::try_from(signal) else {
+        return;
+    };
+    // SAFETY: plain prctl with integer arguments.
+    let result = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal_arg, 0, 0, 0) };
+    if result != 0 {
+        log::warn!(
+            "cannot set the parent-death signal {} ({})",
+            crate::signals::name(signal),
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -223,7 +292,7 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
 /// After an abnormal end, FLEET_INIT_REAP_EXIT_CODE carries the code fleet-init meant to exit
 /// with.
 fn reap_mode(options: &Options) -> i32 {
-    set_signal_mask(false);
+    set_signal_mask(false, &[]);
     let pid = std::process::id();
     if pid != 1 {
         become_subreaper();
@@ -302,6 +371,8 @@ fn exec_reap(abnormal: &AbnormalEnd, code: i32) -> i32 {
         .arg(&abnormal.state_dir)
         .arg("--grace-ms")
         .arg(abnormal.grace_ms.to_string())
+        .arg("--events")
+        .arg(events::target().as_str())
         .env(REAP_EXIT_CODE_VAR, code.to_string())
         .env(REAP_GENERATION_VAR, abnormal.generation.to_string())
         .exec();
@@ -310,16 +381,19 @@ fn exec_reap(abnormal: &AbnormalEnd, code: i32) -> i32 {
     code
 }
 
-/// Blocks every signal, or unblocks every signal.
-fn set_signal_mask(is_blocked: bool) {
-    // SAFETY: sigset_t is plain data; sigfillset/sigemptyset and pthread_sigmask write only
-    // those sets.
+/// Blocks every signal, or unblocks every signal but `kept`.
+fn set_signal_mask(is_blocked: bool, kept: &[i32]) {
+    // SAFETY: sigset_t is plain data; sigfillset/sigemptyset/sigaddset and pthread_sigmask
+    // write only those sets.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         if is_blocked {
             libc::sigfillset(&mut set);
         } else {
             libc::sigemptyset(&mut set);
+            for signal in kept {
+                libc::sigaddset(&mut set, *signal);
+            }
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }

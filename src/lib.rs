@@ -8,6 +8,7 @@ pub mod config;
 pub mod events;
 pub mod exit;
 pub mod handoff;
+pub mod job_control;
 pub mod launch;
 pub mod leftovers;
 pub mod oom;

@@ -9,6 +9,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reaped {
     pub exits: Vec<(i32, Exit)>,
+    /// Children that stopped (WUNTRACED) and the signal that stopped them, for job control.
+    pub stopped: Vec<(i32, i32)>,
     /// False when `waitpid` said ECHILD: no process at all is left below fleet-init.
     pub has_children: bool,
 }
@@ -17,8 +19,9 @@ pub struct Reaped {
 /// the same): SIGCHLDs coalesce, so one signal may stand for many zombies.
 pub fn reap_all() -> Reaped {
     let mut reaped = Reaped::default();
-    // __WALL: also children cloned with another exit signal than SIGCHLD.
-    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL;
+    // __WALL: also children cloned with another exit signal than SIGCHLD. WUNTRACED: a
+    // stopped child is reported once per stop, for job control.
+    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL | WaitPidFlag::WUNTRACED;
     loop {
         match waitpid(None, Some(flags)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -33,7 +36,10 @@ pub fn reap_all() -> Reaped {
                 reaped.has_children = true;
                 return reaped;
             }
-            // Stopped/continued are not asked for (no WUNTRACED/WCONTINUED); keep draining.
+            Ok(WaitStatus::Stopped(pid, signal)) => {
+                reaped.stopped.push((pid.as_raw(), signal as i32));
+            }
+            // Continued is not asked for (no WCONTINUED); keep draining.
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => return reaped,

@@ -5,6 +5,7 @@
 use crate::events;
 use crate::exit::Exit;
 use crate::handoff::Registry;
+use crate::job_control::JobControl;
 use crate::leftovers::{self, Scope};
 use crate::oom::OomCounter;
 use crate::pidfd;
@@ -52,6 +53,9 @@ pub struct Runtime {
     killed_pids: BTreeSet<i32>,
     /// Set by the test-only fault injection: end as if something went badly wrong.
     abnormal_end: Option<i32>,
+    job_control: JobControl,
+    /// tini's `-w`: warn when reaping a zombie that was not a worker.
+    is_warn_on_reap: bool,
 }
 
 /// How the loop ended.
@@ -92,7 +96,15 @@ impl Runtime {
             is_proc_ours: procscan::is_own_namespace(Path::new(PROC)),
             has_children: false,
             abnormal_end: None,
+            job_control: JobControl::default(),
+            is_warn_on_reap: false,
         }
+    }
+
+    /// tini's and dumb-init's behaviours: job control and `-w`.
+    pub fn set_dropin(&mut self, job_control: JobControl, is_warn_on_reap: bool) {
+        self.job_control = job_control;
+        self.is_warn_on_reap = is_warn_on_reap;
     }
 
     fn now(&self) -> Millis {
@@ -126,11 +138,31 @@ impl Runtime {
     /// One wake-up: signals, zombies, deadlines, draining groups. True if anything was done.
     fn turn(&mut self) -> bool {
         let mut did_act = false;
-        for signal in self.inbox.drain() {
-            did_act |= self.feed(Input::Signal(signal));
+        for arrival in self.inbox.drain() {
+            log::debug!("received {}", signals::name(arrival.received));
+            if let Some(signal) = arrival.acted_as {
+                if signal == libc::SIGCONT {
+                    self.job_control
+                        .on_continue(&self.supervisor.running_pids());
+                }
+                did_act |= self.feed(Input::Signal(signal));
+            }
+            self.job_control.after_forwarding(arrival.received);
         }
         self.scan_of_turn = None;
         let reaped = reaper::reap_all();
+        let worker_pids = self.supervisor.running_pids();
+        self.job_control.after_reap(&reaped.stopped, &worker_pids);
+        if self.is_warn_on_reap {
+            for (pid, _) in reaped
+                .exits
+                .iter()
+                .filter(|(pid, _)| !worker_pids.contains(pid))
+            {
+                // tini's wording, which its tests look for.
+                log::warn!("Reaped zombie process with pid={pid}");
+            }
+        }
         self.has_spawned_since_reap = false;
         self.has_children = reaped.has_children;
         if reaped
@@ -206,6 +238,9 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
+        if let Some(fd) = self.inbox.job_control_fd() {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),
@@ -289,7 +324,7 @@ impl Runtime {
                     .map(|stat| stat.start_time);
                 if let Some(start_time) = start_time {
                     self.registry
-                        .add(&spec.name, run, pid, start_time, &spec.command);
+                        .add(&spec.name, run, pid, start_time, &spec.display_command());
                 }
                 Input::Spawned { worker, pid }
             }

@@ -1,8 +1,10 @@
 //! Signal names and numbers, the handlers that only record (signal-hook), and the self-pipe the
 //! main loop sleeps on. Nothing here acts on a signal: the loop drains and decides.
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// Standard signals by name; real-time ones are spelled `SIGRTMIN+N`.
 const NAMES: &[(&str, i32)] = &[
@@ -76,10 +78,10 @@ pub fn parse(text: &str) -> Option<i32> {
         .map(|(_, number)| *number)
 }
 
-/// Signals fleet-init itself acts on or forwards. The synchronous ones (SEGV, BUS, FPE, ILL,
-/// TRAP, SYS, ABRT) are about fleet-init's own faults and keep their default action; SIGPIPE stays
-/// ignored (it would be about fleet-init's own stdout); SIGTTIN/SIGTTOU are ignored as tini does,
-/// so a background fleet-init is never stopped by its terminal; SIGKILL/SIGSTOP cannot be caught.
+/// Signals fleet-init itself acts on or forwards, through signal-hook. The fault signals have a
+/// handler of their own (`FAULTS`); SIGTTIN/SIGTTOU are ignored as tini does, or kept blocked
+/// with job control, so a background fleet-init is never stopped by its terminal;
+/// SIGKILL/SIGSTOP cannot be caught.
 pub fn handled() -> Vec<i32> {
     let mut signals = vec![
         libc::SIGCHLD,
@@ -110,20 +112,139 @@ pub fn handled() -> Vec<i32> {
 /// async-signal-safe) and read by the main loop.
 static COUNTS: [AtomicU32; 65] = [const { AtomicU32::new(0) }; 65];
 
+/// The fault signals: about fleet-init itself when the kernel raises them (a real fault, which
+/// must keep its default action), to be forwarded when another process sent them with kill(2).
+/// SIGPIPE is also raised by fleet-init's own write to a closed pipe (with its own pid as the
+/// sender): that one is ignored.
+pub const FAULTS: [i32; 8] = [
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGSEGV,
+    libc::SIGSYS,
+    libc::SIGPIPE,
+];
+
+/// The wake-up pipe's write end, for the fault handler (signal-hook's closures hold their own).
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Records a fault signal sent by another process; gives a real fault back its default action.
+extern "C" fn on_fault_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _: *mut libc::c_void,
+) {
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t; getpid, sigaction and
+    // write are async-signal-safe; the handler allocates nothing and takes no lock.
+    unsafe {
+        let Some(info) = info.as_ref() else {
+            return;
+        };
+        // SI_USER (0), SI_QUEUE, SI_TKILL... are <= 0: sent by a process, not by a fault.
+        let is_sent = info.si_code <= 0 && info.si_pid() != libc::getpid();
+        if is_sent {
+            if let Some(count) = usize::try_from(signal).ok().and_then(|i| COUNTS.get(i)) {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            libc::write(WAKE_FD.load(Ordering::Relaxed), [0u8].as_ptr().cast(), 1);
+        } else if signal != libc::SIGPIPE {
+            // A real fault (or abort()): the default action, when the instruction runs again
+            // or abort raises again.
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
+}
+
+fn install_fault_handlers() -> std::io::Result<()> {
+    for signal in FAULTS {
+        // SAFETY: sigaction with a zeroed struct, a full mask while it runs, and a handler
+        // that is async-signal-safe (above).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fault_signal
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as usize;
+            // SA_ONSTACK: on the alternate stack Rust sets up, so a stack overflow still gets
+            // its default action back instead of dying in the handler.
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+            libc::sigfillset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The job-control signals dumb-init forwards and then stops itself for.
+pub const JOB_CONTROL: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// dumb-init's `-r S:T`: a received S is acted on as T; T 0 drops it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pairs: Vec<(i32, i32)>,
+}
+
+impl Rewrite {
+    /// The later of two rules for one signal wins, as in dumb-init.
+    pub fn new(pairs: &[(i32, i32)]) -> Rewrite {
+        let mut rewrite = Rewrite::default();
+        for (from, to) in pairs {
+            rewrite.pairs.retain(|(f, _)| f != from);
+            rewrite.pairs.push((*from, *to));
+        }
+        rewrite
+    }
+
+    /// Adds `from -> to` unless the user rewrote `from` already.
+    pub fn add_default(&mut self, from: i32, to: i32) {
+        if !self.pairs.iter().any(|(f, _)| *f == from) {
+            self.pairs.push((from, to));
+        }
+    }
+
+    /// What `signal` is acted on as; `None`: dropped.
+    pub fn apply(&self, signal: i32) -> Option<i32> {
+        match self.pairs.iter().find(|(from, _)| *from == signal) {
+            Some((_, 0)) => None,
+            Some((_, to)) => Some(*to),
+            None => Some(signal),
+        }
+    }
+}
+
+/// One signal as received, and what it is to be acted on as (after `-r`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub received: i32,
+    /// `None` when a `-r S:0` dropped it.
+    pub acted_as: Option<i32>,
+}
+
 /// The installed handlers and the read end of their wake-up pipe.
 pub struct SignalInbox {
     wake_read: OwnedFd,
     seen: [u32; 65],
+    rewrite: Rewrite,
+    /// With job control: SIGTTIN/SIGTTOU stay blocked and are read here. Blocked, the kernel
+    /// treats them as ignored for fleet-init's own terminal writes from the background (no
+    /// SIGTTOU, no stop, no restart loop), while one sent with kill(2) is still seen.
+    job_control: Option<SignalFd>,
 }
 
 impl SignalInbox {
-    /// Installs the recording handlers. Called once, before anything is spawned.
-    pub fn install() -> std::io::Result<SignalInbox> {
+    /// Installs the recording handlers. Called once, before anything is spawned, with every
+    /// signal blocked; `is_job_control` keeps SIGTTIN/SIGTTOU blocked for good.
+    pub fn install(rewrite: Rewrite, is_job_control: bool) -> std::io::Result<SignalInbox> {
         let (wake_read, wake_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
         let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&wake_write);
         // The write end lives as long as the process: the handlers use it until exit/exec.
         std::mem::forget(wake_write);
+        WAKE_FD.store(wake_fd, Ordering::Relaxed);
+        install_fault_handlers()?;
         for signal in handled() {
             let Ok(index) = usize::try_from(signal) else {
                 continue;
@@ -143,14 +264,35 @@ impl SignalInbox {
             // async-signal-safe; it allocates nothing and takes no lock.
             unsafe { signal_hook::low_level::register(signal, action) }?;
         }
-        for signal in [libc::SIGTTIN, libc::SIGTTOU] {
-            // SAFETY: installing SIG_IGN has no handler to run.
-            unsafe { libc::signal(signal, libc::SIG_IGN) };
-        }
+        let job_control = if is_job_control {
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGTTIN);
+            set.add(Signal::SIGTTOU);
+            Some(SignalFd::with_flags(
+                &set,
+                SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+            )?)
+        } else {
+            for signal in [libc::SIGTTIN, libc::SIGTTOU] {
+                // SAFETY: installing SIG_IGN has no handler to run.
+                unsafe { libc::signal(signal, libc::SIG_IGN) };
+            }
+            None
+        };
         Ok(SignalInbox {
             wake_read,
             seen: [0; 65],
+            rewrite,
+            job_control,
         })
+    }
+
+    /// The signals that stay blocked once the handlers exist.
+    pub fn kept_blocked(&self) -> &'static [i32] {
+        match self.job_control {
+            Some(_) => &[libc::SIGTTIN, libc::SIGTTOU],
+            None => &[],
+        }
     }
 
     /// The descriptor that becomes readable when a signal arrives.
@@ -158,9 +300,15 @@ impl SignalInbox {
         self.wake_read.as_fd()
     }
 
+    /// The descriptor of the blocked job-control signals, when there is one.
+    pub fn job_control_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.job_control.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// Empties the pipe first, then reads the counters (signal-hook's order: no signal is lost).
-    /// Returns each signal that arrived, once per arrival the counters saw, in signal order.
-    pub fn drain(&mut self) -> Vec<i32> {
+    /// Returns each signal that arrived, once per arrival the counters saw, in signal order,
+    /// with what `-r` makes of it.
+    pub fn drain(&mut self) -> Vec<Arrival> {
         let mut buffer = [0u8; 256];
         loop {
             match nix::unistd::read(&self.wake_read, &mut buffer) {
@@ -188,7 +336,21 @@ impl SignalInbox {
                 arrived.push(signal);
             }
         }
+        if let Some(fd) = self.job_control.as_mut() {
+            // EAGAIN (nothing pending) is Ok(None), the normal end.
+            while let Ok(Some(info)) = fd.read_signal() {
+                if let Ok(signal) = i32::try_from(info.ssi_signo) {
+                    arrived.push(signal);
+                }
+            }
+        }
         arrived
+            .into_iter()
+            .map(|received| Arrival {
+                received,
+                acted_as: self.rewrite.apply(received),
+            })
+            .collect()
     }
 }
 
@@ -219,5 +381,21 @@ mod tests {
         for signal in 1..=31 {
             assert_eq!(parse(&name(signal)), Some(signal));
         }
+    }
+
+    #[test]
+    fn rewrites_map_drop_and_keep_the_last_rule() {
+        let mut rewrite = Rewrite::new(&[(15, 3), (2, 0), (15, 2)]);
+        rewrite.add_default(libc::SIGTSTP, libc::SIGSTOP);
+        rewrite.add_default(15, 9);
+        assert_eq!(
+            rewrite.apply(15),
+            Some(2),
+            "the later rule and not the default"
+        );
+        assert_eq!(rewrite.apply(2), None, "T 0 drops it");
+        assert_eq!(rewrite.apply(1), Some(1));
+        assert_eq!(rewrite.apply(libc::SIGTSTP), Some(libc::SIGSTOP));
+        assert_eq!(Rewrite::default().apply(10), Some(10));
     }
 }

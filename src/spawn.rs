@@ -5,9 +5,10 @@
 use crate::config::WorkerSpec;
 use crate::handoff::Generation;
 use nix::errno::Errno;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a worker could not be started, with the shell code it stands for.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub struct SpawnFailure {
     /// The forked child that failed before or at exec (already exited; the reaper collects it).
     pub pid: Option<i32>,
     pub error: String,
+    /// The same for people, as the plain stderr line says it (without the `fleet-init: `).
+    pub plain: String,
     /// 127: command not found; 126: found but cannot be executed (or set up).
     pub exit_code: i32,
     /// fork or its pipe failed (EAGAIN under a pids limit, ENOMEM): fleet-init's trouble, not
@@ -55,30 +58,101 @@ fn step_name(step: i32) -> &'static str {
     }
 }
 
+/// The directory fleet-init was started in, where a worker without `cwd` starts: fleet-init
+/// itself moves to `/` so that it holds no reference to it (as dumb-init and catatonit do).
+static START_DIRECTORY: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+
+/// Remembers `dir` as the workers' start directory; called once, before leaving it for `/`.
+pub fn set_start_directory(dir: &std::path::Path) {
+    if let Ok(dir) = c_string(dir.as_os_str().as_bytes()) {
+        // Set once at start; a second call changes nothing.
+        let _already_set = START_DIRECTORY.set(dir);
+    }
+}
+
+/// Signals fleet-init's own parent left ignored, bit N-1 for signal N: they stay ignored in
+/// the workers (as with tini: `nohup fleet-init -- cmd` works). Recorded before fleet-init
+/// installs any handler of its own.
+static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
+
+/// Records which signals are ignored now; called once, first thing in `main`. SIGPIPE is left
+/// out: Rust's runtime ignores it before `main`, so who ignored it cannot be told, and a worker
+/// that ignored it would never die of a closed pipe. glibc's own signals 32 and 33 cannot be
+/// queried through it and are not kept.
+pub fn record_inherited_ignores() {
+    let mut mask = 0u64;
+    for signal in 1..=crate::signals::MAX_SIGNAL {
+        if signal == libc::SIGPIPE || signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: sigaction only reads the disposition into `old`; a signal glibc refuses
+        // (32, 33) is an error, not UB.
+        let is_ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
+        if is_ignored {
+            mask |= 1u64 << (signal - 1);
+        }
+    }
+    INHERITED_IGNORED.store(mask, Ordering::Relaxed);
+}
+
 /// Everything the child needs, allocated before fork so the child allocates nothing.
 struct Prepared {
     candidates: Vec<CString>,
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: Option<CString>,
+    /// Without `cwd`: fleet-init's start directory, entered before the user switch, as an
+    /// inherited directory would have been.
+    start_directory: Option<CString>,
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
 }
 
-/// Starts `spec`; returns the child's pid, which is also its process group id.
+/// Starts `spec`; returns the child's pid, which is also its process group id. A failure is
+/// also one plain line on stderr (`fleet-init: exec /app/srv failed: No such file or
+/// directory`), as tini prints it, whatever `--events` says.
 pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+    let result = fork_and_exec(spec, options);
+    if let Err(failure) = &result {
+        // One line whatever the program's name holds.
+        let line = crate::cli::one_line(&format!("fleet-init: {}", failure.plain));
+        crate::events::diagnostic(&line);
+    }
+    result
+}
+
+impl SpawnFailure {
+    /// fork or its pipe failed before any child existed: fleet-init's trouble (EAGAIN under a
+    /// pids limit, ENOMEM), not the worker's. `what` is the step, `reason` why it failed.
+    fn before_fork(program: &str, what: &str, reason: &str) -> SpawnFailure {
+        SpawnFailure {
+            pid: None,
+            error: format!("{what}: {reason}"),
+            plain: format!("cannot start {program}: {what}: {reason}"),
+            exit_code: 126,
+            is_fork_failure: true,
+        }
+    }
+}
+
+fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+    let program = spec
+        .command
+        .first()
+        .map(|program| program.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
         pid: None,
+        plain: format!("cannot start {program}: {error}"),
         error,
         exit_code: 126,
         is_fork_failure: false,
     })?;
-    let (report_read, report_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| SpawnFailure {
-            pid: None,
-            error: format!("pipe: {}", errno.desc()),
-            exit_code: 126,
-            is_fork_failure: true,
-        })?;
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
     let argv_ptrs = null_terminated(&prepared.argv);
     let envp_ptrs = null_terminated(&prepared.envp);
     let groups_ptr = prepared
@@ -109,12 +183,11 @@ pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailu
     restore_signal_mask(&old_mask);
     drop(report_write);
     if pid < 0 {
-        return Err(SpawnFailure {
-            pid: None,
-            error: format!("fork: {}", fork_errno.desc()),
-            exit_code: 126,
-            is_fork_failure: true,
-        });
+        return Err(SpawnFailure::before_fork(
+            &program,
+            "fork",
+            fork_errno.desc(),
+        ));
     }
     // The child does this too; doing it here as well closes the race with anyone signalling
     // the group before the child ran (as shells do). EACCES: it already exec'd, fine.
@@ -123,28 +196,36 @@ pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailu
     match read_report(&report_read) {
         None => Ok(pid),
         Some((step, errno)) => {
-            let program = spec.command.first().map(String::as_str).unwrap_or("");
+            // Errors name what failed: the user for the credential steps, the directory for
+            // chdir, the program for exec.
             let target = match step {
+                1..=3 => spec
+                    .user
+                    .as_ref()
+                    .map(|user| format!("user {} (uid {}, gid {})", user.name, user.uid, user.gid))
+                    .unwrap_or_default(),
                 4 => spec
                     .cwd
                     .as_ref()
                     .map(|cwd| cwd.display().to_string())
+                    .or_else(|| {
+                        START_DIRECTORY
+                            .get()
+                            .map(|dir| dir.to_string_lossy().into_owned())
+                    })
                     .unwrap_or_default(),
-                _ => program.to_string(),
+                _ => program.clone(),
             };
             let exit_code = if step == Step::Exec as i32 && is_not_found(errno) {
                 127
             } else {
                 126
             };
+            let reason = Errno::from_raw(errno).desc();
             Err(SpawnFailure {
                 pid: Some(pid),
-                error: format!(
-                    "{} {}: {}",
-                    step_name(step),
-                    target,
-                    Errno::from_raw(errno).desc()
-                ),
+                error: format!("{} {}: {}", step_name(step), target, reason),
+                plain: format!("{} {} failed: {}", step_name(step), target, reason),
                 exit_code,
                 is_fork_failure: false,
             })
@@ -206,17 +287,30 @@ fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String
         Some(cwd) => Some(c_string(cwd.as_os_str().as_bytes())?),
         None => None,
     };
+    // fleet-init's own user needs no switch, and an unprivileged fleet-init could not make one
+    // (setgroups is EPERM even to the same groups): `docker run --user nobody` with
+    // `"user": "nobody"` just runs the worker.
     let user = spec
         .user
         .as_ref()
+        .filter(|user| !is_own_user(user.uid, user.gid))
         .map(|user| (user.uid, user.gid, user.groups.clone()));
+    let start_directory = match spec.cwd {
+        Some(_) => None,
+        None => START_DIRECTORY.get().cloned(),
+    };
     Ok(Prepared {
         candidates,
         argv,
         envp,
         cwd,
+        start_directory,
         user,
     })
+}
+
+fn is_own_user(uid: u32, gid: u32) -> bool {
+    nix::unistd::getuid().as_raw() == uid && nix::unistd::getgid().as_raw() == gid
 }
 
 /// fleet-init's environment, then the spec's `env`, then `FLEET_INIT_WORKER` and
@@ -230,9 +324,9 @@ fn environment(spec: &WorkerSpec, generation: Generation) -> Vec<(OsString, OsSt
         env.push((OsString::from(key), value));
     };
     if let Some(user) = &spec.user {
-        if let Some(home) = &user.home {
-            set("HOME", home.clone().into_os_string());
-        }
+        // A user without a home (a bare uid) gets `/`, as Docker gives it.
+        let home = user.home.clone().unwrap_or_else(|| "/".into());
+        set("HOME", home.into_os_string());
         set("USER", OsString::from(&user.name));
         set("LOGNAME", OsString::from(&user.name));
     }
@@ -248,8 +342,8 @@ fn environment(spec: &WorkerSpec, generation: Generation) -> Vec<(OsString, OsSt
 }
 
 /// The paths exec tries, in order: the command itself when it has a slash, else each PATH entry.
-fn candidates(program: &str, path: &OsString) -> Result<Vec<CString>, String> {
-    if program.contains('/') {
+fn candidates(program: &OsStr, path: &OsString) -> Result<Vec<CString>, String> {
+    if program.as_bytes().contains(&b'/') {
         return Ok(vec![c_string(program.as_bytes())?]);
     }
     let mut found = Vec::new();
@@ -324,6 +418,11 @@ unsafe fn child(
     if options.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {
         libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
     }
+    if let Some(dir) = &prepared.start_directory {
+        if libc::chdir(dir.as_ptr()) != 0 {
+            fail(Step::Chdir, errno());
+        }
+    }
     if let (Some((uid, gid, _)), Some(groups)) = (&prepared.user, groups) {
         if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
             fail(Step::SetGroups, errno());
@@ -344,8 +443,8 @@ unsafe fn child(
     if let Some(signal) = options.pdeathsig {
         libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong);
     }
-    // Whatever fleet-init inherited (ignored signals survive exec), the worker starts clean.
-    // The raw syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an
+    // Every disposition back to the default first (ignored signals survive exec, handlers of
+    // fleet-init's must not). The raw syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an
     // ancestor may have left those ignored too. An all-zero kernel sigaction is SIG_DFL with
     // no flags and an empty mask, whichever of the kernel's layouts this architecture uses.
     let default_action = [0u64; 4];
@@ -358,6 +457,15 @@ unsafe fn child(
                 std::ptr::null::<u64>(),
                 8usize,
             );
+        }
+    }
+    // What fleet-init's parent ignored is ignored again (sigaction is async-signal-safe).
+    let inherited = INHERITED_IGNORED.load(Ordering::Relaxed);
+    let mut ignore: libc::sigaction = std::mem::zeroed();
+    ignore.sa_sigaction = libc::SIG_IGN;
+    for signal in 1..=crate::signals::MAX_SIGNAL {
+        if inherited & (1u64 << (signal - 1)) != 0 {
+            libc::sigaction(signal, &ignore, std::ptr::null_mut());
         }
     }
     let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -389,13 +497,13 @@ mod tests {
     #[test]
     fn candidates_search_path_unless_the_command_has_a_slash() {
         let path = OsString::from("/usr/bin::/bin");
-        let got: Vec<String> = candidates("sh", &path)
+        let got: Vec<String> = candidates(OsStr::new("sh"), &path)
             .unwrap()
             .into_iter()
             .map(|c| c.into_string().unwrap())
             .collect();
         assert_eq!(got, ["/usr/bin/sh", "./sh", "/bin/sh"]);
-        let got = candidates("./run.sh", &path).unwrap();
+        let got = candidates(OsStr::new("./run.sh"), &path).unwrap();
         assert_eq!(got, [CString::new("./run.sh").unwrap()]);
     }
 

@@ -79,3 +79,101 @@ fn an_interactive_shell_reads_the_terminal_as_subreaper() {
     assert!(output.contains("hello-42"), "{output}");
     assert_eq!(code, 3, "{output}");
 }
+
+/// An interactive `bash -i` on a pty (`script`), driven line by line: input goes in when the
+/// output so far shows what the previous step waited for.
+struct Terminal {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    fn bash() -> Terminal {
+        let mut child = Command::new("script")
+            .args(["-qfec", "bash --norc --noprofile -i", "/dev/null"])
+            .env("PS1", "$ ")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script(1) from util-linux");
+        let input = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        Terminal {
+            child,
+            input,
+            output,
+        }
+    }
+
+    fn send(&mut self, bytes: &str) {
+        self.input.write_all(bytes.as_bytes()).unwrap();
+        self.input.flush().unwrap();
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (bounded) until the output shows `marker`.
+    fn wait_for(&mut self, marker: &str) {
+        let deadline = Instant::now() + BOUND;
+        while !self.text().contains(marker) {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "no {marker:?} on the terminal within {BOUND:?}:\n{}",
+                    self.text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ctrl_z_suspends_the_job_and_fg_resumes_it() {
+    // dumb-init's behaviour: Ctrl-Z stops the child (it owns the terminal) and so fleet-init
+    // stops too, so the shell gets its prompt back; `fg` gives the child the terminal again.
+    // Markers are computed by the shell so that the terminal's echo of the input never
+    // matches them.
+    let mut terminal = Terminal::bash();
+    terminal.send("echo shell-$((1+1))\n");
+    terminal.wait_for("shell-2");
+    terminal.send(&format!(
+        "{BIN} -- sh -c 'echo child-$((3+4)); while read l; do echo got-$l; done; echo done-$((4+5))'\n"
+    ));
+    terminal.wait_for("child-7");
+    terminal.send("\x1a");
+    // bash reports the job stopped (fleet-init stopped), then reads its own input again.
+    terminal.wait_for("Stopped");
+    terminal.send("echo prompt-$((2+3))\n");
+    terminal.wait_for("prompt-5");
+    terminal.send("fg\n");
+    terminal.send("hello\n");
+    terminal.wait_for("got-hello");
+    terminal.send("\x04");
+    terminal.wait_for("done-9");
+    terminal.send("echo status-$?-end\n");
+    terminal.wait_for("status-0-end");
+    terminal.send("exit\n");
+}

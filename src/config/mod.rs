@@ -5,6 +5,7 @@ mod checker;
 pub mod parse;
 pub mod users;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 pub const DEFAULT_STATE_DIR: &str = "/run/fleet-init";
@@ -48,7 +49,8 @@ pub struct UserSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerSpec {
     pub name: String,
-    pub command: Vec<String>,
+    /// Byte for byte: a single command's arguments may be any bytes, as with tini.
+    pub command: Vec<OsString>,
     /// Added to (or replacing in) fleet-init's own environment, in key order.
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
@@ -72,6 +74,12 @@ pub struct WorkerSpec {
 impl WorkerSpec {
     /// A worker with every optional key at its SPEC default (`stop_grace_ms` = `grace_ms`).
     pub fn new(name: &str, command: Vec<String>, grace_ms: u64) -> WorkerSpec {
+        let command = command.into_iter().map(OsString::from).collect();
+        WorkerSpec::with_os_command(name, command, grace_ms)
+    }
+
+    /// `new` with arguments that need not be UTF-8.
+    pub fn with_os_command(name: &str, command: Vec<OsString>, grace_ms: u64) -> WorkerSpec {
         WorkerSpec {
             name: name.to_string(),
             command,
@@ -92,6 +100,16 @@ impl WorkerSpec {
             signal_target: SignalTarget::Group,
             on_max_crashes: OnMaxCrashes::Shutdown,
         }
+    }
+}
+
+impl WorkerSpec {
+    /// The command line for people and for the registry (non-UTF-8 bytes replaced).
+    pub fn display_command(&self) -> Vec<String> {
+        self.command
+            .iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
     }
 }
 

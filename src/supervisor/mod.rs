@@ -627,15 +627,27 @@ impl Supervisor {
     fn on_signal(&mut self, signal: i32, now: Millis) {
         match signal {
             libc::SIGCHLD => {}
-            libc::SIGTERM | libc::SIGINT => {
-                if self.shutdown.is_some() {
-                    self.skip_grace(now);
-                } else {
-                    let reason = signals::name(signal);
-                    self.begin_shutdown_by_signal(&reason, signal, now);
-                }
-            }
+            libc::SIGTERM | libc::SIGINT => self.on_stop_signal(signal, now),
+            // Images built on nginx inherit `STOPSIGNAL SIGQUIT`: in config mode it stops
+            // everything; with a single command it is the child's to act on, as under tini.
+            libc::SIGQUIT if self.mode == Mode::Config => self.on_stop_signal(signal, now),
             _ => self.forward(signal),
+        }
+    }
+
+    /// A shutdown signal: the first starts the shutdown, a second skips the rest of the grace.
+    /// With a single command only the same signal again counts as a second one: tini and
+    /// dumb-init forward every signal to the child, so `SIGINT` then `SIGTERM` reaches it twice
+    /// instead of killing it.
+    fn on_stop_signal(&mut self, signal: i32, now: Millis) {
+        let first = self.shutdown.as_ref().map(|shutdown| shutdown.first_signal);
+        match (first, &self.mode) {
+            (None, _) => {
+                let reason = signals::name(signal);
+                self.begin_shutdown_by_signal(&reason, signal, now);
+            }
+            (Some(first), Mode::Single { .. }) if first != Some(signal) => self.forward(signal),
+            (Some(_), _) => self.skip_grace(now),
         }
     }
 

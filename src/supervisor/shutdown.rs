@@ -18,6 +18,8 @@ pub struct Shutdown {
     /// the end from the workers' outcomes.
     forced_code: Option<i32>,
     is_signal_initiated: bool,
+    /// The signal that started it, when one did.
+    pub first_signal: Option<i32>,
     is_complete: bool,
 }
 
@@ -30,17 +32,17 @@ impl Shutdown {
 impl Supervisor {
     /// Shutdown for a reason of fleet-init's own (max crashes, every worker finished).
     pub(super) fn begin_shutdown(&mut self, reason: &str, forced_code: Option<i32>, now: Millis) {
-        self.begin(reason, forced_code, None, false, now);
+        self.begin(reason, forced_code, None, None, now);
     }
 
-    /// Shutdown asked for by SIGTERM/SIGINT. In single-command mode the child gets the very
+    /// Shutdown asked for by SIGTERM/SIGINT (or SIGQUIT in config mode). In single-command mode the child gets the very
     /// signal fleet-init got (tini forwards it); in config mode each worker its stop signal.
     pub(super) fn begin_shutdown_by_signal(&mut self, reason: &str, signal: i32, now: Millis) {
         let forwarded = match self.mode {
             Mode::Single { .. } => Some(signal),
             Mode::Config => None,
         };
-        self.begin(reason, None, forwarded, true, now);
+        self.begin(reason, None, forwarded, Some(signal), now);
     }
 
     fn begin(
@@ -48,7 +50,7 @@ impl Supervisor {
         reason: &str,
         forced_code: Option<i32>,
         signal: Option<i32>,
-        is_signal_initiated: bool,
+        first_signal: Option<i32>,
         now: Millis,
     ) {
         if self.shutdown.is_some() {
@@ -61,7 +63,8 @@ impl Supervisor {
             is_killed: false,
             killed: 0,
             forced_code,
-            is_signal_initiated,
+            is_signal_initiated: first_signal.is_some(),
+            first_signal,
             is_complete: false,
         });
         let mut spare_groups = Vec::new();

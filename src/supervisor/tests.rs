@@ -408,6 +408,48 @@ fn single_mode_forwards_the_shutdown_signal_and_exits_with_the_childs_code() {
 }
 
 #[test]
+fn single_mode_forwards_another_shutdown_signal_and_skips_the_grace_on_the_same_one() {
+    // dumb-init's tests send SIGINT, then SIGTERM, then more: each must reach the child.
+    let mode = Mode::Single { remap_exit: vec![] };
+    let mut sim = Sim::new(mode, vec![spec("main")]);
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGINT));
+    sim.take_actions();
+    for signal in [libc::SIGTERM, libc::SIGQUIT] {
+        sim.feed(Input::Signal(signal));
+        let actions = sim.take_actions();
+        assert!(actions.contains(&Action::SignalGroup { pgid: pid, signal }));
+        assert!(!actions.contains(&Action::KillAll), "{actions:?}");
+    }
+    assert_eq!(sim.count("shutdown_started"), 1);
+    sim.feed(Input::Signal(libc::SIGINT));
+    assert!(sim.take_actions().contains(&Action::KillAll));
+}
+
+#[test]
+fn sigquit_stops_config_mode_and_is_forwarded_with_a_command() {
+    let mut sim = Sim::config(vec![spec("api")]);
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGQUIT));
+    let started = sim.events.iter().find(|e| e.name == "shutdown_started");
+    assert_eq!(field(started.unwrap(), "reason"), "SIGQUIT");
+    assert!(sim.take_actions().iter().any(|a| matches!(
+        a,
+        Action::SignalGroup { signal, .. } if *signal == libc::SIGTERM
+    )));
+    let mut sim = Sim::new(Mode::Single { remap_exit: vec![] }, vec![spec("main")]);
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGQUIT));
+    assert_eq!(sim.count("shutdown_started"), 0);
+    assert!(sim.take_actions().contains(&Action::SignalGroup {
+        pgid: pid,
+        signal: libc::SIGQUIT
+    }));
+}
+
+#[test]
 fn single_mode_exit_codes_and_remapping() {
     for (remap, exit, want) in [
         (vec![], Exit::Code(0), 0),

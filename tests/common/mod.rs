@@ -76,6 +76,7 @@ pub struct Start {
     /// A command that runs fleet-init (`setpriv ...`, `unshare ...`), BIN appended.
     prefix: Vec<String>,
     env: Vec<(String, String)>,
+    env_removed: Vec<String>,
     stdin: Option<Stdio>,
     pre_exec: Option<Box<dyn FnMut() -> std::io::Result<()> + Send + Sync + 'static>>,
 }
@@ -83,6 +84,12 @@ pub struct Start {
 impl Start {
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Leaves `key` unset (e.g. FLEET_INIT_EVENTS, to see the mode's default stream).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env_removed.push(key.into());
         self
     }
 
@@ -121,8 +128,14 @@ impl Start {
         // what a dead generation left in its state dir.
         let state_dir = TempDir::new();
         command.env("FLEET_INIT_STATE_DIR", state_dir.path("state"));
+        // The harness reads events from stdout in every mode; a single command's default is
+        // stderr (its stdout is the child's), which the tests of that default ask for.
+        command.env("FLEET_INIT_EVENTS", "stdout");
         for (key, value) in &self.env {
             command.env(key, value);
+        }
+        for key in &self.env_removed {
+            command.env_remove(key);
         }
         if let Some(f) = self.pre_exec {
             use std::os::unix::process::CommandExt;
@@ -224,6 +237,7 @@ pub fn pid1(args: &[&str]) -> Start {
         pid1: true,
         prefix: Vec::new(),
         env: Vec::new(),
+        env_removed: Vec::new(),
         stdin: None,
         pre_exec: None,
     }
