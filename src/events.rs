@@ -2,9 +2,11 @@
 //! line, one `write` per line. Also the plain diagnostic lines that go to stderr whatever the
 //! events do.
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
 use serde_json::Value;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -89,8 +91,16 @@ impl Event {
 /// written.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// The descriptor events go to; negative: off.
+/// The stream events go to (1, 2; negative: off), as `--events` chose.
+static TARGET: AtomicI32 = AtomicI32::new(1);
+
+/// The descriptor events are written through: the stream itself, or, when it is a pipe, a
+/// private non-blocking descriptor for it (see `private_descriptor`).
 static EVENTS_FD: AtomicI32 = AtomicI32::new(1);
+
+/// A line longer than this is cut (`truncated: true`): it is also PIPE_BUF, so a line goes
+/// into a pipe whole or not at all.
+pub const MAX_LINE_BYTES: usize = 4096;
 
 /// Where the events go from now on (`--events`).
 pub fn set_target(target: crate::cli::EventsTarget) {
@@ -99,43 +109,118 @@ pub fn set_target(target: crate::cli::EventsTarget) {
         crate::cli::EventsTarget::Stderr => 2,
         crate::cli::EventsTarget::Off => -1,
     };
-    EVENTS_FD.store(fd, Ordering::Relaxed);
+    TARGET.store(fd, Ordering::Relaxed);
+    let private = if fd >= 0 {
+        private_descriptor(fd)
+    } else {
+        None
+    };
+    EVENTS_FD.store(private.unwrap_or(fd), Ordering::Relaxed);
+}
+
+/// A pipe's own open file description, reopened through /proc with O_NONBLOCK: a write that
+/// would block fails with EAGAIN instead, and the workers, who share the stream's original
+/// description, keep their blocking writes. `None` for anything but a pipe (a file or a
+/// terminal does not fill up; a socket cannot be reopened), or without /proc.
+fn private_descriptor(fd: i32) -> Option<i32> {
+    // SAFETY: fd 1 or 2, borrowed only for this fstat.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let stat = nix::sys::stat::fstat(borrowed).ok()?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return None;
+    }
+    let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    match nix::fcntl::open(format!("/proc/self/fd/{fd}").as_str(), flags, Mode::empty()) {
+        // Kept for the life of the process: events are written until the very end.
+        Ok(private) => Some(private.into_raw_fd()),
+        Err(errno) => {
+            log::debug!("cannot reopen fd {fd} non-blocking ({errno}): poll before each write");
+            None
+        }
+    }
 }
 
 /// Where the events go now, for a re-exec of fleet-init to keep it.
 pub fn target() -> crate::cli::EventsTarget {
-    match EVENTS_FD.load(Ordering::Relaxed) {
+    match TARGET.load(Ordering::Relaxed) {
         1 => crate::cli::EventsTarget::Stdout,
         2 => crate::cli::EventsTarget::Stderr,
         _ => crate::cli::EventsTarget::Off,
     }
 }
 
-/// Writes the event to its stream in one `write(2)` (looping only on a short write).
+/// Writes the event to its stream in one `write(2)`.
 ///
-/// PID 1 must never block on its log: when the stream is a pipe nobody drains (a stalled log
-/// driver), the event is dropped instead, and the next line written carries
-/// `events_dropped`. O_NONBLOCK is not an option: the workers share that open file.
-/// A closed or broken stream is not fleet-init's problem to die of either.
+/// PID 1 must never block on its log: a line goes whole into a pipe with room for it, or it is
+/// dropped and counted, and the next line written carries `events_dropped` (a stalled log
+/// driver, a reader that never reads). A line over `MAX_LINE_BYTES` is cut to fit. A closed or
+/// broken stream is not fleet-init's problem to die of either.
 pub fn emit(event: &Event) {
     let fd = EVENTS_FD.load(Ordering::Relaxed);
     if fd < 0 {
         return;
     }
-    if !is_writable(fd) {
+    // Without a private non-blocking descriptor, look before writing.
+    if fd == TARGET.load(Ordering::Relaxed) && !is_writable(fd) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let dropped = DROPPED.swap(0, Ordering::Relaxed);
     let line = if dropped > 0 {
-        event
-            .clone()
-            .with("events_dropped", dropped)
-            .render(SystemTime::now())
+        fit(
+            &event.clone().with("events_dropped", dropped),
+            SystemTime::now(),
+        )
     } else {
-        event.render(SystemTime::now())
+        fit(event, SystemTime::now())
     };
-    write_all(fd, line.as_bytes());
+    if !write_line(fd, line.as_bytes()) {
+        DROPPED.fetch_add(dropped.saturating_add(1), Ordering::Relaxed);
+    }
+}
+
+/// The rendered line, cut to `MAX_LINE_BYTES`: the longest text field is shortened (at a
+/// character boundary) until the line fits, and `truncated: true` says so.
+pub fn fit(event: &Event, at: SystemTime) -> String {
+    let line = event.render(at);
+    if line.len() <= MAX_LINE_BYTES {
+        return line;
+    }
+    let mut cut = event.clone().with("truncated", true);
+    for _ in 0..8 {
+        let line = cut.render(at);
+        let excess = line.len().saturating_sub(MAX_LINE_BYTES);
+        if excess == 0 {
+            return line;
+        }
+        let longest = cut
+            .fields
+            .iter_mut()
+            .map(|(_, value)| value)
+            .max_by_key(|value| value.to_string().len());
+        let Some(value) = longest else { break };
+        let text = match &*value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        // Cut in proportion to what the text costs once escaped (1 to 6 bytes a byte), so this
+        // fits in a round or two and keeps as much of the text as the line can hold.
+        let rendered = Value::String(text.clone()).to_string().len().max(1);
+        let raw_cut = excess
+            .saturating_mul(text.len())
+            .div_ceil(rendered)
+            .saturating_add(8);
+        let keep = text.len().saturating_sub(raw_cut);
+        let mut end = keep.min(text.len());
+        while end > 0 && !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        *value = Value::String(text.get(..end).unwrap_or_default().to_string());
+    }
+    // Nothing left to cut: the event's name and time alone.
+    Event::new(event.level, event.name)
+        .with("truncated", true)
+        .render(at)
 }
 
 /// One plain line for people on stderr (a newline is added), under the same never-block rule
@@ -150,6 +235,29 @@ pub fn diagnostic(line: &str) {
     write_all(2, text.as_bytes());
 }
 
+/// One write of a whole line; false when it could not go (EAGAIN on the non-blocking
+/// descriptor, a broken or closed stream). A line of at most PIPE_BUF bytes goes into a pipe
+/// whole or not at all.
+fn write_line(fd: i32, bytes: &[u8]) -> bool {
+    loop {
+        // SAFETY: the pointer and length describe the live `bytes` slice.
+        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if written >= 0 {
+            let written = usize::try_from(written).unwrap_or(0);
+            if written < bytes.len() {
+                // A file or terminal took part of it: the rest follows, blocking being theirs.
+                write_all(fd, bytes.get(written..).unwrap_or_default());
+            }
+            return true;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // EAGAIN: no room; EPIPE, EBADF, ENOSPC: nobody is listening. The loop goes on.
+            _ => return false,
+        }
+    }
+}
+
 fn write_all(fd: i32, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: the pointer and length describe the live `bytes` slice.
@@ -158,7 +266,7 @@ fn write_all(fd: i32, mut bytes: &[u8]) {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            // EPIPE, EBADF, ENOSPC: nobody is listening; the supervisor goes on.
+            // EPIPE, EBADF, ENOSPC, EAGAIN: nobody is listening; the supervisor goes on.
             return;
         }
         let written = usize::try_from(written).unwrap_or(bytes.len());
@@ -166,13 +274,13 @@ fn write_all(fd: i32, mut bytes: &[u8]) {
     }
 }
 
-/// The last line before an exit (`reap_complete`): worth a wait of up to a second for room
-/// in a slow reader's pipe, so that the summary is not the line that gets dropped. Whatever
-/// was dropped before is counted on it.
+/// The last line before an exit (`reap_complete`, `shutdown_complete`): worth a wait of up to
+/// a second for room in a slow reader's pipe, so that the summary is not the line that gets
+/// dropped, and so that what was dropped before is reported on it.
 pub fn emit_final(event: &Event) {
     let fd = EVENTS_FD.load(Ordering::Relaxed);
     if fd >= 0 {
-        // SAFETY: fd 1 or 2, borrowed only for this poll; a closed one is POLLNVAL, not UB.
+        // SAFETY: a descriptor of ours that lives as long as the process, borrowed for a poll.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];
         // Ready or not after the wait, the line is offered: `emit` drops it if there is no room.
@@ -230,6 +338,36 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_over_pipe_buf_is_cut_and_stays_valid_json() {
+        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        for filler in ["x", "é", "\"", "\u{1}"] {
+            let huge = filler.repeat(400_000);
+            let event = Event::warn("reap_skipped")
+                .with("pid", 7)
+                .with("reason", huge);
+            let line = fit(&event, at);
+            assert!(line.len() <= MAX_LINE_BYTES, "{filler:?}: {}", line.len());
+            assert!(line.ends_with('\n'));
+            let value: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(value["truncated"], true);
+            assert_eq!(value["pid"], 7, "short fields are kept");
+            assert_eq!(value["event"], "reap_skipped");
+            assert!(
+                line.len() > MAX_LINE_BYTES - 200,
+                "{filler:?}: as much as fits ({})",
+                line.len()
+            );
+        }
+        let small = Event::info("reaped").with("pid", 1);
+        assert_eq!(
+            fit(&small, at),
+            small.render(at),
+            "a short line is untouched"
+        );
+    }
+
     use std::time::Duration;
 
     #[test]

@@ -260,6 +260,8 @@ impl Runtime {
 
     fn execute(&mut self, action: Action) {
         match action {
+            // The shutdown's summary is the last line: it may wait a little for room.
+            Action::Emit(event) if event.name == "shutdown_complete" => events::emit_final(&event),
             Action::Emit(event) => events::emit(&event),
             Action::Spawn { worker } => {
                 self.spawn(worker);

@@ -686,10 +686,13 @@ impl Supervisor {
         run.stop = Some(reason);
         run.sample_at = None;
         run.kill_at = Some(now.saturating_add(w.spec.stop_grace_ms));
+        // A forwarded signal (a single command's, as tini and dumb-init forward it) goes alone;
+        // the worker's own stop signal is followed by SIGCONT.
+        let is_forwarded = signal.is_some();
         let signal = signal.unwrap_or(w.spec.stop_signal);
         let action = signal_worker(&w.spec, run.pid, signal);
         self.actions.push(action);
-        if signal != libc::SIGKILL && signal != libc::SIGCONT {
+        if !is_forwarded && signal != libc::SIGKILL && signal != libc::SIGCONT {
             let resume = signal_worker(&w.spec, run.pid, libc::SIGCONT);
             self.actions.push(resume);
         }
