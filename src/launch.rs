@@ -13,6 +13,7 @@ use crate::runtime::Runtime;
 use crate::signals::SignalInbox;
 use crate::spawn::SpawnOptions;
 use crate::supervisor::{Mode, Supervisor};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -182,9 +183,9 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
             return 2;
         }
     };
-    // Whatever arrived meanwhile is delivered now, to the recording handlers; and a mask
-    // inherited from whoever started fleet-init is gone.
-    set_signal_mask(false, inbox.kept_blocked());
+    // Whatever arrived meanwhile waits in the signalfd; a mask inherited from whoever started
+    // fleet-init is gone, but for the signals the signalfd reads.
+    set_mask(inbox.blocked());
     if let Some(signal) = options.self_pdeathsig {
         set_own_parent_death_signal(signal);
     }
@@ -254,11 +255,15 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     let proc_root = Path::new("/proc");
     let protected = reap::protected_pids(&plan.protected_pids, proc_root);
     if procscan::is_own_namespace(proc_root) {
+        // The shutdown signals end the reap's grace; they stay pending for the loop, which then
+        // starts nothing.
+        let interrupt = crate::signals::watch(&[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT]);
         let request = reap::Request {
             grace: Duration::from_millis(plan.grace_ms),
             protected: &protected,
             is_quiet_when_empty: true,
             own_generation: None,
+            interrupt: interrupt.as_ref().map(AsFd::as_fd),
         };
         reap::reap(&plan.state_dir, &request);
     } else {
@@ -316,6 +321,7 @@ fn reap_mode(options: &Options) -> i32 {
         protected: &protected,
         is_quiet_when_empty: false,
         own_generation,
+        interrupt: None,
     };
     let report = reap::reap(&options.state_dir, &request);
     match std::env::var(REAP_EXIT_CODE_VAR)
@@ -395,8 +401,14 @@ fn set_signal_mask(is_blocked: bool, kept: &[i32]) {
                 libc::sigaddset(&mut set, *signal);
             }
         }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        set_mask(&set);
     }
+}
+
+/// Exactly `set` blocked.
+fn set_mask(set: &libc::sigset_t) {
+    // SAFETY: pthread_sigmask with a valid set and no old set wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, set, std::ptr::null_mut()) };
 }
 
 /// Not PID 1: orphans of our descendants reparent to us instead of the host's init, so we can

@@ -238,9 +238,6 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
-        if let Some(fd) = self.inbox.job_control_fd() {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
-        }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),

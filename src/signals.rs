@@ -1,10 +1,8 @@
-//! Signal names and numbers, the handlers that only record (signal-hook), and the self-pipe the
-//! main loop sleeps on. Nothing here acts on a signal: the loop drains and decides.
+//! Signal names and numbers, and the one signalfd the main loop sleeps on: every signal
+//! fleet-init takes stays blocked and is read there. Nothing here acts on a signal: the loop
+//! drains and decides.
 
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Standard signals by name; real-time ones are spelled `SIGRTMIN+N`.
 const NAMES: &[(&str, i32)] = &[
@@ -78,10 +76,10 @@ pub fn parse(text: &str) -> Option<i32> {
         .map(|(_, number)| *number)
 }
 
-/// Signals fleet-init itself acts on or forwards, through signal-hook. The fault signals have a
-/// handler of their own (`FAULTS`); SIGTTIN/SIGTTOU are ignored as tini does, or kept blocked
-/// with job control, so a background fleet-init is never stopped by its terminal;
-/// SIGKILL/SIGSTOP cannot be caught.
+/// Signals fleet-init itself acts on or forwards, read from one signalfd. The fault signals
+/// (`FAULTS`) are read too, but only one another process sent is acted on; SIGTTIN/SIGTTOU are
+/// ignored as tini does, or read with job control, so a background fleet-init is never stopped
+/// by its terminal; SIGKILL/SIGSTOP cannot be caught.
 pub fn handled() -> Vec<i32> {
     let mut signals = vec![
         libc::SIGCHLD,
@@ -108,14 +106,10 @@ pub fn handled() -> Vec<i32> {
     signals
 }
 
-/// Per-signal arrival counters, written only by the handlers (an atomic add is
-/// async-signal-safe) and read by the main loop.
-static COUNTS: [AtomicU32; 65] = [const { AtomicU32::new(0) }; 65];
-
-/// The fault signals: about fleet-init itself when the kernel raises them (a real fault, which
-/// must keep its default action), to be forwarded when another process sent them with kill(2).
-/// SIGPIPE is also raised by fleet-init's own write to a closed pipe (with its own pid as the
-/// sender): that one is ignored.
+/// The fault signals: about fleet-init itself when the kernel raises them (a real fault: being
+/// blocked does not stop it, the kernel gives it its default action), to be forwarded when
+/// another process sent them with kill(2). SIGPIPE is also raised by fleet-init's own write to a
+/// closed pipe (with its own pid as the sender): that one is ignored.
 pub const FAULTS: [i32; 8] = [
     libc::SIGILL,
     libc::SIGTRAP,
@@ -126,57 +120,6 @@ pub const FAULTS: [i32; 8] = [
     libc::SIGSYS,
     libc::SIGPIPE,
 ];
-
-/// The wake-up pipe's write end, for the fault handler (signal-hook's closures hold their own).
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-
-/// Records a fault signal sent by another process; gives a real fault back its default action.
-extern "C" fn on_fault_signal(
-    signal: libc::c_int,
-    info: *mut libc::siginfo_t,
-    _: *mut libc::c_void,
-) {
-    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t; getpid, sigaction and
-    // write are async-signal-safe; the handler allocates nothing and takes no lock.
-    unsafe {
-        let Some(info) = info.as_ref() else {
-            return;
-        };
-        // SI_USER (0), SI_QUEUE, SI_TKILL... are <= 0: sent by a process, not by a fault.
-        let is_sent = info.si_code <= 0 && info.si_pid() != libc::getpid();
-        if is_sent {
-            if let Some(count) = usize::try_from(signal).ok().and_then(|i| COUNTS.get(i)) {
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-            libc::write(WAKE_FD.load(Ordering::Relaxed), [0u8].as_ptr().cast(), 1);
-        } else if signal != libc::SIGPIPE {
-            // A real fault (or abort()): the default action, when the instruction runs again
-            // or abort raises again.
-            libc::signal(signal, libc::SIG_DFL);
-        }
-    }
-}
-
-fn install_fault_handlers() -> std::io::Result<()> {
-    for signal in FAULTS {
-        // SAFETY: sigaction with a zeroed struct, a full mask while it runs, and a handler
-        // that is async-signal-safe (above).
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_fault_signal
-                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-                as usize;
-            // SA_ONSTACK: on the alternate stack Rust sets up, so a stack overflow still gets
-            // its default action back instead of dying in the handler.
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
-            libc::sigfillset(&mut action.sa_mask);
-            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
-}
 
 /// The job-control signals dumb-init forwards and then stops itself for.
 pub const JOB_CONTROL: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
@@ -215,6 +158,21 @@ impl Rewrite {
     }
 }
 
+/// A signalfd that is readable while one of `signals` (blocked already) is pending: polled to
+/// notice them, never read, so they stay pending for whoever reads the main signalfd.
+pub fn watch(signals: &[i32]) -> Option<OwnedFd> {
+    // SAFETY: sigset_t is plain data; signalfd(2) with fd -1 creates a descriptor we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in signals {
+            libc::sigaddset(&mut set, *signal);
+        }
+        let raw = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        (raw >= 0).then(|| OwnedFd::from_raw_fd(raw))
+    }
+}
+
 /// One signal as received, and what it is to be acted on as (after `-r`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arrival {
@@ -223,125 +181,115 @@ pub struct Arrival {
     pub acted_as: Option<i32>,
 }
 
-/// The installed handlers and the read end of their wake-up pipe.
+/// Every signal fleet-init takes, blocked and read from one signalfd in the loop's `poll`, as
+/// catatonit does: no handler of ours ever runs, and the kernel keeps a blocked signal pending
+/// instead of dropping it (PID 1 loses a default-action signal, never a blocked one).
 pub struct SignalInbox {
-    wake_read: OwnedFd,
-    seen: [u32; 65],
+    fd: OwnedFd,
+    /// The blocked set, for the child to unblock and for `--reap`'s exec to inherit.
+    set: libc::sigset_t,
     rewrite: Rewrite,
-    /// With job control: SIGTTIN/SIGTTOU stay blocked and are read here. Blocked, the kernel
-    /// treats them as ignored for fleet-init's own terminal writes from the background (no
-    /// SIGTTOU, no stop, no restart loop), while one sent with kill(2) is still seen.
-    job_control: Option<SignalFd>,
+    self_pid: u32,
 }
 
 impl SignalInbox {
-    /// Installs the recording handlers. Called once, before anything is spawned, with every
-    /// signal blocked; `is_job_control` keeps SIGTTIN/SIGTTOU blocked for good.
+    /// Blocks every signal fleet-init takes and opens their signalfd. Called once, before
+    /// anything is spawned; `is_job_control` reads SIGTTIN/SIGTTOU too (blocked, the kernel
+    /// treats them as ignored for fleet-init's own terminal writes from the background, while
+    /// one sent with kill(2) is still seen); otherwise they are ignored, as tini does.
     pub fn install(rewrite: Rewrite, is_job_control: bool) -> std::io::Result<SignalInbox> {
-        let (wake_read, wake_write) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
-        let wake_fd = std::os::fd::AsRawFd::as_raw_fd(&wake_write);
-        // The write end lives as long as the process: the handlers use it until exit/exec.
-        std::mem::forget(wake_write);
-        WAKE_FD.store(wake_fd, Ordering::Relaxed);
-        install_fault_handlers()?;
-        for signal in handled() {
-            let Ok(index) = usize::try_from(signal) else {
-                continue;
-            };
-            if index >= COUNTS.len() {
-                continue;
-            }
-            let action = move || {
-                if let Some(count) = COUNTS.get(index) {
-                    count.fetch_add(1, Ordering::SeqCst);
-                }
-                // SAFETY: write(2) is async-signal-safe; the fd is never closed; a full pipe
-                // (EAGAIN) already guarantees a wake-up, so the result is not needed.
-                unsafe { libc::write(wake_fd, [0u8].as_ptr().cast(), 1) };
-            };
-            // SAFETY: the action only does an atomic add and a write(2), both
-            // async-signal-safe; it allocates nothing and takes no lock.
-            unsafe { signal_hook::low_level::register(signal, action) }?;
-        }
-        let job_control = if is_job_control {
-            let mut set = SigSet::empty();
-            set.add(Signal::SIGTTIN);
-            set.add(Signal::SIGTTOU);
-            Some(SignalFd::with_flags(
-                &set,
-                SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-            )?)
+        let mut signals = handled();
+        signals.extend(FAULTS);
+        if is_job_control {
+            signals.extend([libc::SIGTTIN, libc::SIGTTOU]);
         } else {
             for signal in [libc::SIGTTIN, libc::SIGTTOU] {
                 // SAFETY: installing SIG_IGN has no handler to run.
                 unsafe { libc::signal(signal, libc::SIG_IGN) };
             }
-            None
+        }
+        // SAFETY: sigset_t is plain data, written only by sigemptyset/sigaddset.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in &signals {
+                // A signal this system (or valgrind, which keeps SIGRTMAX) does not let us have
+                // is left out, not fatal.
+                if libc::sigaddset(&mut set, *signal) != 0 {
+                    log::debug!("signal {signal} cannot be taken: left out");
+                }
+            }
+            set
+        };
+        // SAFETY: pthread_sigmask with a valid set; signalfd(2) with fd -1 creates a new
+        // descriptor that we own from here on.
+        let fd = unsafe {
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let raw = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+            if raw < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            OwnedFd::from_raw_fd(raw)
         };
         Ok(SignalInbox {
-            wake_read,
-            seen: [0; 65],
+            fd,
+            set,
             rewrite,
-            job_control,
+            self_pid: std::process::id(),
         })
     }
 
-    /// The signals that stay blocked once the handlers exist.
-    pub fn kept_blocked(&self) -> &'static [i32] {
-        match self.job_control {
-            Some(_) => &[libc::SIGTTIN, libc::SIGTTOU],
-            None => &[],
-        }
+    /// The signals that stay blocked for good: all of them, read from the signalfd.
+    pub fn blocked(&self) -> &libc::sigset_t {
+        &self.set
     }
 
     /// The descriptor that becomes readable when a signal arrives.
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
-        self.wake_read.as_fd()
+        self.fd.as_fd()
     }
 
-    /// The descriptor of the blocked job-control signals, when there is one.
-    pub fn job_control_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.job_control.as_ref().map(|fd| fd.as_fd())
-    }
-
-    /// Empties the pipe first, then reads the counters (signal-hook's order: no signal is lost).
-    /// Returns each signal that arrived, once per arrival the counters saw, in signal order,
-    /// with what `-r` makes of it.
+    /// Reads every pending signal: each once per arrival the kernel kept (a standard signal
+    /// pending twice is one; that is enough to tell a "second SIGTERM" apart), in the order
+    /// read, with what `-r` makes of it. A fault signal the kernel raised, or fleet-init's own
+    /// SIGPIPE, is not an arrival.
     pub fn drain(&mut self) -> Vec<Arrival> {
-        let mut buffer = [0u8; 256];
-        loop {
-            match nix::unistd::read(&self.wake_read, &mut buffer) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                // EAGAIN: empty, the normal end.
-                Err(_) => break,
-            }
-        }
+        const SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
         let mut arrived = Vec::new();
-        for (index, count) in COUNTS.iter().enumerate() {
-            let now = count.load(Ordering::SeqCst);
-            let Some(seen) = self.seen.get_mut(index) else {
-                continue;
+        loop {
+            let mut buffer = [0u8; SIZE * 16];
+            // SAFETY: read(2) into a buffer we own, at most its length.
+            let read = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                )
             };
-            let new = now.wrapping_sub(*seen);
-            *seen = now;
-            let Ok(signal) = i32::try_from(index) else {
-                continue;
+            let Ok(read) = usize::try_from(read) else {
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    // EAGAIN: nothing more pending, the normal end.
+                    _ => break,
+                }
             };
-            // Standard signals coalesce in the kernel anyway; two are enough to tell
-            // "second SIGTERM" apart, so a burst is not replayed in full.
-            for _ in 0..new.min(2) {
+            for chunk in buffer.get(..read).unwrap_or_default().chunks_exact(SIZE) {
+                // SAFETY: the kernel wrote whole signalfd_siginfo structs; read_unaligned copes
+                // with the byte buffer's alignment.
+                let info: libc::signalfd_siginfo =
+                    unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
+                let Ok(signal) = i32::try_from(info.ssi_signo) else {
+                    continue;
+                };
+                if FAULTS.contains(&signal) && !self.is_sent(&info) {
+                    continue;
+                }
                 arrived.push(signal);
             }
-        }
-        if let Some(fd) = self.job_control.as_mut() {
-            // EAGAIN (nothing pending) is Ok(None), the normal end.
-            while let Ok(Some(info)) = fd.read_signal() {
-                if let Ok(signal) = i32::try_from(info.ssi_signo) {
-                    arrived.push(signal);
-                }
+            if read < buffer.len() {
+                break;
             }
         }
         arrived
@@ -351,6 +299,12 @@ impl SignalInbox {
                 acted_as: self.rewrite.apply(received),
             })
             .collect()
+    }
+
+    /// Sent by another process with kill(2), tkill(2) or sigqueue(3) (si_code <= 0), not raised
+    /// by the kernel for fleet-init itself.
+    fn is_sent(&self, info: &libc::signalfd_siginfo) -> bool {
+        info.ssi_code <= 0 && info.ssi_pid != self.self_pid
     }
 }
 

@@ -695,3 +695,41 @@ fn protected_pids_are_skipped_and_their_generation_still_found() {
         "{stdout}"
     );
 }
+
+#[test]
+fn sigterm_during_the_start_up_reap_cuts_its_grace_and_starts_nothing() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let name = unique("stubborn");
+    let config = json!({"workers": [{"name": name, "command":
+        ["sh", "-c", "trap '' TERM; exec >/dev/null 2>&1; sleep 1000 & exec sleep 1000"]}]});
+    let fleet = start(&dir, &state, &config);
+    assert!(eventually(BOUND, || processes_of(&name).len() == 2));
+    kill_init(fleet);
+    let orphans = processes_of(&name);
+    // The next start reaps them with a 30 s grace they ignore; SIGTERM arrives meanwhile.
+    let mut next = subreaper(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--grace-ms",
+        "30000",
+        "--",
+        "sleep",
+        "1000",
+    ])
+    .spawn();
+    next.wait_event("init_started");
+    next.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    next.wait_exit(BOUND);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(next.named("worker_started").is_empty(), "nothing started");
+    let reaped = next.named("reaped");
+    assert_eq!(reaped.len(), 2, "{:?}", next.events);
+    assert!(reaped.iter().all(|e| e["signal"] == "SIGKILL"));
+    assert!(orphans.iter().all(|p| !is_alive(*p)));
+}

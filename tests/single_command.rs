@@ -430,3 +430,30 @@ fn a_stdout_nobody_reads_never_blocks_pid1() {
     let _ = child.wait();
     assert!(exited, "fleet-init hung writing events to a full pipe");
 }
+
+#[test]
+fn fleet_init_starts_under_valgrind_which_keeps_a_signal_for_itself() {
+    // valgrind reserves SIGRTMAX: a signal that cannot be taken is left out, not fatal.
+    let dir = TempDir::new();
+    let output = std::process::Command::new("valgrind")
+        .args([
+            "-q",
+            "--error-exitcode=99",
+            BIN,
+            "--events",
+            "stdout",
+            "--state-dir",
+        ])
+        .arg(dir.path("state"))
+        .args(["--", "sh", "-c", "exit 3"])
+        .output()
+        .expect("valgrind (.ci/run installs it)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"event\":\"worker_exited\""), "{stdout}");
+}

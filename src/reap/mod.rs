@@ -73,6 +73,8 @@ pub struct Request<'a> {
     /// The reader's own generation after an abnormal end (from `FLEET_INIT_REAP_GENERATION`):
     /// dead, and every descendant of the reader is its, file or no file.
     pub own_generation: Option<Generation>,
+    /// Readable when a shutdown signal is pending: the grace ends at once.
+    pub interrupt: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Consumes every handoff file in `state_dir`, emitting the reap events.
@@ -266,7 +268,7 @@ fn stop_dead(
     };
     let mut select =
         |table: &[ProcStat]| plan::select(table, dead, &mut marks, request.protected, self_pid);
-    stop::stop(proc_root, &mut select, request.grace)
+    stop::stop(proc_root, &mut select, request.grace, request.interrupt)
 }
 
 fn report_outcome(outcome: &stop::Outcome, dead: &[DeadGeneration], report: &mut Report) {

@@ -11,7 +11,7 @@ use crate::procscan::{self, Lookup, ProcStat};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -51,10 +51,15 @@ pub struct Outcome {
 
 /// Stops every process `select` names in a scan of `proc_root`, scanning again until none is
 /// left. `select` is called with each new scan.
+///
+/// `interrupt` (a signalfd of the shutdown signals, polled, never read) ends the grace early: a
+/// SIGTERM during the start-up reap is acted on at once, what is left gets SIGKILL, and the
+/// signal stays pending for the loop.
 pub fn stop(
     proc_root: &Path,
     select: &mut dyn FnMut(&[ProcStat]) -> Selection,
     grace: Duration,
+    interrupt: Option<BorrowedFd<'_>>,
 ) -> Outcome {
     let mut members: BTreeMap<i32, Member> = BTreeMap::new();
     let mut outcome = Outcome::default();
@@ -67,7 +72,10 @@ pub fn stop(
         if members.is_empty() || Instant::now() >= term_until {
             break;
         }
-        wait_some(&members, term_until, proc_root);
+        if wait_some(&members, term_until, proc_root, interrupt) {
+            log::warn!("asked to stop during the reap: SIGKILL to what is left");
+            break;
+        }
     }
     if members.is_empty() && outcome.last.targets.is_empty() {
         return outcome;
@@ -82,7 +90,7 @@ pub fn stop(
         let selection = select(&procscan::scan(proc_root));
         enlist(&mut members, &selection, libc::SIGKILL, proc_root);
         outcome.last = selection;
-        wait_some(&members, kill_until, proc_root);
+        wait_some(&members, kill_until, proc_root, None);
         collect_gone(&mut members, &mut outcome, proc_root);
         if (members.is_empty() && outcome.last.targets.is_empty()) || Instant::now() >= kill_until {
             break;
@@ -172,12 +180,18 @@ fn is_gone(pid: i32, member: &Member, proc_root: &Path) -> bool {
 
 /// Sleeps on the pidfds until one member exits, the rescan interval passes or the deadline
 /// comes, reaping the zombies that reparent to us (as PID 1 or subreaper) on every wake-up.
-fn wait_some(members: &BTreeMap<i32, Member>, deadline: Instant, proc_root: &Path) {
+/// True when `interrupt` became readable.
+fn wait_some(
+    members: &BTreeMap<i32, Member>,
+    deadline: Instant,
+    proc_root: &Path,
+    interrupt: Option<BorrowedFd<'_>>,
+) -> bool {
     // Their statuses are nobody's business here: the processes are only being taken down.
     let _reaped = crate::reaper::reap_all();
     let now = Instant::now();
     if now >= deadline {
-        return;
+        return false;
     }
     let left = (deadline - now).min(RESCAN_INTERVAL);
     let mut fds: Vec<PollFd<'_>> = members
@@ -186,16 +200,28 @@ fn wait_some(members: &BTreeMap<i32, Member>, deadline: Instant, proc_root: &Pat
         .filter_map(|(_, m)| m.pidfd.as_ref())
         .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
         .collect();
+    if let Some(fd) = interrupt {
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+    }
     let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
     let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
-    match nix::poll::poll(&mut fds, timeout) {
-        Ok(_) | Err(Errno::EINTR) => {}
+    let is_interrupted = match nix::poll::poll(&mut fds, timeout) {
+        Ok(_) => {
+            interrupt.is_some()
+                && fds
+                    .last()
+                    .and_then(PollFd::revents)
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        }
+        Err(Errno::EINTR) => false,
         Err(errno) => {
             log::warn!("poll on pidfds failed: {errno}");
             std::thread::sleep(left);
+            false
         }
-    }
+    };
     let _reaped = crate::reaper::reap_all();
+    is_interrupted
 }
 
 fn collect_gone(members: &mut BTreeMap<i32, Member>, outcome: &mut Outcome, proc_root: &Path) {

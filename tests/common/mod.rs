@@ -226,6 +226,11 @@ fn namespace_init_of(unshare_pid: i32) -> i32 {
                 return pid.parse().unwrap();
             }
         }
+        // A fleet-init that was quicker than this look: unshare has exited after it (a
+        // zombie until the harness waits for it). Its pid stands in; nothing is left to signal.
+        if !is_alive(unshare_pid) {
+            return unshare_pid;
+        }
         std::thread::sleep(Duration::from_millis(1));
     }
     panic!("unshare {unshare_pid} started no child within {BOUND:?}");
