@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
@@ -164,39 +165,173 @@ fn no_limit_means_no_sampling_wake_ups() {
     stop(fleet);
 }
 
-/// The memory cgroup (v1) this test runs in, if the controller is mounted and writable.
-fn memory_cgroup_dir() -> Option<std::path::PathBuf> {
+/// A memory cgroup of its own with a limit, for the OOM test: a child of this process's cgroup
+/// (or of the cgroup2 root) where v2 has the memory controller, else of the v1 memory
+/// hierarchy's. Removed on drop, once empty.
+struct MemoryCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, opened before the fork: writing "0" to it in the forked child moves the
+    /// child (then unshare and fleet-init, which inherit it) into the cgroup.
+    procs: std::fs::File,
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // rmdir(2) fails with EBUSY until the last member has been reaped.
+        let removed = eventually(BOUND, || std::fs::remove_dir(&self.dir).is_ok());
+        if !removed {
+            eprintln!("cgroup {} left behind", self.dir.display());
+        }
+    }
+}
+
+/// One line of /proc/self/mountinfo: (root within the hierarchy, mount point, fs type, super
+/// options). See proc(5).
+fn mounts() -> Vec<(String, PathBuf, String, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            Some((
+                left.get(3)?.to_string(),
+                PathBuf::from(left.get(4)?),
+                right.first()?.to_string(),
+                right.get(2)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// This process's path in the hierarchy whose /proc/self/cgroup line matches `controllers`
+/// ("" is v2's `0::` line), as a directory under the mount point.
+fn own_cgroup_dir(controllers: impl Fn(&str) -> bool, root: &str, mount: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = text.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == "memory")
-            .then(|| path.to_string())
+        let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers(names).then(|| path.to_string())
     })?;
-    let dir = std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
-    dir.join("memory.oom_control").exists().then_some(dir)
+    let relative = path.strip_prefix(root).unwrap_or(&path);
+    Some(mount.join(relative.trim_start_matches('/')))
+}
+
+fn has_word(path: &Path, word: &str) -> bool {
+    read_to_string(path).split_whitespace().any(|w| w == word)
+}
+
+/// Makes `parent/fleet-oom-PID`, writes `limits` into it, and checks that a forked child can
+/// move itself in (a delegated or read-only hierarchy refuses).
+fn make_cgroup(parent: &Path, limits: &[(&str, u64, bool)]) -> Result<MemoryCgroup, String> {
+    let dir = parent.join(format!("fleet-oom-{}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let procs = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"));
+    let cgroup = match procs {
+        Ok(procs) => MemoryCgroup { dir, procs },
+        Err(error) => {
+            let _ = std::fs::remove_dir(&dir);
+            return Err(format!("open {}/cgroup.procs: {error}", dir.display()));
+        }
+    };
+    for (file, value, is_required) in limits {
+        let written = std::fs::write(cgroup.dir.join(file), value.to_string());
+        if let (Err(error), true) = (written, is_required) {
+            return Err(format!("{file}: {error}"));
+        }
+    }
+    let mut probe = std::process::Command::new("cat");
+    probe.arg("/proc/self/cgroup");
+    // SAFETY: the closure only calls write(2).
+    unsafe { std::os::unix::process::CommandExt::pre_exec(&mut probe, join(&cgroup)) };
+    let probe = probe
+        .output()
+        .map_err(|e| format!("moving a process into {}: {e}", cgroup.dir.display()))?;
+    let name = cgroup.dir.file_name().unwrap_or_default().to_string_lossy();
+    if !String::from_utf8_lossy(&probe.stdout).contains(name.as_ref()) {
+        return Err(format!("a process moved into {name} is not listed there"));
+    }
+    Ok(cgroup)
+}
+
+/// What a forked child runs before exec to move itself into `cgroup`; a refused move fails the
+/// spawn.
+fn join(cgroup: &MemoryCgroup) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
+    let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&cgroup.procs);
+    move || {
+        // SAFETY: write(2) of a constant into a descriptor opened before fork (async-signal-safe);
+        // "0" moves the writer.
+        match unsafe { libc::write(procs_fd, b"0".as_ptr().cast(), 1) } {
+            1 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    }
+}
+
+/// A v2 memory cgroup limited to `limit_bytes`. Tries this process's own cgroup, then the root of
+/// the cgroup2 mount (exempt from the rule that a cgroup with processes cannot enable
+/// controllers for its children).
+fn v2_memory_cgroup(limit_bytes: u64) -> Result<MemoryCgroup, String> {
+    let mounts = mounts();
+    let Some((root, mount, _, _)) = mounts.iter().find(|m| m.2 == "cgroup2") else {
+        return Err("no cgroup2 mount".into());
+    };
+    let mut reasons = Vec::new();
+    let mut parents: Vec<PathBuf> = own_cgroup_dir(str::is_empty, root, mount)
+        .into_iter()
+        .chain([mount.clone()])
+        .collect();
+    parents.dedup(); // in the root cgroup (or a cgroup namespace), both are the mount
+    for parent in parents {
+        if !has_word(&parent.join("cgroup.controllers"), "memory") {
+            reasons.push(format!("{}: no memory controller", parent.display()));
+            continue;
+        }
+        let control = parent.join("cgroup.subtree_control");
+        if !has_word(&control, "memory") {
+            if let Err(error) = std::fs::write(&control, "+memory") {
+                reasons.push(format!("{}: +memory: {error}", control.display()));
+                continue;
+            }
+        }
+        let limits = [
+            ("memory.max", limit_bytes, true),
+            ("memory.swap.max", 0, false),
+        ];
+        match make_cgroup(&parent, &limits) {
+            Ok(cgroup) => return Ok(cgroup),
+            Err(reason) => reasons.push(reason),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+/// A v1 memory cgroup limited to `limit_bytes`, a child of this process's.
+fn v1_memory_cgroup(limit_bytes: u64) -> Result<MemoryCgroup, String> {
+    let mounts = mounts();
+    let is_memory = |options: &str| options.split(',').any(|o| o == "memory");
+    let Some((root, mount, _, _)) = mounts.iter().find(|m| m.2 == "cgroup" && is_memory(&m.3))
+    else {
+        return Err("no cgroup v1 memory hierarchy mounted".into());
+    };
+    let parent = own_cgroup_dir(is_memory, root, mount).ok_or("not in a v1 memory cgroup")?;
+    make_cgroup(&parent, &[("memory.limit_in_bytes", limit_bytes, true)])
 }
 
 #[test]
 fn an_oom_kill_is_told_apart_from_a_crash() {
-    let Some(parent) = memory_cgroup_dir() else {
-        eprintln!("no writable cgroup v1 memory controller here: OOM case not exercised");
-        return;
+    let cgroup = match v2_memory_cgroup(128 * MIB) {
+        Ok(cgroup) => cgroup,
+        Err(v2) => match v1_memory_cgroup(128 * MIB) {
+            Ok(cgroup) => cgroup,
+            Err(v1) => {
+                let reason = format!("no memory cgroup to set a limit in (v2: {v2}; v1: {v1})");
+                return skip("an_oom_kill_is_told_apart_from_a_crash", &reason);
+            }
+        },
     };
-    let cgroup = parent.join(format!("fleet-oom-{}", std::process::id()));
-    std::fs::create_dir(&cgroup).unwrap();
-    std::fs::write(
-        cgroup.join("memory.limit_in_bytes"),
-        (128 * MIB).to_string(),
-    )
-    .unwrap();
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .open(cgroup.join("cgroup.procs"))
-        .unwrap();
-    let procs_fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
     let dir = TempDir::new();
     let config = json!({"workers": [{
         "name": "hog",
@@ -204,20 +339,26 @@ fn an_oom_kill_is_told_apart_from_a_crash() {
         "restart": "never",
     }]});
     let file = dir.write("config.json", &config.to_string());
+    // The harness's child moves itself in; unshare and fleet-init inherit the cgroup.
     let mut fleet = pid1(&["--config", file.to_str().unwrap()])
-        .pre_exec(move || {
-            // SAFETY: write(2) of a constant into a descriptor opened before fork; "0" moves
-            // the writer (this child, then unshare and fleet-init) into the cgroup.
-            unsafe { libc::write(procs_fd, b"0".as_ptr().cast(), 1) };
-            Ok(())
-        })
+        .pre_exec(join(&cgroup))
         .spawn();
+    let name = cgroup
+        .dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let cgroups = read_to_string(Path::new(&format!("/proc/{}/cgroup", fleet.pid)));
+    assert!(
+        cgroups.contains(&name),
+        "fleet-init runs in {name}: {cgroups}"
+    );
     let exited = fleet.wait_event("worker_exited");
     let code = fleet.wait_exit(BOUND);
-    drop(procs);
-    let _ = std::fs::remove_dir(&cgroup);
     assert_eq!(exited["signal"], "SIGKILL", "{exited}");
     assert_eq!(exited["oom_killed"], true, "{exited}");
     assert_eq!(exited["likely_cause"], "crash");
     assert_eq!(code, 1);
+    drop(cgroup);
 }
