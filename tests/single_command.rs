@@ -419,8 +419,13 @@ fn a_stdout_nobody_reads_never_blocks_pid1() {
         .trim()
         .parse()
         .unwrap();
-    // ~64 KiB of pipe at ~200 bytes an event: a few hundred restarts fill it.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The premise, asserted rather than assumed after a sleep: the restart loop's events fill
+    // the pipe (a few hundred restarts at ~200 bytes an event).
+    let stdout = child.stdout.as_ref().unwrap();
+    assert!(
+        wait_until_pipe_is_full(stdout, BOUND),
+        "fleet-init's events did not fill its stdout pipe within {BOUND:?}"
+    );
     // SAFETY: signalling the fleet-init this test started.
     unsafe { libc::kill(fleet, libc::SIGTERM) };
     // The fleet-init (unshare's child) is gone when unshare's children list empties.
@@ -430,4 +435,53 @@ fn a_stdout_nobody_reads_never_blocks_pid1() {
     }
     let _ = child.wait();
     assert!(exited, "fleet-init hung writing events to a full pipe");
+}
+
+/// Bytes waiting in the pipe whose read end is `fd` (FIONREAD, see pipe(7)).
+fn bytes_in_pipe(fd: std::os::fd::RawFd) -> usize {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; fd is a pipe this test holds open.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut bytes) };
+    assert_eq!(r, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    usize::try_from(bytes).unwrap_or(0)
+}
+
+/// Waits (bounded) until the pipe read through `reader` is full as its writer sees it: no page
+/// free, so poll(2) no longer reports it writable (pipe(7)), which is what makes fleet-init stop
+/// writing. Asked through a second write end (/proc/self/fd/N opened for writing, as a FIFO)
+/// that writes nothing. Then FIONREAD must be near the capacity (F_GETPIPE_SZ): a line that
+/// does not fit in the last page's rest takes a page of its own, so a full pipe of ~200-byte
+/// lines is some KiB short of it (60,305 of 65,536 bytes measured), never an eighth.
+fn wait_until_pipe_is_full(reader: &impl std::os::fd::AsRawFd, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fd = reader.as_raw_fd();
+    // SAFETY: F_GETPIPE_SZ takes no argument and returns the capacity in bytes.
+    let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    let capacity = usize::try_from(capacity).expect("F_GETPIPE_SZ on a pipe");
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{fd}"))
+        .expect("a second write end of the pipe");
+    let is_writable = || {
+        let mut pollfd = libc::pollfd {
+            fd: writer.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, zero timeout.
+        let r = unsafe { libc::poll(&mut pollfd, 1, 0) };
+        assert!(r >= 0, "poll: {}", std::io::Error::last_os_error());
+        pollfd.revents & libc::POLLOUT != 0
+    };
+    if !eventually(timeout, || !is_writable()) {
+        return false;
+    }
+    let queued = bytes_in_pipe(fd);
+    assert!(
+        queued > capacity - capacity / 8,
+        "not writable with {queued} of {capacity} bytes queued"
+    );
+    true
 }
