@@ -83,18 +83,24 @@ fn a_file_read_through_mmap_does_not_trigger() {
         }
         std::fs::write(&data, bytes).unwrap();
     }
+    // `mapped` goes to stderr, the stream of fleet-init's debug lines: the samples logged after
+    // it measured the whole mapping resident.
     let script = format!(
-        "import mmap, time\n\
+        "import mmap, sys, time\n\
          f = open('{}', 'rb')\n\
          m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n\
          total = sum(m[i] for i in range(0, len(m), 4096))\n\
          rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]\n\
+         sys.stderr.write('{MAPPED}\\n'); sys.stderr.flush()\n\
          print('ready vmrss_kb=' + rss, flush=True)\n\
          time.sleep(120)\n",
         data.display()
     );
     let file = config(&dir, &["python3", "-c", &script], 100);
-    let mut fleet = pid1(&["--config", &file]).spawn();
+    let mut fleet = pid1(&["--config", &file])
+        .env("FLEET_INIT_LOG", "debug")
+        .spawn();
+    let worker_pid = fleet.wait_event("worker_started")["pid"].clone();
     fleet.wait_output("ready", BOUND);
     let vmrss_kb: u64 = fleet
         .output
@@ -107,12 +113,34 @@ fn a_file_read_through_mmap_does_not_trigger() {
         vmrss_kb * 1024 > 300 * MIB,
         "the mapping is resident: {vmrss_kb} kB"
     );
-    // A negative needs a window: ten sampling intervals.
-    std::thread::sleep(Duration::from_millis(1000));
-    let fleet = stop(fleet);
+    // A negative needs a window: ten sampling ticks (100 ms each), counted as wake-ups of
+    // fleet-init, whose only timer now is the watchdog's.
+    let before = wake_ups(fleet.pid);
+    assert!(eventually(BOUND, || wake_ups(fleet.pid) >= before + 10));
+    let mut fleet = stop(fleet);
     assert!(fleet.named("watchdog_triggered").is_empty());
     assert_eq!(fleet.named("worker_started").len(), 1);
+    // ...and the watchdog did look, and got a reading without the file's pages, each time.
+    let stderr = fleet.stderr();
+    let (_, after_mapped) = stderr
+        .split_once(MAPPED)
+        .unwrap_or_else(|| panic!("no {MAPPED} on stderr: {stderr}"));
+    let samples: Vec<&str> = after_mapped
+        .lines()
+        .filter(|l| l.contains(&format!("watchdog sample of hog (pid {worker_pid})")))
+        .collect();
+    assert!(
+        samples.len() >= 5,
+        "{} samples in ten wake-ups: {stderr}",
+        samples.len()
+    );
+    assert!(
+        samples.iter().all(|l| l.contains("rss_anon_shmem")),
+        "{samples:?}"
+    );
 }
+
+const MAPPED: &str = "fleet-test-mapped";
 
 #[test]
 fn a_child_that_left_the_group_counts_for_its_worker() {
