@@ -125,7 +125,8 @@ fn same_worker_names_of_other_fleet_inits_are_never_touched() {
     // The generation that dies: its main process is gone, its escapee is being drained.
     let escapee_file = dir.path("escapee.pid");
     let dying = json!({"workers": [{"name": name, "stop_grace_ms": 30000, "command": quiet(&format!(
-        "setsid sh -c 'trap \"\" TERM; echo $$ > {0}.tmp; mv {0}.tmp {0}; exec sleep 1000' & sleep 0.2; exit 0",
+        "setsid sh -c 'trap \"\" TERM; echo $$ > {0}.tmp; mv {0}.tmp {0}; exec sleep 1000' & \
+         i=0; while [ ! -s {0} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; exit 0",
         escapee_file.display()))}]});
     let mut doomed = start(&dir, &shared, &dying);
     doomed.wait_event("worker_exited");

@@ -59,12 +59,15 @@ fn exec_failures_are_reported_as_spawn_failed() {
 
 #[test]
 fn a_thousand_orphans_are_reaped_as_pid1() {
-    // The child double-forks 1,000 grandchildren that exit at once, waits a second, counts
-    // the zombies in the namespace, and exits 42.
+    // The child double-forks 1,000 grandchildren that exit at once, waits (bounded) until it
+    // is PID 1's only child again (orphans, zombie or not, are PID 1's children until reaped),
+    // counts the zombies in the namespace, and exits 42.
     let script = r#"
         i=0
         while [ $i -lt 1000 ]; do ( true & ) ; i=$((i+1)); done
-        sleep 1
+        i=0
+        while [ $(grep -l '^PPid:[[:space:]]*1$' /proc/[0-9]*/status 2>/dev/null | wc -l) -gt 1 ] \
+          && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done
         zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)
         echo "zombies=$zombies"
         exit 42
@@ -86,8 +89,9 @@ fn not_pid1_an_orphaned_grandchild_is_reaped_and_nothing_is_warned() {
     let dir = TempDir::new();
     let pid_file = dir.path("orphan.pid");
     let script = format!(
-        r#"sh -c 'sleep 0.2 & echo $! > {file}'; sleep 1;
+        r#"sh -c 'sleep 0.2 & echo $! > {file}'
            pid=$(cat {file});
+           i=0; while [ -e /proc/$pid ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
            if [ -e /proc/$pid ]; then echo "orphan=$(cut -d' ' -f3 /proc/$pid/stat)"; else echo orphan=gone; fi"#,
         file = pid_file.display()
     );
@@ -249,8 +253,8 @@ fn idle_means_no_wake_ups() {
     fleet.wait_output("ready", BOUND);
     fleet.wait_event("worker_started");
     let switches = || wake_ups(fleet.pid);
-    // Let start-up settle (the exec of sleep sends nothing to fleet-init).
-    std::thread::sleep(Duration::from_millis(200));
+    // Start-up is over once fleet-init sleeps in its loop (the exec of sleep sends it nothing).
+    assert!(wait_until_idle(fleet.pid, BOUND), "fleet-init never waited");
     let before = switches();
     std::thread::sleep(Duration::from_secs(2));
     let after = switches();

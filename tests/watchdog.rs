@@ -186,7 +186,7 @@ fn no_limit_means_no_sampling_wake_ups() {
     let mut fleet = pid1(&["--config", file.to_str().unwrap()]).spawn();
     fleet.wait_event("worker_started");
     let switches = || wake_ups(fleet.pid);
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(wait_until_idle(fleet.pid, BOUND), "fleet-init never waited");
     let before = switches();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(switches(), before);

@@ -483,3 +483,25 @@ pub fn skip(test: &str, reason: &str) {
         }
     }
 }
+
+/// Whether `pid` is blocked waiting for events: /proc/PID/syscall (proc(5)) names poll(2),
+/// ppoll(2) or an epoll wait, the one place the loop of an idle fleet-init sleeps.
+pub fn is_waiting_for_events(pid: i32) -> bool {
+    let waits = [
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_poll,
+        libc::SYS_ppoll,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+    ];
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let number = text.split_whitespace().next().and_then(|n| n.parse().ok());
+    number.is_some_and(|n: libc::c_long| waits.contains(&n))
+}
+
+/// Waits (bounded) until fleet-init `pid` has done what its last wake-up brought and sleeps
+/// in its loop: the state in which an idle measurement can start, instead of a settle sleep.
+pub fn wait_until_idle(pid: i32, timeout: Duration) -> bool {
+    eventually(timeout, || is_waiting_for_events(pid))
+}
