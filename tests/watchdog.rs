@@ -178,6 +178,39 @@ fn shared_memory_written_through_dev_shm_counts() {
     let _ = std::fs::remove_file(&name);
 }
 
+/// The reason procfs is not a dependency (README, "Dependency notes"): its
+/// `Process::status()` fails on a `Name:` that is not UTF-8, which would give a worker renamed
+/// so no reading, and so no action. fleet-init parses status as bytes.
+#[test]
+fn a_worker_renamed_to_invalid_utf8_is_still_measured() {
+    let dir = TempDir::new();
+    let script = "import ctypes, time\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        assert libc.prctl(15, b'\\xff\\xfe\\xfd', 0, 0, 0) == 0, ctypes.get_errno()  # PR_SET_NAME\n\
+        comm = open('/proc/self/comm', 'rb').read().hex()\n\
+        try:\n    open('/proc/self/status', 'rb').read().decode(); utf8 = 'yes'\n\
+        except UnicodeDecodeError:\n    utf8 = 'no'\n\
+        print('renamed comm=' + comm + ' status_utf8=' + utf8, flush=True)\n\
+        x = b'a' * (200 << 20)\n\
+        time.sleep(120)\n";
+    let file = config(&dir, &["python3", "-c", script], 100);
+    let mut fleet = pid1(&["--config", &file]).spawn();
+    let started = fleet.wait_event("worker_started");
+    fleet.wait_output("renamed", BOUND);
+    // The premise: the name is those bytes, and the status file is no longer UTF-8.
+    assert!(
+        fleet
+            .output
+            .iter()
+            .any(|l| l == "renamed comm=fffefd0a status_utf8=no"),
+        "{:?}",
+        fleet.output
+    );
+    let triggered = assert_watchdog_cycle(&mut fleet, 100 * MIB + 1);
+    assert_eq!(triggered["pid"], started["pid"]);
+    stop(fleet);
+}
+
 #[test]
 fn no_limit_means_no_sampling_wake_ups() {
     let dir = TempDir::new();
