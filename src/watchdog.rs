@@ -14,8 +14,19 @@ pub fn limit_bytes(max_rss_mb: u64) -> u64 {
 /// `Some(event)` when the reading is over the limit. A tree with no reading at all (every
 /// process vanished or unreadable) is no evidence: no action.
 pub fn check(worker: &str, pid: i32, memory: &TreeMemory, max_rss_mb: u64) -> Option<Event> {
-    let source = memory.source?;
     let limit = limit_bytes(max_rss_mb);
+    // Every sample, so that a watchdog that stays quiet can be told from one that never looked
+    // (or never got a reading): tests of "does not trigger" count these lines.
+    let Some(source) = memory.source else {
+        log::debug!("watchdog sample of {worker} (pid {pid}): no reading");
+        return None;
+    };
+    log::debug!(
+        "watchdog sample of {worker} (pid {pid}): {} bytes, {}, {} processes, limit {limit}",
+        memory.total_bytes,
+        source.as_str(),
+        memory.processes
+    );
     if memory.total_bytes <= limit {
         return None;
     }

@@ -125,7 +125,8 @@ fn same_worker_names_of_other_fleet_inits_are_never_touched() {
     // The generation that dies: its main process is gone, its escapee is being drained.
     let escapee_file = dir.path("escapee.pid");
     let dying = json!({"workers": [{"name": name, "stop_grace_ms": 30000, "command": quiet(&format!(
-        "setsid sh -c 'trap \"\" TERM; echo $$ > {0}.tmp; mv {0}.tmp {0}; exec sleep 1000' & sleep 0.2; exit 0",
+        "setsid sh -c 'trap \"\" TERM; echo $$ > {0}.tmp; mv {0}.tmp {0}; exec sleep 1000' & \
+         i=0; while [ ! -s {0} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; exit 0",
         escapee_file.display()))}]});
     let mut doomed = start(&dir, &shared, &dying);
     doomed.wait_event("worker_exited");
@@ -517,41 +518,46 @@ fn as_pid1_without_its_own_proc_nothing_unverifiable_accumulates() {
     fleet.wait_exit(BOUND);
 }
 
+/// Needs the fault switch: run from the `fault-injection` build (see the Makefile).
 #[cfg(feature = "fault-injection")]
-#[test]
-fn an_abnormal_end_with_an_unwritable_registry_leaves_nothing() {
-    let dir = TempDir::new();
-    let disk = Tmpfs::mount(dir.path("tmpfs"), "size=64k,mode=0700");
-    let state = disk.0.clone();
-    let mut filler = std::fs::File::create(state.join("filler")).unwrap();
-    let block = vec![0u8; 4096];
-    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
-    drop(filler);
-    let name = unique("abend");
-    let config = json!({"workers": [{"name": name,
+mod abnormal_end {
+    use super::*;
+
+    #[test]
+    fn an_abnormal_end_with_an_unwritable_registry_leaves_nothing() {
+        let dir = TempDir::new();
+        let disk = Tmpfs::mount(dir.path("tmpfs"), "size=64k,mode=0700");
+        let state = disk.0.clone();
+        let mut filler = std::fs::File::create(state.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+        drop(filler);
+        let name = unique("abend");
+        let config = json!({"workers": [{"name": name,
         "command": ["sh", "-c", "exec >/dev/null 2>&1; setsid sleep 1000 & sleep 1000 & wait"]}]});
-    let file = dir.write("abend.json", &config.to_string());
-    let mut fleet = subreaper(&[
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--config",
-        file.to_str().unwrap(),
-    ])
-    .env("FLEET_INIT_FAULT", "abend:42")
-    .spawn();
-    assert_eq!(fleet.wait_exit(BOUND), 42);
-    assert!(
-        !fleet.named("handoff_persist_failed").is_empty(),
-        "the premise: nothing written"
-    );
-    assert!(handoff_files(&state).is_empty());
-    assert_eq!(
-        fleet.named("reap_complete")[0]["survivors"],
-        0,
-        "{:?}",
-        fleet.events
-    );
-    assert!(eventually(BOUND, || processes_of(&name).is_empty()));
+        let file = dir.write("abend.json", &config.to_string());
+        let mut fleet = subreaper(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--config",
+            file.to_str().unwrap(),
+        ])
+        .env("FLEET_INIT_FAULT", "abend:42")
+        .spawn();
+        assert_eq!(fleet.wait_exit(BOUND), 42);
+        assert!(
+            !fleet.named("handoff_persist_failed").is_empty(),
+            "the premise: nothing written"
+        );
+        assert!(handoff_files(&state).is_empty());
+        assert_eq!(
+            fleet.named("reap_complete")[0]["survivors"],
+            0,
+            "{:?}",
+            fleet.events
+        );
+        assert!(eventually(BOUND, || processes_of(&name).is_empty()));
+    }
 }
 
 #[test]

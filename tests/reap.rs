@@ -433,35 +433,61 @@ fn a_state_dir_that_cannot_exist_is_reported_once_and_the_container_runs() {
     assert_eq!(fleet.named("worker_exited")[0]["code"], 3);
 }
 
-#[cfg(feature = "fault-injection")]
+/// The default build is the one shipped: it has no fault switch, so FLEET_INIT_FAULT changes
+/// nothing (the fault build would end abnormally, 42, as soon as the worker is recorded).
+#[cfg(not(feature = "fault-injection"))]
 #[test]
-fn an_abnormal_end_execs_reap_and_exits_with_the_intended_code() {
-    for (fault, want) in [("abend:42", 42), ("panic", 1)] {
-        let dir = TempDir::new();
-        let state = dir.path("state");
-        let (mut fleet, a, b) = start_trees(&dir, &state, &[("FLEET_INIT_FAULT", fault)]);
-        assert_eq!(fleet.wait_exit(BOUND), want, "{fault}");
-        let modes: Vec<&Value> = fleet
-            .named("init_started")
-            .iter()
-            .map(|e| &e["mode"])
-            .collect();
-        assert_eq!(
-            modes,
-            [&json!("config"), &json!("reap")],
-            "{fault}: same process execs --reap"
-        );
-        let pids: Vec<&Value> = fleet
-            .named("init_started")
-            .iter()
-            .map(|e| &e["pid"])
-            .collect();
-        assert_eq!(pids[0], pids[1], "{fault}: same PID");
-        assert_eq!(fleet.named("reap_complete")[0]["survivors"], 0);
-        assert!(
-            processes_of(&a).is_empty() && processes_of(&b).is_empty(),
-            "{fault}: orphans gone"
-        );
+fn the_shipped_build_ignores_the_fault_switch() {
+    let dir = TempDir::new();
+    let config = json!({"workers": [{"name": unique("plain"), "restart": "never",
+        "command": ["sh", "-c", "exec >/dev/null 2>&1; sleep 0.05"]}]});
+    let file = dir.write("plain.json", &config.to_string());
+    let mut fleet = subreaper(&["--config", file.to_str().unwrap()])
+        .env("FLEET_INIT_FAULT", "abend:42")
+        .spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0, "{:?}", fleet.events);
+    assert_eq!(fleet.named("init_started").len(), 1, "no exec of --reap");
+    assert_eq!(
+        fleet.named("worker_exited")[0]["likely_cause"],
+        "clean_exit"
+    );
+}
+
+/// Tests of the fault switch, which only the `fault-injection` build has: `make test` runs
+/// `abnormal_end::` from that build, everything else from the shipped one.
+#[cfg(feature = "fault-injection")]
+mod abnormal_end {
+    use super::*;
+
+    #[test]
+    fn an_abnormal_end_execs_reap_and_exits_with_the_intended_code() {
+        for (fault, want) in [("abend:42", 42), ("panic", 1)] {
+            let dir = TempDir::new();
+            let state = dir.path("state");
+            let (mut fleet, a, b) = start_trees(&dir, &state, &[("FLEET_INIT_FAULT", fault)]);
+            assert_eq!(fleet.wait_exit(BOUND), want, "{fault}");
+            let modes: Vec<&Value> = fleet
+                .named("init_started")
+                .iter()
+                .map(|e| &e["mode"])
+                .collect();
+            assert_eq!(
+                modes,
+                [&json!("config"), &json!("reap")],
+                "{fault}: same process execs --reap"
+            );
+            let pids: Vec<&Value> = fleet
+                .named("init_started")
+                .iter()
+                .map(|e| &e["pid"])
+                .collect();
+            assert_eq!(pids[0], pids[1], "{fault}: same PID");
+            assert_eq!(fleet.named("reap_complete")[0]["survivors"], 0);
+            assert!(
+                processes_of(&a).is_empty() && processes_of(&b).is_empty(),
+                "{fault}: orphans gone"
+            );
+        }
     }
 }
 

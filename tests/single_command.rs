@@ -59,12 +59,15 @@ fn exec_failures_are_reported_as_spawn_failed() {
 
 #[test]
 fn a_thousand_orphans_are_reaped_as_pid1() {
-    // The child double-forks 1,000 grandchildren that exit at once, waits a second, counts
-    // the zombies in the namespace, and exits 42.
+    // The child double-forks 1,000 grandchildren that exit at once, waits (bounded) until it
+    // is PID 1's only child again (orphans, zombie or not, are PID 1's children until reaped),
+    // counts the zombies in the namespace, and exits 42.
     let script = r#"
         i=0
         while [ $i -lt 1000 ]; do ( true & ) ; i=$((i+1)); done
-        sleep 1
+        i=0
+        while [ $(grep -l '^PPid:[[:space:]]*1$' /proc/[0-9]*/status 2>/dev/null | wc -l) -gt 1 ] \
+          && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done
         zombies=$(grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l)
         echo "zombies=$zombies"
         exit 42
@@ -86,8 +89,9 @@ fn not_pid1_an_orphaned_grandchild_is_reaped_and_nothing_is_warned() {
     let dir = TempDir::new();
     let pid_file = dir.path("orphan.pid");
     let script = format!(
-        r#"sh -c 'sleep 0.2 & echo $! > {file}'; sleep 1;
+        r#"sh -c 'sleep 0.2 & echo $! > {file}'
            pid=$(cat {file});
+           i=0; while [ -e /proc/$pid ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
            if [ -e /proc/$pid ]; then echo "orphan=$(cut -d' ' -f3 /proc/$pid/stat)"; else echo orphan=gone; fi"#,
         file = pid_file.display()
     );
@@ -252,8 +256,8 @@ fn idle_means_no_wake_ups() {
     fleet.wait_output("ready", BOUND);
     fleet.wait_event("worker_started");
     let switches = || wake_ups(fleet.pid);
-    // Let start-up settle (the exec of sleep sends nothing to fleet-init).
-    std::thread::sleep(Duration::from_millis(200));
+    // Start-up is over once fleet-init sleeps in its loop (the exec of sleep sends it nothing).
+    assert!(wait_until_idle(fleet.pid, BOUND), "fleet-init never waited");
     let before = switches();
     std::thread::sleep(Duration::from_secs(2));
     let after = switches();
@@ -418,8 +422,13 @@ fn a_stdout_nobody_reads_never_blocks_pid1() {
         .trim()
         .parse()
         .unwrap();
-    // ~64 KiB of pipe at ~200 bytes an event: a few hundred restarts fill it.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The premise, asserted rather than assumed after a sleep: the restart loop's events fill
+    // the pipe (a few hundred restarts at ~200 bytes an event).
+    let stdout = child.stdout.as_ref().unwrap();
+    assert!(
+        wait_until_pipe_is_full(stdout, BOUND),
+        "fleet-init's events did not fill its stdout pipe within {BOUND:?}"
+    );
     // SAFETY: signalling the fleet-init this test started.
     unsafe { libc::kill(fleet, libc::SIGTERM) };
     // The fleet-init (unshare's child) is gone when unshare's children list empties.
@@ -456,4 +465,53 @@ fn fleet_init_starts_under_valgrind_which_keeps_a_signal_for_itself() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("\"event\":\"worker_exited\""), "{stdout}");
+}
+
+/// Bytes waiting in the pipe whose read end is `fd` (FIONREAD, see pipe(7)).
+fn bytes_in_pipe(fd: std::os::fd::RawFd) -> usize {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer; fd is a pipe this test holds open.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut bytes) };
+    assert_eq!(r, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    usize::try_from(bytes).unwrap_or(0)
+}
+
+/// Waits (bounded) until the pipe read through `reader` is full as its writer sees it: no page
+/// free, so poll(2) no longer reports it writable (pipe(7)), which is what makes fleet-init stop
+/// writing. Asked through a second write end (/proc/self/fd/N opened for writing, as a FIFO)
+/// that writes nothing. Then FIONREAD must be near the capacity (F_GETPIPE_SZ): a line that
+/// does not fit in the last page's rest takes a page of its own, so a full pipe of ~200-byte
+/// lines is some KiB short of it (60,305 of 65,536 bytes measured), never an eighth.
+fn wait_until_pipe_is_full(reader: &impl std::os::fd::AsRawFd, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fd = reader.as_raw_fd();
+    // SAFETY: F_GETPIPE_SZ takes no argument and returns the capacity in bytes.
+    let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+    let capacity = usize::try_from(capacity).expect("F_GETPIPE_SZ on a pipe");
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{fd}"))
+        .expect("a second write end of the pipe");
+    let is_writable = || {
+        let mut pollfd = libc::pollfd {
+            fd: writer.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, zero timeout.
+        let r = unsafe { libc::poll(&mut pollfd, 1, 0) };
+        assert!(r >= 0, "poll: {}", std::io::Error::last_os_error());
+        pollfd.revents & libc::POLLOUT != 0
+    };
+    if !eventually(timeout, || !is_writable()) {
+        return false;
+    }
+    let queued = bytes_in_pipe(fd);
+    assert!(
+        queued > capacity - capacity / 8,
+        "not writable with {queued} of {capacity} bytes queued"
+    );
+    true
 }

@@ -481,3 +481,46 @@ pub fn wake_ups(pid: i32) -> u64 {
 pub fn read_to_string(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// Reports `test` as skipped: its premise cannot be set up here, so it asserts nothing and
+/// must not read as passed. Writes `SKIPPED: test: reason` to the real stdout (libtest's capture
+/// only holds back `print!`) and appends it to the file named by FLEET_TEST_SKIPS, whose lines
+/// `make test` counts into its summary. The caller returns right after.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED: {test}: {reason}\n");
+    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    if let Some(path) = std::env::var_os("FLEET_TEST_SKIPS") {
+        // One write to an O_APPEND file: lines of tests running in parallel never mix.
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+        if let Err(error) = appended {
+            panic!("cannot record the skip of {test} in {path:?}: {error}");
+        }
+    }
+}
+
+/// Whether `pid` is blocked waiting for events: /proc/PID/syscall (proc(5)) names poll(2),
+/// ppoll(2) or an epoll wait, the one place the loop of an idle fleet-init sleeps.
+pub fn is_waiting_for_events(pid: i32) -> bool {
+    let waits = [
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_poll,
+        libc::SYS_ppoll,
+        #[cfg(target_arch = "x86_64")]
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+    ];
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let number = text.split_whitespace().next().and_then(|n| n.parse().ok());
+    number.is_some_and(|n: libc::c_long| waits.contains(&n))
+}
+
+/// Waits (bounded) until fleet-init `pid` has done what its last wake-up brought and sleeps
+/// in its loop: the state in which an idle measurement can start, instead of a settle sleep.
+pub fn wait_until_idle(pid: i32, timeout: Duration) -> bool {
+    eventually(timeout, || is_waiting_for_events(pid))
+}
