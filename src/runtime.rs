@@ -373,9 +373,12 @@ impl Runtime {
         let Some((worker, _)) = draining.iter().find(|(_, group)| *group == pgid) else {
             return;
         };
-        for pid in self.escaped_leftovers(*worker, pgid) {
-            signal_process(pid, libc::SIGKILL);
+        let leftovers = self.escaped_leftovers(*worker, pgid);
+        for pid in &leftovers {
+            signal_process(*pid, libc::SIGKILL);
         }
+        // They count in `shutdown_complete.killed` like the group's own.
+        self.note_killed(leftovers);
     }
 
     fn escaped_leftovers(&self, worker: usize, pgid: i32) -> Vec<i32> {

@@ -397,10 +397,7 @@ fn a_failed_write_is_retried_while_idle() {
     let dir = TempDir::new();
     let disk = Tmpfs::mount(dir.path("tmpfs"), "size=64k,mode=0700");
     let state = disk.0.clone();
-    let mut filler = std::fs::File::create(state.join("filler")).unwrap();
-    let block = vec![0u8; 4096];
-    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
-    drop(filler);
+    disk.fill();
     let name = unique("idle");
     let config = json!({"workers": [{"name": name, "command": ["sh", "-c", "exec sleep 1000 >/dev/null 2>&1"]}]});
     let mut fleet = start(&dir, &state, &config);
@@ -528,10 +525,7 @@ mod abnormal_end {
         let dir = TempDir::new();
         let disk = Tmpfs::mount(dir.path("tmpfs"), "size=64k,mode=0700");
         let state = disk.0.clone();
-        let mut filler = std::fs::File::create(state.join("filler")).unwrap();
-        let block = vec![0u8; 4096];
-        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
-        drop(filler);
+        disk.fill();
         let name = unique("abend");
         let config = json!({"workers": [{"name": name,
         "command": ["sh", "-c", "exec >/dev/null 2>&1; setsid sleep 1000 & sleep 1000 & wait"]}]});

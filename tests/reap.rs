@@ -374,10 +374,7 @@ fn a_full_filesystem_keeps_the_old_entries_and_reports_the_failure() {
     assert!(eventually(BOUND, || recorded_pids(&state).len() == 2));
     let before = recorded_pids(&state);
     // Fill the filesystem.
-    let mut filler = std::fs::File::create(state.join("filler")).unwrap();
-    let block = vec![0u8; 4096];
-    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
-    drop(filler);
+    disk.fill();
     // A restart of "bouncer" changes the registry: its write must fail and lose nothing.
     let bouncer = fleet.wait_event_where("worker_started", |e| e["worker"] == "bouncer", BOUND)
         ["pid"]

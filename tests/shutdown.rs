@@ -91,8 +91,11 @@ fn pid_from_file(path: &std::path::Path) -> i32 {
 #[test]
 fn five_cooperative_workers_stop_long_before_the_grace() {
     let dir = TempDir::new();
+    // The child says ready itself, once it runs with SIGTERM's default action: a SIGTERM that
+    // reached it between fork and exec would go to the shell's trap it still had, and the
+    // sleep would wait out the grace.
     let script = "trap 'echo bye-$FLEET_INIT_WORKER; exit 0' TERM; \
-                  sleep 1000 & echo ready-$FLEET_INIT_WORKER; wait";
+                  sh -c 'echo ready-$FLEET_INIT_WORKER; exec sleep 1000' & wait";
     let names = ["w1", "w2", "w3", "w4", "w5"];
     let workers: Vec<Value> = names
         .iter()
@@ -118,7 +121,7 @@ fn five_cooperative_workers_stop_long_before_the_grace() {
     let complete = &fleet.named("shutdown_complete")[0];
     assert_eq!(complete["reason"], "SIGTERM");
     assert_eq!(complete["exit_code"], 0);
-    assert_eq!(complete["killed"], 0);
+    assert_eq!(complete["killed"], 0, "{:#?}", fleet.events);
     let duration = complete["duration_ms"].as_u64().unwrap();
     assert!(duration < 2000, "duration {duration} ms with grace 8000");
     assert!(
@@ -580,4 +583,30 @@ fn a_process_of_the_worker_s_group_gets_one_stop_signal_per_stop() {
         })
         .count();
     assert_eq!(to_child, 1, "{calls}");
+}
+
+#[test]
+fn a_leftover_killed_when_its_drain_ends_counts_in_killed() {
+    // The worker's main process exits and leaves a setsid'd escapee that ignores SIGTERM; a
+    // shutdown comes while it drains, and the drain's own grace ends first: the escapee's
+    // SIGKILL is in `shutdown_complete.killed`.
+    let dir = TempDir::new();
+    let ready = dir.path("ready");
+    let script = format!(
+        "setsid sh -c 'trap \"\" TERM; touch {r}; exec sleep 1000' & \
+         i=0; while [ ! -e {r} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; exit 0",
+        r = ready.display()
+    );
+    let config = json!({"grace_ms": 8000, "workers": [{"name": "leaver", "command": sh(&script),
+        "restart": "always", "stop_grace_ms": 500}]});
+    let mut fleet = start_config(&dir, &config, false);
+    fleet.wait_event("worker_exited");
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let complete = &fleet.named("shutdown_complete")[0];
+    assert_eq!(complete["killed"], 1, "{complete}");
+    assert!(
+        complete["duration_ms"].as_u64().unwrap() < 8000,
+        "{complete}"
+    );
 }

@@ -19,7 +19,7 @@ pub use cmdline::{environ_value, parse_cmdline};
 pub use stat::{parse_stat, ProcStat};
 pub use status::{parse_status_memory, MemoryReading, MemorySource};
 pub use tree::{
-    ancestors, children_map, descendants, find, sum_readings, TreeMemory, TOP_CONTRIBUTORS,
+    ancestors, children_map, descendants, find, sum_readings, walk, TreeMemory, TOP_CONTRIBUTORS,
 };
 
 /// The outcome of reading one process's /proc file.

@@ -25,7 +25,11 @@ pub fn children_map(table: &[ProcStat]) -> BTreeMap<i32, Vec<i32>> {
 /// Every transitive child of `root` by ppid, nearest first, without `root` itself. Each pid
 /// appears once and the walk ends even when garbage in the table forms a cycle.
 pub fn descendants(table: &[ProcStat], root: i32) -> Vec<i32> {
-    let children = children_map(table);
+    walk(&children_map(table), root)
+}
+
+/// `descendants` over a children map built once, for callers that walk many roots.
+pub fn walk(children: &BTreeMap<i32, Vec<i32>>, root: i32) -> Vec<i32> {
     let mut seen = HashSet::from([root]);
     let mut found = Vec::new();
     let mut next = 0;

@@ -9,7 +9,7 @@
 //! unverified (counted as a survivor), never silently taken for a stranger.
 
 use crate::handoff::format::{Entry, Handoff};
-use crate::procscan::{children_map, find, Lookup, Marks, ProcStat};
+use crate::procscan::{children_map, find, walk, Lookup, Marks, ProcStat};
 use nix::errno::Errno;
 use std::collections::BTreeMap;
 
@@ -182,26 +182,6 @@ pub fn select(
         .unverified
         .retain(|pid, _| !targets.contains_key(pid));
     selection
-}
-
-/// `root`'s descendants, nearest first, each once (a cycle in garbage input ends the walk).
-fn walk(children: &BTreeMap<i32, Vec<i32>>, root: i32) -> Vec<i32> {
-    let mut seen = std::collections::BTreeSet::from([root]);
-    let mut found = Vec::new();
-    let mut next = 0;
-    let mut parent = root;
-    loop {
-        for &child in children.get(&parent).map(Vec::as_slice).unwrap_or_default() {
-            if seen.insert(child) {
-                found.push(child);
-            }
-        }
-        let Some(&following) = found.get(next) else {
-            return found;
-        };
-        parent = following;
-        next += 1;
-    }
 }
 
 fn add(

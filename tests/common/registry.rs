@@ -31,17 +31,7 @@ pub fn recorded_pids(state: &Path) -> Vec<i64> {
 
 /// Live processes whose environment names them a worker of `worker`.
 pub fn processes_of(worker: &str) -> Vec<i32> {
-    let needle = format!("FLEET_INIT_WORKER={worker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
-                .unwrap_or(false)
-        })
-        .filter(|pid| is_alive(*pid))
-        .collect()
+    processes_with("FLEET_INIT_WORKER", worker)
 }
 
 pub fn start_time(pid: i32) -> u64 {
@@ -113,6 +103,13 @@ pub fn unique(name: &str) -> String {
 pub struct Tmpfs(pub PathBuf);
 
 impl Tmpfs {
+    /// Writes a file until the file system is full.
+    pub fn fill(&self) {
+        let mut filler = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    }
+
     pub fn mount(path: PathBuf, options: &str) -> Tmpfs {
         std::fs::create_dir_all(&path).unwrap();
         let status = Command::new("mount")
