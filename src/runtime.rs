@@ -18,7 +18,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
@@ -49,6 +49,8 @@ pub struct Runtime {
     /// ones, whose parent is outside the namespace): waitpid cannot see them exit, their
     /// pidfds can. The shutdown is complete only once they are gone too.
     awaited: Vec<(i32, OwnedFd)>,
+    /// Inputs that carrying out actions produced, waiting for the core (see `feed`).
+    results: VecDeque<Input>,
     /// Distinct processes SIGKILLed during the shutdown, for `shutdown_complete.killed`.
     killed_pids: BTreeSet<i32>,
     /// Set by the test-only fault injection: end as if something went badly wrong.
@@ -92,6 +94,7 @@ impl Runtime {
             registry,
             killed_pids: BTreeSet::new(),
             awaited: Vec::new(),
+            results: VecDeque::new(),
             stopped_leftovers: BTreeSet::new(),
             is_proc_ours: procscan::is_own_namespace(Path::new(PROC)),
             has_children: false,
@@ -244,13 +247,19 @@ impl Runtime {
         }
     }
 
-    /// Hands one input to the supervisor and carries out what it asks. True if it asked anything.
+    /// Hands one input to the supervisor and carries out what it asks; what carrying it out
+    /// produces (a spawn's outcome, a memory reading) comes back as queued inputs, handled one at
+    /// a time in this same loop, never as a nested call. True if anything was asked.
     fn feed(&mut self, input: Input) -> bool {
-        let now = self.now();
-        let actions = self.supervisor.handle(input, now);
-        let did_act = !actions.is_empty();
-        for action in actions {
-            self.execute(action);
+        let mut did_act = false;
+        self.results.push_back(input);
+        while let Some(input) = self.results.pop_front() {
+            let now = self.now();
+            let actions = self.supervisor.handle(input, now);
+            did_act |= !actions.is_empty();
+            for action in actions {
+                self.execute(action);
+            }
         }
         did_act
     }
@@ -296,7 +305,7 @@ impl Runtime {
                     .scan_of_turn
                     .get_or_insert_with(|| procscan::scan(Path::new(PROC)));
                 let memory = procscan::tree_memory(Path::new(PROC), table, pid);
-                self.feed(Input::MemorySample {
+                self.results.push_back(Input::MemorySample {
                     worker,
                     pid,
                     memory,
@@ -340,7 +349,7 @@ impl Runtime {
                 }
             }
         };
-        self.feed(input);
+        self.results.push_back(input);
     }
 
     /// Counts the live processes a SIGKILL is about to hit, for `shutdown_complete.killed`.
