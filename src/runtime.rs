@@ -6,14 +6,14 @@ use crate::events;
 use crate::exit::Exit;
 use crate::handoff::Registry;
 use crate::job_control::JobControl;
-use crate::leftovers::{self, Scope};
-use crate::oom::OomCounter;
+use crate::orphans::leftovers::{self, Scope};
 use crate::pidfd;
 use crate::procscan;
-use crate::reaper;
 use crate::signals::{self, SignalInbox};
 use crate::spawn::{self, SpawnOptions};
 use crate::supervisor::{Action, Input, Millis, Supervisor};
+use crate::watchdog::oom::OomCounter;
+use crate::zombies;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
@@ -153,7 +153,7 @@ impl Runtime {
             self.job_control.after_forwarding(arrival.received);
         }
         self.scan_of_turn = None;
-        let reaped = reaper::reap_all();
+        let reaped = zombies::reap_all();
         let worker_pids = self.supervisor.running_pids();
         self.job_control.after_reap(&reaped.stopped, &worker_pids);
         if self.is_warn_on_reap {

@@ -188,7 +188,7 @@ fn wait_some(
     interrupt: Option<BorrowedFd<'_>>,
 ) -> bool {
     // Their statuses are nobody's business here: the processes are only being taken down.
-    let _reaped = crate::reaper::reap_all();
+    let _reaped = crate::zombies::reap_all();
     let now = Instant::now();
     if now >= deadline {
         return false;
@@ -220,7 +220,7 @@ fn wait_some(
             false
         }
     };
-    let _reaped = crate::reaper::reap_all();
+    let _reaped = crate::zombies::reap_all();
     is_interrupted
 }
 

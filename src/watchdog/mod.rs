@@ -1,5 +1,8 @@
-//! The memory watchdog's policy: a worker's tree reading against its `max_rss_mb`, and the
-//! `watchdog_triggered` event with the largest contributors. Sampling is the runtime's.
+//! Everything about memory: the watchdog's policy (a worker's tree reading against its
+//! `max_rss_mb`, and the `watchdog_triggered` event with the largest contributors) and the
+//! cgroup's OOM-kill counter (`oom`). Sampling is the runtime's; the readings are `procscan`'s.
+
+pub mod oom;
 
 use crate::events::Event;
 use crate::procscan::TreeMemory;

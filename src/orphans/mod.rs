@@ -2,6 +2,7 @@
 //! dead generations left, stop every live process of theirs (found by their generation id, their
 //! recorded identity, their ancestry), and remove each file once nothing of it is left.
 
+pub mod leftovers;
 pub mod plan;
 pub mod stop;
 

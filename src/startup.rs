@@ -1,0 +1,119 @@
+//! What happens once at start and once at an abnormal end: the signal mask, the subreaper bit,
+//! fleet-init's own working directory and parent-death signal, and the `--reap` exec (from the
+//! panic hook too) that stops this generation's processes before the container's init exits.
+
+use crate::events;
+use crate::handoff::Generation;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+/// Workers still start where fleet-init was started; fleet-init itself moves to `/`, so that it
+/// keeps no directory (a volume, a build tree) busy for the container's lifetime.
+pub fn leave_start_directory() {
+    let Ok(start) = std::env::current_dir() else {
+        return;
+    };
+    crate::spawn::set_start_directory(&start);
+    if let Err(error) = std::env::set_current_dir("/") {
+        log::warn!("cannot move to /: {error}; staying in {}", start.display());
+    }
+}
+
+/// tini's `-p`: the signal fleet-init itself gets when its parent dies (prctl(2)
+/// PR_SET_PDEATHSIG), set once the handlers exist so that it is acted on like any other.
+pub fn set_own_parent_death_signal(signal: i32) {
+    let Ok(signal_arg) = libc::c_ulong::try_from(signal) else {
+        return;
+    };
+    // SAFETY: plain prctl with integer arguments.
+    let result = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal_arg, 0, 0, 0) };
+    if result != 0 {
+        log::warn!(
+            "cannot set the parent-death signal {} ({})",
+            crate::signals::name(signal),
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+pub const REAP_EXIT_CODE_VAR: &str = "FLEET_INIT_REAP_EXIT_CODE";
+/// The generation that ended abnormally: the exec'd `--reap` stops its processes (and every
+/// descendant of this process) even when its registry could not be written.
+pub const REAP_GENERATION_VAR: &str = "FLEET_INIT_REAP_GENERATION";
+
+/// What the `--reap` exec after an abnormal end needs to know.
+#[derive(Clone)]
+pub struct AbnormalEnd {
+    pub state_dir: PathBuf,
+    pub grace_ms: u64,
+    pub generation: Generation,
+}
+
+/// A panic must not take the container's init down with orphans still running: it ends like
+/// any abnormal end, through --reap, exit code 1. Done in the panic hook, which runs before the
+/// release build's abort (panic = "abort") as well as before any unwinding, on any thread.
+pub fn exec_reap_on_panic(abnormal: AbnormalEnd) {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        exec_reap(&abnormal, 1);
+    }));
+}
+
+/// Replaces this process (same PID, so the container keeps its init) with `fleet-init --reap`,
+/// which stops every process of this generation (its descendants included, so nothing is left
+/// even when the registry could not be written) and then exits with `code`.
+pub fn exec_reap(abnormal: &AbnormalEnd, code: i32) -> i32 {
+    log::error!("ending abnormally: reaping this generation's processes before exiting {code}");
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg("--reap")
+        .arg("--state-dir")
+        .arg(&abnormal.state_dir)
+        .arg("--grace-ms")
+        .arg(abnormal.grace_ms.to_string())
+        .arg("--events")
+        .arg(events::target().as_str())
+        .env(REAP_EXIT_CODE_VAR, code.to_string())
+        .env(REAP_GENERATION_VAR, abnormal.generation.to_string())
+        .exec();
+    // Only reached when exec failed: at least exit with the intended code.
+    log::error!("cannot exec fleet-init --reap: {error}");
+    code
+}
+
+/// Blocks every signal, or unblocks every signal but `kept`.
+pub fn set_signal_mask(is_blocked: bool, kept: &[i32]) {
+    // SAFETY: sigset_t is plain data; sigfillset/sigemptyset/sigaddset and pthread_sigmask
+    // write only those sets.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        if is_blocked {
+            libc::sigfillset(&mut set);
+        } else {
+            libc::sigemptyset(&mut set);
+            for signal in kept {
+                libc::sigaddset(&mut set, *signal);
+            }
+        }
+        set_mask(&set);
+    }
+}
+
+/// Exactly `set` blocked.
+pub fn set_mask(set: &libc::sigset_t) {
+    // SAFETY: pthread_sigmask with a valid set and no old set wanted.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, set, std::ptr::null_mut()) };
+}
+
+/// Not PID 1: orphans of our descendants reparent to us instead of the host's init, so we can
+/// reap them and wait for them (prctl(2) PR_SET_CHILD_SUBREAPER).
+pub fn become_subreaper() {
+    // SAFETY: plain prctl with integer arguments.
+    let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if result != 0 {
+        log::warn!(
+            "cannot become a child subreaper ({}): orphans will not be reaped by fleet-init",
+            std::io::Error::last_os_error()
+        );
+    }
+}
