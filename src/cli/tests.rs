@@ -1,5 +1,6 @@
 //! The parser, flag by flag: fleet-init's own, tini's and dumb-init's.
 
+#[cfg(test)]
 use super::*;
 use std::os::unix::ffi::OsStringExt;
 
