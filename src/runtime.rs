@@ -18,12 +18,15 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
 const PROC: &str = "/proc";
+/// How long before a drain that could not be settled is looked at again, and how many times.
+const RECHECK_MS: Millis = 2;
+const MAX_RECHECKS: u32 = 5;
 
 /// Everything the loop needs besides the supervisor.
 pub struct Runtime {
@@ -51,6 +54,11 @@ pub struct Runtime {
     awaited: Vec<(i32, OwnedFd)>,
     /// Inputs that carrying out actions produced, waiting for the core (see `feed`).
     results: VecDeque<Input>,
+    /// Draining workers whose group looked empty while a child could not be told apart, with
+    /// how many times it was looked at again.
+    rechecks: BTreeMap<usize, u32>,
+    /// When to look again at such a drain.
+    recheck_at: Option<Millis>,
     /// Distinct processes SIGKILLed during the shutdown, for `shutdown_complete.killed`.
     killed_pids: BTreeSet<i32>,
     /// Set by the test-only fault injection: end as if something went badly wrong.
@@ -95,6 +103,8 @@ impl Runtime {
             killed_pids: BTreeSet::new(),
             awaited: Vec::new(),
             results: VecDeque::new(),
+            rechecks: BTreeMap::new(),
+            recheck_at: None,
             stopped_leftovers: BTreeSet::new(),
             is_proc_ours: procscan::is_own_namespace(Path::new(PROC)),
             has_children: false,
@@ -186,10 +196,14 @@ impl Runtime {
         did_act |= self.feed(Input::Tick);
         for (worker, pgid) in self.supervisor.draining_groups() {
             let leftovers = self.escaped_leftovers(worker, pgid);
-            if leftovers.is_empty() && is_group_empty(pgid) {
-                did_act |= self.feed(Input::GroupEmpty { worker });
+            if !leftovers.pids.is_empty() || !is_group_empty(pgid) {
+                self.stop_leftovers(worker, &leftovers.pids);
+            } else if leftovers.is_unsure && self.may_look_again(worker) {
+                // A child of ours could not be told apart (caught mid-exec): look again in a
+                // moment rather than restart the worker beside an escapee of its own.
             } else {
-                self.stop_leftovers(worker, &leftovers);
+                self.rechecks.remove(&worker);
+                did_act |= self.feed(Input::GroupEmpty { worker });
             }
         }
         self.awaited.retain(|(_, pidfd)| !pidfd::has_exited(pidfd));
@@ -227,7 +241,12 @@ impl Runtime {
     }
 
     fn sleep(&mut self) {
-        let deadlines = [self.supervisor.next_deadline(), self.registry.next_retry()];
+        let recheck_at = self.recheck_at.take();
+        let deadlines = [
+            self.supervisor.next_deadline(),
+            self.registry.next_retry(),
+            recheck_at,
+        ];
         let timeout = match deadlines.into_iter().flatten().min() {
             None => PollTimeout::NONE,
             Some(deadline) => {
@@ -382,7 +401,7 @@ impl Runtime {
         let Some((worker, _)) = draining.iter().find(|(_, group)| *group == pgid) else {
             return;
         };
-        let leftovers = self.escaped_leftovers(*worker, pgid);
+        let leftovers = self.escaped_leftovers(*worker, pgid).pids;
         for pid in &leftovers {
             signal_process(*pid, libc::SIGKILL);
         }
@@ -390,12 +409,23 @@ impl Runtime {
         self.note_killed(leftovers);
     }
 
-    fn escaped_leftovers(&self, worker: usize, pgid: i32) -> Vec<i32> {
+    /// Schedules another look at a drain that could not be settled, a few times at most.
+    fn may_look_again(&mut self, worker: usize) -> bool {
+        let looks = self.rechecks.entry(worker).or_insert(0);
+        if *looks >= MAX_RECHECKS {
+            return false;
+        }
+        *looks += 1;
+        self.recheck_at = Some(self.now().saturating_add(RECHECK_MS));
+        true
+    }
+
+    fn escaped_leftovers(&self, worker: usize, pgid: i32) -> leftovers::Escaped {
         if !self.is_proc_ours {
-            return Vec::new();
+            return leftovers::Escaped::default();
         }
         let Some(spec) = self.supervisor.spec(worker) else {
-            return Vec::new();
+            return leftovers::Escaped::default();
         };
         let mains = self.supervisor.running_pids();
         let generation = self.spawn_options.generation.to_string();

@@ -2,7 +2,7 @@
 //! fleet-init (as subreaper), except fleet-init, zombies and the spared worker groups; after a
 //! worker's death, the processes of it that escaped its process group.
 
-use crate::procscan::{self, descendants, ProcStat};
+use crate::procscan::{self, descendants, Lookup, ProcStat};
 use std::path::Path;
 
 /// Where fleet-init stands, which decides what "every other process" means.
@@ -41,29 +41,48 @@ pub fn escaped(
     worker: &str,
     pgid: i32,
     mains: &[i32],
-) -> Vec<i32> {
+) -> Escaped {
+    let mut escaped = Escaped::default();
     let path = proc_root.join(format!("{self_pid}/task/{self_pid}/children"));
     let Ok(children) = std::fs::read_to_string(path) else {
-        return Vec::new();
+        return escaped;
     };
-    children
+    for pid in children
         .split_whitespace()
         .filter_map(|pid| pid.parse::<i32>().ok())
         .filter(|pid| !mains.contains(pid))
-        .filter(|pid| {
-            procscan::read_marks(proc_root, *pid)
-                .found()
-                .is_some_and(|marks| {
-                    marks.generation.as_deref() == Some(generation)
-                        && marks.worker.as_deref() == Some(worker)
-                })
-        })
-        .filter(|pid| {
-            procscan::read_stat(proc_root, *pid)
-                .found()
-                .is_some_and(|stat| !stat.is_zombie() && stat.pgrp != pgid)
-        })
-        .collect()
+    {
+        let Some(stat) = procscan::read_stat(proc_root, pid).found() else {
+            continue;
+        };
+        if stat.is_zombie() {
+            continue;
+        }
+        match procscan::read_marks(proc_root, pid) {
+            Lookup::Found(marks) if marks.generation.is_some() => {
+                let is_its = marks.generation.as_deref() == Some(generation)
+                    && marks.worker.as_deref() == Some(worker);
+                if is_its && stat.pgrp != pgid {
+                    escaped.pids.push(pid);
+                }
+            }
+            Lookup::Gone => {}
+            // No marks at all, or none readable: a process in the middle of an exec shows an
+            // empty environment for a moment (the new program's is not set up yet).
+            Lookup::Found(_) | Lookup::Unreadable(_) | Lookup::Malformed => {
+                escaped.is_unsure = true
+            }
+        }
+    }
+    escaped
+}
+
+/// A dead worker's escaped processes, and whether some child of fleet-init could not be told
+/// apart (look again shortly before calling the group empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Escaped {
+    pub pids: Vec<i32>,
+    pub is_unsure: bool,
 }
 
 #[cfg(test)]
