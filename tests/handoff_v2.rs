@@ -736,3 +736,26 @@ fn sigterm_during_the_start_up_reap_cuts_its_grace_and_starts_nothing() {
     assert!(reaped.iter().all(|e| e["signal"] == "SIGKILL"));
     assert!(orphans.iter().all(|p| !is_alive(*p)));
 }
+
+#[test]
+fn a_hand_set_reap_generation_of_a_live_fleet_init_touches_nothing() {
+    // FLEET_INIT_REAP_GENERATION is how an abnormal end hands its own generation to the exec'd
+    // --reap; set by hand to a live generation's id, it must not make that generation a target.
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let name = unique("alive");
+    let config = json!({"workers": [{"name": name, "command": ["sh", "-c", "exec sleep 1000 >/dev/null 2>&1"]}]});
+    let mut live = start(&dir, &state, &config);
+    live.wait_event("worker_started");
+    wait_recorded(&state, 1);
+    let generation = generation_of(&state);
+    let worker = processes_of(&name);
+    let mut reaper = subreaper(&["--reap", "--state-dir", state.to_str().unwrap()])
+        .env("FLEET_INIT_REAP_GENERATION", &generation)
+        .spawn();
+    reaper.wait_exit(BOUND);
+    assert!(reaper.named("reaped").is_empty(), "{:?}", reaper.events);
+    assert!(worker.iter().all(|p| is_alive(*p)));
+    live.signal(libc::SIGTERM);
+    assert_eq!(live.wait_exit(BOUND), 0);
+}

@@ -130,6 +130,7 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
     let mut dead: Vec<DeadGeneration> = Vec::new();
     let mut dead_files: Vec<Option<String>> = Vec::new();
     let mut kept: Vec<String> = Vec::new();
+    let mut is_own_alive = false;
     for file in loaded {
         match file {
             Loaded::Usable { name, handoff } => {
@@ -137,6 +138,9 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
                 match plan::judge(&handoff, &reader, &table) {
                     FileVerdict::LiveOwner => {
                         report.skipped += 1;
+                        is_own_alive |= request
+                            .own_generation
+                            .is_some_and(|own| handoff.generation_id() == Some(own));
                         kept.push(name);
                         events::emit(
                             &Event::info("reap_skipped")
@@ -222,7 +226,8 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
     }
     if let Some(own) = request.own_generation {
         // The registry could not be written: no file names it, the reader's ancestry does.
-        if !dead.iter().any(|g| g.is_own) {
+        // Never for a generation whose fleet-init is alive elsewhere (a hand-set variable).
+        if !dead.iter().any(|g| g.is_own) && !is_own_alive {
             let start_time = procscan::find(&table, self_pid).map_or(0, |p| p.start_time);
             dead.push(DeadGeneration {
                 generation: own.to_string(),
