@@ -474,22 +474,7 @@ fn the_same_user_needs_no_privilege() {
             "command": sh("echo \"uid=$(id -u) gid=$(id -g) user=$USER\"")}]})
         .to_string(),
     );
-    let output = Command::new("timeout")
-        .args([
-            "20",
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ])
-        .arg(BIN)
-        .arg("--config")
-        .arg(&config)
-        .env("FLEET_INIT_STATE_DIR", &state)
-        .env_remove("FLEET_INIT_EVENTS")
-        .current_dir("/")
-        .output()
-        .unwrap();
+    let output = config_as_nobody(&config, &state);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -522,21 +507,7 @@ fn a_credential_error_names_the_user_and_a_bare_uid_gets_home_slash() {
             "command": ["true"]}]})
         .to_string(),
     );
-    let output = Command::new("timeout")
-        .args([
-            "20",
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ])
-        .arg(BIN)
-        .arg("--config")
-        .arg(&config)
-        .env("FLEET_INIT_STATE_DIR", &state)
-        .current_dir("/")
-        .output()
-        .unwrap();
+    let output = config_as_nobody(&config, &state);
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains(
@@ -633,4 +604,25 @@ fn a_plain_sigstop_to_the_child_stops_only_the_child() {
     // SAFETY: as above; the pending SIGUSR1 then ends it.
     unsafe { libc::kill(child, libc::SIGCONT) };
     assert_eq!(fleet.wait_exit(BOUND), 128 + libc::SIGUSR1);
+}
+
+/// fleet-init on `config` run by an unprivileged user (uid and gid 65534, no groups), as
+/// `docker run --user nobody` does, events in their default place; bounded at 20 s.
+fn config_as_nobody(config: &std::path::Path, state: &std::path::Path) -> std::process::Output {
+    Command::new("timeout")
+        .args([
+            "20",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .arg(BIN)
+        .arg("--config")
+        .arg(config)
+        .env("FLEET_INIT_STATE_DIR", state)
+        .env_remove("FLEET_INIT_EVENTS")
+        .current_dir("/")
+        .output()
+        .unwrap()
 }

@@ -13,14 +13,7 @@ use std::process::{Command, Stdio};
 
 /// Starts a subreaper fleet-init on `config` with `state` as its state dir.
 fn start(dir: &TempDir, state: &Path, config: &Value) -> Fleet {
-    let file = dir.write(&format!("{}.json", unique("config")), &config.to_string());
-    subreaper(&[
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--config",
-        file.to_str().unwrap(),
-    ])
-    .spawn()
+    config_start(dir, state, config).spawn()
 }
 
 /// Waits until `count` worker processes are recorded in `state`.
@@ -461,15 +454,9 @@ fn a_state_dir_deleted_mid_run_is_created_again_and_stale_temps_go() {
     std::fs::write(state.join(&stale), "{").unwrap();
     let name = unique("bouncer");
     let config = json!({"workers": [{"name": name, "command": ["sh", "-c", "read line; exit 0"], "restart": "always"}]});
-    let file = dir.write("bouncer.json", &config.to_string());
-    let mut fleet = subreaper(&[
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--config",
-        file.to_str().unwrap(),
-    ])
-    .stdin(Stdio::piped())
-    .spawn();
+    let mut fleet = config_start(&dir, &state, &config)
+        .stdin(Stdio::piped())
+        .spawn();
     fleet.wait_event("worker_started");
     assert!(
         !state.join(&stale).exists(),

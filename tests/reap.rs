@@ -361,15 +361,9 @@ fn a_full_filesystem_keeps_the_old_entries_and_reports_the_failure() {
         {"name": "steady", "command": ["sleep", "1000"]},
         {"name": "bouncer", "command": ["sh", "-c", "read line; exit 0"], "restart": "always"}
     ]});
-    let file = dir.write("full.json", &config.to_string());
-    let mut fleet = subreaper(&[
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--config",
-        file.to_str().unwrap(),
-    ])
-    .stdin(Stdio::piped())
-    .spawn();
+    let mut fleet = config_start(&dir, &state, &config)
+        .stdin(Stdio::piped())
+        .spawn();
     fleet.wait_event("handoff_persisted");
     assert!(eventually(BOUND, || recorded_pids(&state).len() == 2));
     let before = recorded_pids(&state);
@@ -507,14 +501,7 @@ fn an_escapee_being_drained_when_the_init_died_is_found_by_name() {
     );
     let config = json!({"workers": [{"name": worker, "command": ["sh", "-c", script],
         "stop_grace_ms": 30_000}]});
-    let file = dir.write("drain.json", &config.to_string());
-    let mut fleet = subreaper(&[
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--config",
-        file.to_str().unwrap(),
-    ])
-    .spawn();
+    let mut fleet = config_start(&dir, &state, &config).spawn();
     fleet.wait_event("worker_exited");
     let escapee: i32 = read_to_string(&escapee_file).trim().parse().unwrap();
     assert!(is_alive(escapee));

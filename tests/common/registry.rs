@@ -2,7 +2,7 @@
 //! processes a worker name or a generation marks, planted handoff files, a small tmpfs.
 #![allow(dead_code)]
 
-use super::{is_alive, read_to_string, subreaper, Fleet, BOUND};
+use super::{is_alive, read_to_string, subreaper, Fleet, Start, TempDir, BOUND};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -149,4 +149,16 @@ pub fn generation_of(state: &Path) -> String {
     assert_eq!(files.len(), 1, "{files:?}");
     let handoff: Value = serde_json::from_str(&read_to_string(&files[0])).unwrap();
     handoff["generation"].as_str().unwrap().to_string()
+}
+
+/// fleet-init as a subreaper on `config` (written to a file in `dir`) with `state` as its state
+/// dir; the caller adds what else it needs (stdin, environment) and spawns it.
+pub fn config_start(dir: &TempDir, state: &Path, config: &Value) -> Start {
+    let file = dir.write(&format!("{}.json", unique("config")), &config.to_string());
+    subreaper(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--config",
+        file.to_str().unwrap(),
+    ])
 }
