@@ -4,6 +4,7 @@
 
 pub mod policy;
 mod shutdown;
+pub mod state;
 pub mod worker;
 
 use crate::config::{OnMaxCrashes, RestartPolicy, SignalTarget, WorkerSpec};
@@ -159,6 +160,14 @@ impl Supervisor {
                 Phase::Draining { pgid, .. } => Some((index, pgid)),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// Each worker's name and state, in config order.
+    pub fn states(&self) -> Vec<(&str, state::State)> {
+        self.workers
+            .iter()
+            .map(|w| (w.spec.name.as_str(), w.state()))
             .collect()
     }
 
