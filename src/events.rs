@@ -2,6 +2,7 @@
 //! line, one `write` per line. Also the plain diagnostic lines that go to stderr whatever the
 //! events do.
 
+use crate::output::sink::Offer;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
@@ -122,7 +123,7 @@ pub fn set_target(target: crate::cli::EventsTarget) {
 /// would block fails with EAGAIN instead, and the workers, who share the stream's original
 /// description, keep their blocking writes. `None` for anything but a pipe (a file or a
 /// terminal does not fill up; a socket cannot be reopened), or without /proc.
-fn private_descriptor(fd: i32) -> Option<i32> {
+pub(crate) fn private_descriptor(fd: i32) -> Option<i32> {
     // SAFETY: fd 1 or 2, borrowed only for this fstat.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let stat = nix::sys::stat::fstat(borrowed).ok()?;
@@ -174,7 +175,14 @@ pub fn emit(event: &Event) {
     } else {
         fit(event, SystemTime::now())
     };
-    if !write_line(fd, line.as_bytes()) {
+    // Worker output waiting on this stream goes first: the event queues behind it.
+    let offer = crate::output::sink::offer_event(TARGET.load(Ordering::Relaxed), line.as_bytes());
+    let is_written = match offer {
+        Offer::Queued => true,
+        Offer::Full => false,
+        Offer::Direct => write_line(fd, line.as_bytes()),
+    };
+    if !is_written {
         DROPPED.fetch_add(dropped.saturating_add(1), Ordering::Relaxed);
     }
 }
@@ -232,7 +240,10 @@ pub fn diagnostic(line: &str) {
     let mut text = String::with_capacity(line.len() + 1);
     text.push_str(line);
     text.push('\n');
-    write_all(2, text.as_bytes());
+    // Behind worker output waiting on stderr, never into the middle of one of its lines.
+    if crate::output::sink::offer_event(2, text.as_bytes()) == Offer::Direct {
+        write_all(2, text.as_bytes());
+    }
 }
 
 /// One write of a whole line; false when it could not go (EAGAIN on the non-blocking

@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod job_control;
 pub mod modes;
 pub mod orphans;
+pub mod output;
 pub mod pidfd;
 pub mod procscan;
 pub mod runtime;

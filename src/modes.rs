@@ -2,7 +2,7 @@
 //! Before the main loop an error may end the program (exit 2); after it starts, never.
 
 use crate::cli::{self, Command, Options, SingleOptions};
-use crate::config::{self, Config, RestartPolicy, SignalTarget, WorkerSpec};
+use crate::config::{self, Config, OutputMode, RestartPolicy, SignalTarget, WorkerSpec};
 use crate::events::{self, Event};
 use crate::handoff::format::Owner;
 use crate::handoff::{Generation, Identity, Registry};
@@ -130,6 +130,8 @@ fn single_worker(single: &SingleOptions, options: &Options) -> WorkerSpec {
         // dumb-init's -c / DUMB_INIT_SETSID=0: signals go to the child only.
         spec.signal_target = SignalTarget::Process;
     }
+    // A terminal must keep working: a single command's output is never piped.
+    spec.output = OutputMode::Inherit;
     spec.restart = single.restart;
     if let Some(max_crashes) = single.max_crashes {
         spec.max_crashes = max_crashes;

@@ -2,11 +2,12 @@
 //! signals, reap every zombie, feed the supervisor, carry out its actions. Once running it
 //! never ends the program on an error: every failure is logged and the loop goes on.
 
-use crate::events;
+use crate::events::{self, Event};
 use crate::exit::Exit;
 use crate::handoff::Registry;
 use crate::job_control::JobControl;
 use crate::orphans::leftovers::{self, Scope};
+use crate::output::Output;
 use crate::pidfd;
 use crate::procscan;
 use crate::signals::{self, SignalInbox};
@@ -27,6 +28,9 @@ const PROC: &str = "/proc";
 /// How long before a drain that could not be settled is looked at again, and how many times.
 const RECHECK_MS: Millis = 2;
 const MAX_RECHECKS: u32 = 5;
+/// The least time the workers' last output lines get to go out after the last process is gone,
+/// even when the shutdown's grace is already over (as `events::emit_final` waits for room).
+const FINAL_FLUSH_MS: Millis = 1000;
 
 /// Everything the loop needs besides the supervisor.
 pub struct Runtime {
@@ -66,6 +70,10 @@ pub struct Runtime {
     job_control: JobControl,
     /// tini's `-w`: warn when reaping a zombie that was not a worker.
     is_warn_on_reap: bool,
+    /// The pipes of the `jsonl` workers and what their lines wait for.
+    output: Output,
+    /// `shutdown_complete`, held until the workers' output is written: it is the last line.
+    final_event: Option<Event>,
 }
 
 /// How the loop ended.
@@ -111,6 +119,8 @@ impl Runtime {
             abnormal_end: None,
             job_control: JobControl::default(),
             is_warn_on_reap: false,
+            output: Output::default(),
+            final_event: None,
         }
     }
 
@@ -133,8 +143,12 @@ impl Runtime {
             let did_act = self.turn();
             self.persist_registry();
             if let Some(code) = self.exit_code {
+                self.finish_output();
                 // Nothing is left below fleet-init: the generation leaves nothing to reap.
                 self.registry.remove();
+                if let Some(event) = self.final_event.take() {
+                    events::emit_final(&event);
+                }
                 return Ending::Exit(code);
             }
             if let Some(code) = self.abnormal_end {
@@ -210,6 +224,7 @@ impl Runtime {
         if !reaped.has_children && !self.has_spawned_since_reap && self.awaited.is_empty() {
             did_act |= self.feed(Input::ChildrenGone);
         }
+        self.output.service();
         #[cfg(feature = "fault-injection")]
         self.inject_fault();
         did_act
@@ -260,6 +275,7 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
+        fds.extend(self.output.poll_fds());
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),
@@ -286,7 +302,10 @@ impl Runtime {
     fn execute(&mut self, action: Action) {
         match action {
             // The shutdown's summary is the last line: it may wait a little for room.
-            Action::Emit(event) if event.name == "shutdown_complete" => events::emit_final(&event),
+            // The shutdown's summary is the last line: it waits for the workers' output.
+            Action::Emit(event) if event.name == "shutdown_complete" => {
+                self.final_event = Some(event);
+            }
             Action::Emit(event) => events::emit(&event),
             Action::Spawn { worker } => {
                 self.spawn(worker);
@@ -342,7 +361,11 @@ impl Runtime {
         // the new process carries in its environment. Its identity follows in this turn's write.
         let run = self.supervisor.next_run(worker);
         let input = match spawn::spawn(spec, self.spawn_options) {
-            Ok(pid) => {
+            Ok(spawned) => {
+                let pid = spawned.pid;
+                if let Some(ends) = spawned.output {
+                    self.output.add(&spec.name, ends);
+                }
                 self.has_spawned_since_reap = true;
                 // Without our own /proc there is no start time to record, and so no identity.
                 let start_time = procscan::read_stat(Path::new(PROC), pid)
@@ -369,6 +392,51 @@ impl Runtime {
             }
         };
         self.results.push_back(input);
+    }
+
+    /// Everything is gone: the workers' last lines are read to EOF and written out, bounded by
+    /// the shutdown's grace (a second SIGTERM/SIGINT ends the wait). What a stalled reader
+    /// could not take by then is reported, never dropped silently.
+    fn finish_output(&mut self) {
+        let now = self.now();
+        let grace_end = self.supervisor.grace_ends_at().unwrap_or(now);
+        let mut deadline = grace_end.max(now.saturating_add(FINAL_FLUSH_MS));
+        loop {
+            self.output.service();
+            if self.output.is_drained() {
+                return;
+            }
+            let now = self.now();
+            if now >= deadline {
+                break;
+            }
+            let timeout = PollTimeout::try_from(deadline.saturating_sub(now))
+                .unwrap_or(PollTimeout::MAX);
+            {
+                let mut fds = vec![PollFd::new(self.inbox.wake_fd(), PollFlags::POLLIN)];
+                fds.extend(self.output.poll_fds());
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(errno) => log::error!("poll failed: {errno}; going on"),
+                }
+            }
+            for arrival in self.inbox.drain() {
+                if matches!(arrival.acted_as, Some(libc::SIGTERM | libc::SIGINT)) {
+                    deadline = now;
+                }
+            }
+            // Nothing of ours is left, but PID 1 keeps its table clean while it waits.
+            zombies::reap_all();
+        }
+        let lost = self.output.abandon();
+        if lost > 0 {
+            events::diagnostic(&format!(
+                "fleet-init: {lost} worker output lines could not be written before the end"
+            ));
+            if let Some(event) = self.final_event.take() {
+                self.final_event = Some(event.with("output_lines_lost", lost));
+            }
+        }
     }
 
     /// Counts the live processes a SIGKILL is about to hit, for `shutdown_complete.killed`.

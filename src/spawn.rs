@@ -2,8 +2,9 @@
 //! group, terminal foreground, user, cwd, parent-death signal, default signal dispositions,
 //! empty mask) and exec. Exec errors come back through a close-on-exec pipe.
 
-use crate::config::WorkerSpec;
+use crate::config::{OutputMode, WorkerSpec};
 use crate::handoff::Generation;
+use crate::output::pipes::{ReadEnds, WorkerPipes};
 use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -23,6 +24,14 @@ pub struct SpawnFailure {
     /// fork or its pipe failed (EAGAIN under a pids limit, ENOMEM): fleet-init's trouble, not
     /// the worker's; nothing ran.
     pub is_fork_failure: bool,
+}
+
+/// A started worker: its pid (also its process group id) and, with `output: "jsonl"`, the read
+/// ends of its stdout and stderr pipes.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    pub output: Option<ReadEnds>,
 }
 
 /// How the child is set up beyond its spec.
@@ -114,7 +123,7 @@ struct Prepared {
 /// Starts `spec`; returns the child's pid, which is also its process group id. A failure is
 /// also one plain line on stderr (`fleet-init: exec /app/srv failed: No such file or
 /// directory`), as tini prints it, whatever `--events` says.
-pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, SpawnFailure> {
     let result = fork_and_exec(spec, options);
     if let Err(failure) = &result {
         // One line whatever the program's name holds.
@@ -138,7 +147,7 @@ impl SpawnFailure {
     }
 }
 
-fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, SpawnFailure> {
     let program = spec
         .command
         .first()
@@ -153,6 +162,14 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnF
     })?;
     let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
+    let output_pipes = match spec.output {
+        OutputMode::Jsonl => Some(
+            WorkerPipes::create()
+                .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?,
+        ),
+        OutputMode::Inherit => None,
+    };
+    let stdio = output_pipes.as_ref().map(WorkerPipes::child_fds);
     let argv_ptrs = null_terminated(&prepared.argv);
     let envp_ptrs = null_terminated(&prepared.envp);
     let groups_ptr = prepared
@@ -176,12 +193,16 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnF
                 groups_ptr,
                 options,
                 report_write.as_raw_fd(),
+                stdio,
             )
         }
     }
     let fork_errno = Errno::last();
     restore_signal_mask(&old_mask);
     drop(report_write);
+    // Only the read ends stay: EOF comes when the last of the worker's processes is gone. On a
+    // failure below they go too: nothing of a failed run is left behind.
+    let output = output_pipes.map(WorkerPipes::into_read_ends);
     if pid < 0 {
         return Err(SpawnFailure::before_fork(
             &program,
@@ -194,7 +215,7 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnF
     // SAFETY: plain syscall on a pid we own.
     unsafe { libc::setpgid(pid, pid) };
     match read_report(&report_read) {
-        None => Ok(pid),
+        None => Ok(Spawned { pid, output }),
         Some((step, errno)) => {
             // Errors name what failed: the user for the credential steps, the directory for
             // chdir, the program for exec.
@@ -401,6 +422,7 @@ unsafe fn child(
     groups: Option<&[libc::gid_t]>,
     options: SpawnOptions,
     report_fd: libc::c_int,
+    stdio: Option<(libc::c_int, libc::c_int)>,
 ) -> ! {
     let fail = |step: Step, errno: i32| -> ! {
         let mut message = [0u8; 8];
@@ -413,6 +435,12 @@ unsafe fn child(
     };
     let errno = || *libc::__errno_location();
 
+    // The output pipes become stdout and stderr (dup2 leaves the copies without
+    // close-on-exec; the originals, above 2, close at exec).
+    if let Some((stdout, stderr)) = stdio {
+        libc::dup2(stdout, libc::STDOUT_FILENO);
+        libc::dup2(stderr, libc::STDERR_FILENO);
+    }
     libc::setpgid(0, 0);
     // SIGTTOU is ignored (inherited from fleet-init), so this works from the background.
     if options.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {

@@ -34,6 +34,15 @@ pub enum SignalTarget {
     Process,
 }
 
+/// Where a worker's stdout and stderr go (SPEC, "Worker output").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    /// fleet-init's own stdout and stderr, untouched (single-command mode, terminals).
+    Inherit,
+    /// Pipes read by fleet-init, each line an `output` event (the config-mode default).
+    Jsonl,
+}
+
 /// A user resolved from `/etc/passwd` and `/etc/group` at config time, so that a missing user
 /// is a config error, not a failure inside a forked child.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +78,7 @@ pub struct WorkerSpec {
     pub stop_grace_ms: u64,
     pub signal_target: SignalTarget,
     pub on_max_crashes: OnMaxCrashes,
+    pub output: OutputMode,
 }
 
 impl WorkerSpec {
@@ -99,6 +109,7 @@ impl WorkerSpec {
             stop_grace_ms: grace_ms,
             signal_target: SignalTarget::Group,
             on_max_crashes: OnMaxCrashes::Shutdown,
+            output: OutputMode::Jsonl,
         }
     }
 }

@@ -14,7 +14,7 @@ pub use super::checker::ConfigError;
 use super::checker::{describe, json_syntax_error, present, quote, Checker, StrictValue};
 use super::users::resolve_user_from_system;
 use super::{
-    Config, OnMaxCrashes, RestartPolicy, SignalTarget, UserSpec, WorkerSpec, DEFAULT_GRACE_MS,
+    Config, OnMaxCrashes, OutputMode, RestartPolicy, SignalTarget, UserSpec, WorkerSpec, DEFAULT_GRACE_MS,
     DEFAULT_STATE_DIR,
 };
 use crate::signals;
@@ -49,6 +49,7 @@ const WORKER_KEYS: &[&str] = &[
     "stop_grace_ms",
     "signal_target",
     "on_max_crashes",
+    "output",
 ];
 
 const RESTART_CHOICES: &[(&str, RestartPolicy)] = &[
@@ -59,6 +60,10 @@ const RESTART_CHOICES: &[(&str, RestartPolicy)] = &[
 const SIGNAL_TARGET_CHOICES: &[(&str, SignalTarget)] = &[
     ("group", SignalTarget::Group),
     ("process", SignalTarget::Process),
+];
+const OUTPUT_CHOICES: &[(&str, OutputMode)] = &[
+    ("inherit", OutputMode::Inherit),
+    ("jsonl", OutputMode::Jsonl),
 ];
 const ON_MAX_CRASHES_CHOICES: &[(&str, OnMaxCrashes)] = &[
     ("shutdown", OnMaxCrashes::Shutdown),
@@ -333,6 +338,9 @@ fn parse_supervision_keys(
     if let Some(action) = checker.choice(object, "on_max_crashes", ON_MAX_CRASHES_CHOICES) {
         spec.on_max_crashes = action;
     }
+    if let Some(output) = checker.choice(object, "output", OUTPUT_CHOICES) {
+        spec.output = output;
+    }
 }
 
 fn parse_command(checker: &mut Checker<'_>, value: Option<&Value>) -> Option<Vec<String>> {
@@ -535,8 +543,8 @@ mod tests {
                   "clean_restart_budget": 0, "clean_restart_window_ms": 1,
                   "max_rss_mb": 2048, "watchdog_interval_ms": 100,
                   "stop_signal": "SIGQUIT", "stop_grace_ms": 0, "signal_target": "process",
-                  "on_max_crashes": "stop" },
-                { "name": "web.v2_x-1", "command": ["nginx"], "stop_signal": 10,
+                  "on_max_crashes": "stop", "output": "inherit" },
+                { "name": "web.v2_x-1", "command": ["nginx"], "stop_signal": 10, "output": "jsonl",
                   "user": "app:staff", "max_rss_mb": null, "restart": "never" }
             ]
         }"#;
@@ -566,6 +574,7 @@ mod tests {
         api.stop_signal = libc::SIGQUIT;
         api.stop_grace_ms = 0;
         api.signal_target = SignalTarget::Process;
+        api.output = OutputMode::Inherit;
         api.on_max_crashes = OnMaxCrashes::Stop;
         let mut web = WorkerSpec::new("web.v2_x-1", strings(&["nginx"]), 3000);
         web.stop_signal = libc::SIGUSR1;
@@ -606,6 +615,7 @@ mod tests {
         assert_eq!(worker.stop_grace_ms, 8000);
         assert_eq!(worker.signal_target, SignalTarget::Group);
         assert_eq!(worker.on_max_crashes, OnMaxCrashes::Shutdown);
+        assert_eq!(worker.output, OutputMode::Jsonl);
     }
 
     #[test]
@@ -846,6 +856,22 @@ mod tests {
                     r#"worker "api": key "signal_target": must be one of "group", "process", got "pgrp""#,
                     r#"worker "api": key "on_max_crashes": must be one of "shutdown", "stop", got "Stop""#,
                 ],
+            ),
+            (
+                one_worker(r#", "output": "json""#),
+                vec![r#"worker "api": key "output": must be one of "inherit", "jsonl", got "json""#],
+            ),
+            (
+                one_worker(r#", "output": null"#),
+                vec![r#"worker "api": key "output": must be one of "inherit", "jsonl", got null"#],
+            ),
+            (
+                one_worker(r#", "output": ["jsonl"]"#),
+                vec![r#"worker "api": key "output": must be one of "inherit", "jsonl", got an array"#],
+            ),
+            (
+                one_worker(r#", "output": "JSONL""#),
+                vec![r#"worker "api": key "output": must be one of "inherit", "jsonl", got "JSONL""#],
             ),
             (
                 one_worker(r#", "max_crashes": 0"#),

@@ -96,6 +96,12 @@ impl Supervisor {
         });
     }
 
+    /// When the shutdown's grace ends (at once after a second SIGTERM/SIGINT); `None` when no
+    /// shutdown has begun. The runtime gives the workers' last output lines until then.
+    pub fn grace_ends_at(&self) -> Option<Millis> {
+        self.shutdown.as_ref().map(|shutdown| shutdown.kill_at)
+    }
+
     /// A second SIGTERM/SIGINT: the rest of the grace is skipped.
     pub(super) fn skip_grace(&mut self, now: Millis) {
         if let Some(shutdown) = self.shutdown.as_mut() {

@@ -1,0 +1,178 @@
+//! Worker output as JSON lines (`output: "jsonl"`): the table of the workers' pipes, read from
+//! the one loop in `runtime.rs` when `poll` says so, each line an `output` event on the stream
+//! it came from. `lines` cuts and renders (pure), `pipes` makes the pipes of a run, `sink`
+//! holds what fleet-init's stdout and stderr cannot take yet.
+//!
+//! Nothing is lost: a stream that is full stops the reading of the pipes that feed it (they
+//! are left out of the poll set), so the workers block on their full pipes, as under Docker's
+//! blocking log mode, while PID 1 goes on handling signals, exits and timers.
+
+pub mod lines;
+pub mod pipes;
+pub mod sink;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags};
+use pipes::ReadEnds;
+use sink::Stream;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::SystemTime;
+
+/// One read takes at most this much from a pipe.
+const READ_BYTES: usize = 128 * 1024;
+/// One turn of the loop reads at most this much in all, so that signals, exits and timers
+/// are looked at between the batches of a worker that floods its output.
+const TURN_READ_BYTES: usize = 2 * 1024 * 1024;
+
+/// One pipe of one worker run, kept until EOF: a daemonized child may write after the
+/// worker's main process is gone, and a restart gets pipes of its own.
+struct Pipe {
+    worker: String,
+    stream: Stream,
+    fd: OwnedFd,
+    splitter: lines::LineSplitter,
+    /// The fixed middle of each rendered line (`lines::line_head`).
+    head: String,
+    /// EOF was read: the descriptor is closed at the end of this turn's reads.
+    is_closed: bool,
+}
+
+/// Every open worker pipe, and the buffers reads are made into.
+#[derive(Default)]
+pub struct Output {
+    pipes: Vec<Pipe>,
+    scratch: Vec<u8>,
+    rendered: Vec<u8>,
+}
+
+impl Output {
+    /// Takes the read ends of a new run of `worker`.
+    pub fn add(&mut self, worker: &str, ends: ReadEnds) {
+        for (stream, fd) in [(Stream::Stdout, ends.stdout), (Stream::Stderr, ends.stderr)] {
+            self.pipes.push(Pipe {
+                worker: worker.to_string(),
+                stream,
+                fd,
+                splitter: lines::LineSplitter::default(),
+                head: lines::line_head(worker, stream.name()),
+                is_closed: false,
+            });
+        }
+    }
+
+    /// Reads what the pipes hold, while their streams have room, and writes it out: a bounded
+    /// amount per call (the loop comes back at once when more is there, after the signals).
+    pub fn service(&mut self) {
+        for stream in Stream::ALL {
+            sink::flush(stream);
+        }
+        if self.pipes.is_empty() {
+            return;
+        }
+        if self.scratch.len() < READ_BYTES {
+            self.scratch.resize(READ_BYTES, 0);
+        }
+        // One timestamp per batch: a batch is read within a millisecond or so.
+        let ts = crate::events::rfc3339_millis(SystemTime::now());
+        let mut is_done = vec![false; self.pipes.len()];
+        let mut budget = TURN_READ_BYTES;
+        while budget > 0 {
+            let mut has_read = false;
+            for (pipe, is_done) in self.pipes.iter_mut().zip(is_done.iter_mut()) {
+                if *is_done || !sink::has_room_for_output(pipe.stream) {
+                    continue;
+                }
+                let read = read_into(&pipe.fd, &mut self.scratch, &pipe.worker, pipe.stream);
+                let Pipe { splitter, head, .. } = &mut *pipe;
+                let mut render = |piece: &[u8], is_partial: bool| {
+                    lines::render(&mut self.rendered, &ts, head, piece, is_partial);
+                };
+                match read {
+                    Read::Bytes(count) => {
+                        let data = self.scratch.get(..count).unwrap_or_default();
+                        splitter.push(data, &mut render);
+                        budget = budget.saturating_sub(count);
+                        has_read = true;
+                    }
+                    Read::Empty => *is_done = true,
+                    Read::End => {
+                        splitter.finish(&mut render);
+                        pipe.is_closed = true;
+                        *is_done = true;
+                    }
+                }
+                if !self.rendered.is_empty() {
+                    sink::append(pipe.stream, &self.rendered);
+                    self.rendered.clear();
+                    sink::flush(pipe.stream);
+                }
+            }
+            if !has_read {
+                break;
+            }
+        }
+        self.pipes.retain(|pipe| !pipe.is_closed);
+    }
+
+    /// What the loop's poll waits for: the pipes whose stream has room (POLLIN), and the
+    /// streams with lines waiting (POLLOUT). A pipe of a full stream is left out, not just
+    /// given no events: poll would report its hang-up whatever was asked, and spin.
+    pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
+        let mut fds: Vec<PollFd<'_>> = self
+            .pipes
+            .iter()
+            .filter(|pipe| sink::has_room_for_output(pipe.stream))
+            .map(|pipe| PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        for stream in Stream::ALL {
+            if let Some(fd) = sink::waiting_fd(stream) {
+                // SAFETY: the sink's descriptors live as long as the process.
+                let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+                fds.push(PollFd::new(borrowed, PollFlags::POLLOUT));
+            }
+        }
+        fds
+    }
+
+    /// Every pipe reached EOF and every line went out.
+    pub fn is_drained(&self) -> bool {
+        self.pipes.is_empty() && Stream::ALL.iter().all(|stream| !sink::is_pending(*stream))
+    }
+
+    /// The end: what could not be written in time is given up. Returns how many lines were
+    /// waiting (the lines still unread in the pipes are not counted: they were never read).
+    pub fn abandon(&mut self) -> u64 {
+        let open: Vec<&str> = self.pipes.iter().map(|pipe| pipe.worker.as_str()).collect();
+        if !open.is_empty() {
+            log::warn!("worker output pipes still open at exit: {}", open.join(", "));
+        }
+        self.pipes.clear();
+        Stream::ALL
+            .iter()
+            .map(|stream| sink::abandon(*stream))
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+enum Read {
+    Bytes(usize),
+    /// Nothing there now (EAGAIN).
+    Empty,
+    /// Every writer is gone (or the pipe failed): the last line goes out.
+    End,
+}
+
+fn read_into(fd: &OwnedFd, buffer: &mut [u8], worker: &str, stream: Stream) -> Read {
+    loop {
+        match nix::unistd::read(fd, buffer) {
+            Ok(0) => return Read::End,
+            Ok(count) => return Read::Bytes(count),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Read::Empty,
+            Err(errno) => {
+                log::warn!("reading the {} of worker {worker}: {errno}", stream.name());
+                return Read::End;
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! fleet-init's own stdout and stderr as seen by worker output: a bounded pending buffer per
+//! stream, written through a private non-blocking descriptor (see `events::private_descriptor`).
+//!
+//! Output lines are never dropped: when a stream is full, the lines wait here and the pipes
+//! of that stream are no longer read (`has_room`), so the workers block instead. fleet-init's
+//! own events on a stream with lines pending queue behind them, so that the order on the stream
+//! is the order things happened and a line is never written into the middle of another; an
+//! event that finds the queue over its bound is dropped and counted as the events rules say.
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use std::cell::RefCell;
+use std::os::fd::BorrowedFd;
+
+/// Output lines stop being read into a stream's buffer once it holds this much.
+pub const HIGH_WATER_BYTES: usize = 512 * 1024;
+/// Room above the high water for fleet-init's own events (and for the lines of the one read
+/// that crossed it: a read of `READ_BYTES` may render to several times its size).
+const EVENT_ROOM_BYTES: usize = 256 * 1024;
+/// A stream that is not a pipe and may still block (a socket, a terminal) is written in pieces
+/// no larger than this after poll said it has room.
+const POLLED_WRITE_BYTES: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    fn fd(self) -> i32 {
+        match self {
+            Stream::Stdout => 1,
+            Stream::Stderr => 2,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+
+    /// The stream fd 1 or 2 is.
+    pub fn of_fd(fd: i32) -> Option<Stream> {
+        match fd {
+            1 => Some(Stream::Stdout),
+            2 => Some(Stream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// How writes to a stream are made safe for PID 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writer {
+    /// A pipe reopened non-blocking: a full pipe is EAGAIN.
+    Private(i32),
+    /// A regular file or a device that is not a terminal: never full.
+    Direct(i32),
+    /// Anything else (socket, terminal): poll, then small writes.
+    Polled(i32),
+}
+
+#[derive(Debug, Default)]
+struct Sink {
+    writer: Option<Writer>,
+    pending: Vec<u8>,
+    /// Bytes of `pending` already written.
+    written: usize,
+    /// Nobody reads the stream any more (EPIPE, EBADF): what comes is discarded.
+    is_broken: bool,
+}
+
+thread_local! {
+    /// fleet-init is single-threaded: one pair of sinks, reached from the runtime and from
+    /// `events::emit` alike.
+    static SINKS: RefCell<[Sink; 2]> = RefCell::new([Sink::default(), Sink::default()]);
+}
+
+fn with<T>(stream: Stream, f: impl FnOnce(&mut Sink) -> T) -> T {
+    SINKS.with(|sinks| {
+        let mut sinks = sinks.borrow_mut();
+        let index = stream.index();
+        // The array has both streams; the fallback is never taken.
+        match sinks.get_mut(index) {
+            Some(sink) => f(sink),
+            None => f(&mut Sink::default()),
+        }
+    })
+}
+
+impl Sink {
+    fn writer(&mut self, stream: Stream) -> Writer {
+        *self.writer.get_or_insert_with(|| open_writer(stream.fd()))
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.pending.len().saturating_sub(self.written)
+    }
+
+    fn flush(&mut self, stream: Stream) {
+        if self.pending_bytes() == 0 || self.is_broken {
+            self.clear();
+            return;
+        }
+        let writer = self.writer(stream);
+        while self.pending_bytes() > 0 {
+            let rest = self.pending.get(self.written..).unwrap_or_default();
+            let (fd, rest) = match writer {
+                Writer::Private(fd) | Writer::Direct(fd) => (fd, rest),
+                Writer::Polled(fd) => {
+                    if !has_room(fd) {
+                        return;
+                    }
+                    (fd, rest.get(..POLLED_WRITE_BYTES.min(rest.len())).unwrap_or(rest))
+                }
+            };
+            // SAFETY: the pointer and length describe the live `rest` slice.
+            let written = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+            if written >= 0 {
+                self.written += usize::try_from(written).unwrap_or(0);
+                continue;
+            }
+            // EAGAIN below: keep the buffer from growing by what was already written.
+            if self.written > HIGH_WATER_BYTES {
+                self.pending.drain(..self.written);
+                self.written = 0;
+            }
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                nix::errno::Errno::EAGAIN => return,
+                errno => {
+                    // EPIPE, EBADF, ENOSPC: nobody will read this stream again. The workers
+                    // must not block on it: their lines are discarded from now on.
+                    log::debug!("{} is gone ({errno}): worker output to it is discarded", stream.name());
+                    self.is_broken = true;
+                    self.clear();
+                    return;
+                }
+            }
+        }
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.written = 0;
+    }
+}
+
+/// The descriptor worker output goes through: a pipe's private non-blocking one, else the
+/// stream itself.
+fn open_writer(fd: i32) -> Writer {
+    if let Some(private) = crate::events::private_descriptor(fd) {
+        return Writer::Private(private);
+    }
+    // SAFETY: fd 1 or 2, borrowed for this fstat only.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Ok(stat) = nix::sys::stat::fstat(borrowed) else {
+        return Writer::Polled(fd);
+    };
+    let kind = stat.st_mode & libc::S_IFMT;
+    // SAFETY: isatty only looks at the descriptor.
+    let is_terminal = unsafe { libc::isatty(fd) } == 1;
+    if kind == libc::S_IFREG || (kind == libc::S_IFCHR && !is_terminal) {
+        Writer::Direct(fd)
+    } else {
+        Writer::Polled(fd)
+    }
+}
+
+fn has_room(fd: i32) -> bool {
+    // SAFETY: fd 1 or 2, borrowed only for this poll.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];
+    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(ready) if ready > 0)
+}
+
+/// Appends rendered output lines to `stream`'s buffer (writes nothing yet).
+pub fn append(stream: Stream, lines: &[u8]) {
+    with(stream, |sink| {
+        if !sink.is_broken {
+            sink.pending.extend_from_slice(lines);
+        }
+    });
+}
+
+/// Writes what `stream` holds, as much as it takes now.
+pub fn flush(stream: Stream) {
+    with(stream, |sink| sink.flush(stream));
+}
+
+/// Whether the pipes of `stream` may be read into its buffer.
+pub fn has_room_for_output(stream: Stream) -> bool {
+    with(stream, |sink| sink.pending_bytes() < HIGH_WATER_BYTES)
+}
+
+/// Whether `stream` has lines waiting.
+pub fn is_pending(stream: Stream) -> bool {
+    with(stream, |sink| sink.pending_bytes() > 0)
+}
+
+/// The descriptor to poll for POLLOUT while `stream` has lines waiting.
+pub fn waiting_fd(stream: Stream) -> Option<i32> {
+    with(stream, |sink| {
+        if sink.pending_bytes() == 0 || sink.is_broken {
+            return None;
+        }
+        match sink.writer(stream) {
+            Writer::Private(fd) | Writer::Polled(fd) => Some(fd),
+            // A file takes everything at once: nothing to wait for.
+            Writer::Direct(_) => None,
+        }
+    })
+}
+
+/// Gives up what `stream` still holds (the shutdown's grace ended with the reader stalled);
+/// returns how many lines that was, for the shutdown's summary and a diagnostic.
+pub fn abandon(stream: Stream) -> u64 {
+    with(stream, |sink| {
+        let rest = sink.pending.get(sink.written..).unwrap_or_default();
+        let lines = rest.iter().filter(|b| **b == b'\n').count();
+        sink.clear();
+        u64::try_from(lines).unwrap_or(u64::MAX)
+    })
+}
+
+/// What `events::emit` does with a line of fleet-init's own for stream fd `fd`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// No output waits on that stream: write it directly.
+    Direct,
+    /// Queued behind the output lines waiting on that stream.
+    Queued,
+    /// The queue is over its bound: drop and count it, as for a full stream.
+    Full,
+}
+
+/// Queues an event line behind waiting output lines so that it neither overtakes them nor is
+/// written into the middle of one.
+pub fn offer_event(fd: i32, line: &[u8]) -> Offer {
+    let Some(stream) = Stream::of_fd(fd) else {
+        return Offer::Direct;
+    };
+    SINKS.with(|sinks| {
+        // Already borrowed: the event is emitted from inside a sink (never happens): direct.
+        let Ok(mut sinks) = sinks.try_borrow_mut() else {
+            return Offer::Direct;
+        };
+        let Some(sink) = sinks.get_mut(stream.index()) else {
+            return Offer::Direct;
+        };
+        if sink.pending_bytes() == 0 || sink.is_broken {
+            Offer::Direct
+        } else if sink.pending_bytes() < HIGH_WATER_BYTES + EVENT_ROOM_BYTES {
+            sink.pending.extend_from_slice(line);
+            Offer::Queued
+        } else {
+            Offer::Full
+        }
+    })
+}
