@@ -270,6 +270,14 @@ impl Fleet {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.lines.recv_timeout(left) {
             Ok(Line::Event(value)) => {
+                // A `jsonl` worker's stdout line (the config-mode default) is worker output too.
+                if value["event"] == "output" && value["stream"] == "stdout" {
+                    if let Some(text) = value["line"].as_str() {
+                        self.output.push(text.to_string());
+                    } else if let Some(object) = value.get("json") {
+                        self.output.push(object.to_string());
+                    }
+                }
                 self.events.push(value);
                 None
             }
