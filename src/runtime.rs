@@ -176,6 +176,9 @@ impl Runtime {
             }
             self.job_control.after_forwarding(arrival.received);
         }
+        // Before the reap: what a worker wrote before it exited goes out before its
+        // `worker_exited` (unless its stream is full).
+        self.output.service();
         self.scan_of_turn = None;
         let reaped = zombies::reap_all();
         let worker_pids = self.supervisor.running_pids();
@@ -224,7 +227,6 @@ impl Runtime {
         if !reaped.has_children && !self.has_spawned_since_reap && self.awaited.is_empty() {
             did_act |= self.feed(Input::ChildrenGone);
         }
-        self.output.service();
         #[cfg(feature = "fault-injection")]
         self.inject_fault();
         did_act

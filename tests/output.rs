@@ -1,0 +1,347 @@
+//! Worker output as JSON lines (`output: "jsonl"`, the config-mode default), fleet-init as
+//! PID 1: exact text round trip, stderr on stderr, two floods that never tear or mix a line,
+//! a stalled reader that blocks the workers but not fleet-init, and the lines of a worker's
+//! setsid'd child.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `output` events of `worker` on `stream`, from lines of fleet-init's stdout or stderr.
+fn output_events<'a>(lines: impl Iterator<Item = &'a str>, worker: &str) -> Vec<Value> {
+    lines
+        .filter(|line| line.starts_with("{\"ts\""))
+        .map(|line| serde_json::from_str::<Value>(line).expect("every line is JSON"))
+        .filter(|event| event["event"] == "output" && event["worker"] == worker)
+        .collect()
+}
+
+/// The text of an output event: `line`, or the embedded object as written.
+fn text_of(event: &Value) -> String {
+    match event.get("line") {
+        Some(line) => line.as_str().unwrap().to_string(),
+        None => event["json"].to_string(),
+    }
+}
+
+#[test]
+fn text_round_trips_exactly_and_stderr_stays_on_stderr() {
+    let dir = TempDir::new();
+    // printf's octal escapes: \303\251 is é, \342\202\254 is €, \377\376 are invalid bytes.
+    let script = r#"
+        printf '%s\n' 'plain ascii "quoted" \back\slash	tab'
+        printf 'h\303\251llo \342\202\254 \360\237\230\200\n'
+        printf 'bad \377\376 bytes\n'
+        echo '{"level":"warn", "msg":"embedded", "n":[1, 2.50]}'
+        echo '{"not":"closed"'
+        head -c 40000 /dev/zero | tr '\0' 'x'; echo
+        echo to-stderr >&2
+        printf 'last without newline'
+    "#;
+    let config = json!({"workers": [{"name": "talker", "command": sh(script), "restart": "never"}]});
+    let mut fleet = start_config(&dir, &config, true);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let events: Vec<Value> = fleet
+        .events
+        .iter()
+        .filter(|e| e["event"] == "output" && e["worker"] == "talker")
+        .cloned()
+        .collect();
+    let texts: Vec<String> = events.iter().map(text_of).collect();
+    let long = "x".repeat(40_000);
+    let want = vec![
+        "plain ascii \"quoted\" \\back\\slash\ttab".to_string(),
+        "héllo € 😀".to_string(),
+        "bad \u{fffd}\u{fffd} bytes".to_string(),
+        r#"{"level":"warn","msg":"embedded","n":[1,2.5]}"#.to_string(),
+        r#"{"not":"closed""#.to_string(),
+        long[..16_384].to_string(),
+        long[..16_384].to_string(),
+        long[..40_000 - 2 * 16_384].to_string(),
+        "last without newline".to_string(),
+    ];
+    assert_eq!(texts, want);
+    // The embedded object is the worker's text byte for byte, not a re-serialisation.
+    let raw_line = raw_stdout_line_with("embedded");
+    assert!(
+        raw_line.contains(r#""json":{"level":"warn", "msg":"embedded", "n":[1, 2.50]}}"#),
+        "{raw_line}"
+    );
+    assert!(events[3].get("line").is_none());
+    assert_eq!(events[4].get("json"), None, "an unclosed object is a line");
+    // The long line: 16 KiB pieces, `partial` on all but the last, rejoinable.
+    let partial: Vec<bool> = events[5..8]
+        .iter()
+        .map(|e| e["partial"] == true)
+        .collect();
+    assert_eq!(partial, [true, true, false]);
+    assert!(events.iter().all(|e| e["stream"] == "stdout" && e["level"] == "info"));
+    assert!(events[8].get("partial").is_none());
+    // stderr lines on fleet-init's stderr, as output events; none of them on stdout.
+    let stderr = fleet.stderr();
+    let errors = output_events(stderr.lines(), "talker");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert_eq!(errors[0]["line"], "to-stderr");
+    assert_eq!(errors[0]["stream"], "stderr");
+    assert!(!fleet.output.iter().any(|l| l.contains("to-stderr")));
+    // The summary stays the last line.
+    assert_eq!(fleet.events.last().unwrap()["event"], "shutdown_complete");
+}
+
+/// The harness parses stdout lines, which loses the embedded object's exact text: a fresh run
+/// of a worker that writes the object, read raw, gives the line holding `needle`.
+fn raw_stdout_line_with(needle: &str) -> String {
+    let dir = TempDir::new();
+    let config = json!({"workers": [{"name": "raw", "restart": "never",
+        "command": sh(r#"echo '{"level":"warn", "msg":"embedded", "n":[1, 2.50]}'"#)}]});
+    let path = dir.write("config.json", &config.to_string());
+    let output = Command::new("timeout")
+        .args(["10", "unshare", "--pid", "--fork", "--mount-proc", BIN, "--config"])
+        .arg(&path)
+        .env("FLEET_INIT_STATE_DIR", dir.path("state"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    stdout
+        .lines()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle}: {stdout}"))
+        .to_string()
+}
+
+#[test]
+fn two_floods_at_once_never_tear_or_mix_a_line() {
+    let dir = TempDir::new();
+    // sed writes in blocks, so lines straddle the reads; each worker's own tag and padding.
+    let flood = |tag: &str| {
+        sh(&format!(
+            "seq 1 100000 | sed 's/^/{tag}-/; s/$/-{}/'",
+            tag.repeat(40)
+        ))
+    };
+    let config = json!({"workers": [
+        {"name": "alpha", "command": flood("a"), "restart": "never"},
+        {"name": "beta", "command": flood("b"), "restart": "never"},
+    ]});
+    let mut fleet = start_config(&dir, &config, true);
+    assert_eq!(fleet.wait_exit(Duration::from_secs(60)), 0);
+    // A torn line would not parse as an event and land in `output` as raw text.
+    let raw: Vec<&String> = fleet
+        .output
+        .iter()
+        .filter(|l| !l.starts_with("a-") && !l.starts_with("b-"))
+        .collect();
+    assert!(raw.is_empty(), "lines that were not events: {:?}", &raw[..raw.len().min(5)]);
+    for (worker, tag) in [("alpha", "a"), ("beta", "b")] {
+        let texts: Vec<String> = fleet
+            .events
+            .iter()
+            .filter(|e| e["event"] == "output" && e["worker"] == worker)
+            .map(text_of)
+            .collect();
+        assert_eq!(texts.len(), 100_000, "{worker}");
+        let padding = tag.repeat(40);
+        for (index, text) in texts.iter().enumerate() {
+            assert_eq!(*text, format!("{tag}-{}-{padding}", index + 1), "{worker}");
+        }
+    }
+    assert_eq!(fleet.events.last().unwrap()["event"], "shutdown_complete");
+}
+
+#[test]
+fn a_setsid_child_writes_to_the_workers_pipe_after_the_worker_is_gone() {
+    let dir = TempDir::new();
+    let up = dir.path("escapee-up");
+    let script = format!(
+        "setsid sh -c 'trap \"echo escapee-term; exit 0\" TERM; echo escapee-up; \
+         echo 1 > {up}; while :; do sleep 0.01; done' & \
+         while [ ! -s {up} ]; do sleep 0.01; done; echo main-done",
+        up = up.display()
+    );
+    let config = json!({"workers": [{"name": "parent", "command": sh(&script), "restart": "never"}]});
+    let mut fleet = start_config(&dir, &config, true);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let position = |name: &str, text: &str| {
+        fleet
+            .events
+            .iter()
+            .position(|e| e["event"] == name && (text.is_empty() || e["line"] == text))
+            .unwrap_or_else(|| panic!("no {name} {text}: {:?}", fleet.events))
+    };
+    let exited = position("worker_exited", "");
+    let term = position("output", "escapee-term");
+    assert!(position("output", "escapee-up") < exited);
+    assert!(position("output", "main-done") < exited);
+    // Written by the escapee when it was stopped, after the worker's main process was gone.
+    assert!(term > exited, "{:?}", fleet.events);
+    assert_eq!(fleet.events[term]["worker"], "parent");
+    assert_eq!(fleet.events[term]["stream"], "stdout");
+}
+
+#[test]
+fn a_single_command_keeps_its_output_untouched() {
+    let mut fleet = pid1(&["--", "sh", "-c", "printf 'raw line\\n'"]).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert_eq!(fleet.output, ["raw line"]);
+    assert!(fleet.named("output").is_empty());
+}
+
+#[test]
+fn a_bad_output_value_is_a_config_error_naming_worker_and_key() {
+    let dir = TempDir::new();
+    for (value, shown) in [
+        (json!("json"), "\"json\""),
+        (json!(true), "true"),
+        (json!(null), "null"),
+    ] {
+        let config = json!({"workers": [{"name": "api", "command": ["true"], "output": value}]});
+        let mut fleet = start_config(&dir, &config, true);
+        assert_eq!(fleet.wait_exit(BOUND), 2);
+        let stderr = fleet.stderr();
+        let want = format!(
+            "worker \"api\": key \"output\": must be one of \"inherit\", \"jsonl\", got {shown}"
+        );
+        assert!(stderr.contains(&want), "{stderr}");
+        assert!(fleet.named("worker_started").is_empty());
+    }
+}
+
+/// The children of `pid` as the host sees them.
+fn children_of(pid: i32) -> Vec<i32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    read_to_string(std::path::Path::new(&path))
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn worker_name_of(pid: i32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .find_map(|entry| entry.strip_prefix(b"FLEET_INIT_WORKER="))
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+}
+
+/// Whether `pid` is blocked in write(2) (/proc/PID/syscall names the call it sleeps in).
+fn is_blocked_in_write(pid: i32) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let number: Option<libc::c_long> = text.split_whitespace().next().and_then(|n| n.parse().ok());
+    number == Some(libc::SYS_write)
+}
+
+fn bytes_in_pipe(fd: i32) -> i32 {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    let result = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut count) };
+    assert_eq!(result, 0, "FIONREAD");
+    count
+}
+
+#[test]
+fn a_stalled_reader_blocks_the_workers_not_fleet_init_and_loses_nothing() {
+    let dir = TempDir::new();
+    let lines = 150_000;
+    // The flood ignores SIGTERM while it writes, so that every line it means to write is
+    // written; then it sleeps until the grace ends (its SIGKILL ends the shutdown).
+    let flood = format!(
+        "trap '' TERM; i=0; while [ $i -lt {lines} ]; do i=$((i+1)); echo line-$i; done; \
+         echo flood-done; exec sleep 1000"
+    );
+    // A worker that writes nothing and stops at SIGTERM: the proof that signals are handled
+    // while the output is stalled.
+    let quiet = "exec sleep 1000";
+    let grace_ms = 4000;
+    let config = json!({"grace_ms": grace_ms, "workers": [
+        {"name": "flood", "command": sh(&flood)},
+        {"name": "quiet", "command": sh(quiet)},
+    ]});
+    let path = dir.write("config.json", &config.to_string());
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", BIN, "--config"])
+        .arg(&path)
+        .env("FLEET_INIT_STATE_DIR", dir.path("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader_fd = stdout.as_raw_fd();
+    // SAFETY: F_GETPIPE_SZ only reads the pipe's size.
+    let capacity = unsafe { libc::fcntl(reader_fd, libc::F_GETPIPE_SZ) };
+    let unshare = child.id() as i32;
+    let init = std::cell::Cell::new(0);
+    assert!(eventually(BOUND, || {
+        init.set(children_of(unshare).first().copied().unwrap_or(0));
+        init.get() > 0
+    }));
+    let init = init.get();
+    let find = |name: &str| {
+        children_of(init)
+            .into_iter()
+            .find(|pid| worker_name_of(*pid).as_deref() == Some(name))
+            .unwrap_or(0)
+    };
+    let pids = std::cell::Cell::new((0, 0));
+    assert!(eventually(BOUND, || {
+        pids.set((find("flood"), find("quiet")));
+        pids.get().0 > 0 && pids.get().1 > 0
+    }));
+    let (flood_pid, quiet_pid) = pids.get();
+    // Nobody reads: fleet-init's stdout fills, then its pending lines, then the worker's pipe.
+    assert!(
+        eventually(BOUND, || bytes_in_pipe(reader_fd) >= capacity - 4096),
+        "stdout never filled: {} of {capacity}",
+        bytes_in_pipe(reader_fd)
+    );
+    assert!(
+        eventually(BOUND, || is_blocked_in_write(flood_pid)),
+        "the flooding worker is not blocked in write"
+    );
+    // Still blocked a moment later: it makes no progress while nobody reads.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(is_blocked_in_write(flood_pid));
+    assert!(wait_until_idle(init, BOUND), "fleet-init is not asleep in its poll");
+
+    // SIGTERM while stalled: fleet-init acts on it (the quiet worker is stopped) at once.
+    let signalled = Instant::now();
+    // SAFETY: signalling the fleet-init this test started.
+    assert_eq!(unsafe { libc::kill(init, libc::SIGTERM) }, 0);
+    assert!(
+        eventually(BOUND, || !is_alive(quiet_pid)),
+        "the quiet worker was not stopped while the output was stalled"
+    );
+    // The reader resumes: every line the worker wrote comes out, then the summary, last.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut text = String::new();
+    stdout.read_to_string(&mut text).unwrap();
+    let status = child.wait().unwrap();
+    let elapsed = signalled.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        elapsed < Duration::from_millis(grace_ms + 3000),
+        "took {elapsed:?} after SIGTERM"
+    );
+    let events: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every stdout line is an event"))
+        .collect();
+    let flood_lines: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "output" && e["worker"] == "flood")
+        .map(text_of)
+        .collect();
+    let mut want: Vec<String> = (1..=lines).map(|i| format!("line-{i}")).collect();
+    want.push("flood-done".to_string());
+    assert_eq!(flood_lines.len(), want.len());
+    assert!(flood_lines == want, "lines lost or out of order");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "shutdown_complete");
+    assert!(last.get("output_lines_lost").is_none(), "{last}");
+    assert!(events.iter().any(|e| e["event"] == "shutdown_started"));
+}
