@@ -118,30 +118,44 @@ fn find_newline(bytes: &[u8]) -> Option<usize> {
     (found as usize).checked_sub(bytes.as_ptr() as usize)
 }
 
-/// Renders one piece as an `output` event line (with its newline) onto `out`. `head` is what
-/// follows the timestamp up to the text (see `line_head`), shared by every line of a pipe.
-pub fn render(out: &mut Vec<u8>, ts: &str, head: &str, piece: &[u8], is_partial: bool) {
-    out.extend_from_slice(b"{\"ts\":\"");
-    out.extend_from_slice(ts.as_bytes());
-    out.extend_from_slice(head.as_bytes());
-    match std::str::from_utf8(piece) {
-        Ok(text) if !is_partial && is_json_object(text) => {
-            out.extend_from_slice(b"\"json\":");
-            out.extend_from_slice(piece);
-        }
-        Ok(text) => {
-            out.extend_from_slice(b"\"line\":");
-            push_json_string(out, text);
-        }
-        Err(_) => {
-            out.extend_from_slice(b"\"line\":");
-            push_json_string(out, &String::from_utf8_lossy(piece));
+/// Renders one piece as an `output` event line (with its newline) onto `out`. `prefix` is the
+/// line up to the text (see `line_prefix`), shared by the lines of a batch.
+pub fn render(out: &mut Vec<u8>, prefix: &[u8], piece: &[u8], is_partial: bool) {
+    out.reserve(prefix.len() + piece.len() + 32);
+    out.extend_from_slice(prefix);
+    let could_be_json = !is_partial && piece.first() == Some(&b'{');
+    let start = out.len();
+    out.extend_from_slice(b"\"line\":");
+    // Most lines are ASCII: escaped in one pass, no UTF-8 validation needed.
+    if could_be_json || !push_escaped(out, piece, true) {
+        out.truncate(start);
+        match std::str::from_utf8(piece) {
+            Ok(text) if could_be_json && is_json_object(text) => {
+                out.extend_from_slice(b"\"json\":");
+                out.extend_from_slice(piece);
+            }
+            Ok(text) => {
+                out.extend_from_slice(b"\"line\":");
+                push_json_string(out, text);
+            }
+            Err(_) => {
+                out.extend_from_slice(b"\"line\":");
+                push_json_string(out, &String::from_utf8_lossy(piece));
+            }
         }
     }
     if is_partial {
         out.extend_from_slice(b",\"partial\":true");
     }
     out.extend_from_slice(b"}\n");
+}
+
+/// `{"ts":"TS` and `head`: what every line of a batch of one pipe starts with.
+pub fn line_prefix(prefix: &mut Vec<u8>, ts: &str, head: &str) {
+    prefix.clear();
+    prefix.extend_from_slice(b"{\"ts\":\"");
+    prefix.extend_from_slice(ts.as_bytes());
+    prefix.extend_from_slice(head.as_bytes());
 }
 
 /// `","level":"info","event":"output","worker":NAME,"stream":STREAM,`: the fixed middle of
@@ -168,23 +182,31 @@ fn is_json_object(text: &str) -> bool {
     }
 }
 
-/// `text` as a JSON string: `"`, `\` and control characters escaped, the rest as it is.
+/// `text` as a JSON string: `"`, `\\` and control characters escaped, the rest as it is.
 pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    push_escaped(out, text.as_bytes(), false);
+}
+
+/// `bytes` as a JSON string. With `is_ascii_only`, a byte above 0x7f stops it (false; `out` then
+/// holds a partial string for the caller to cut); otherwise `bytes` must be valid UTF-8. The runs
+/// between escapes are found eight bytes at a time: this is the hot loop of the output.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], is_ascii_only: bool) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let bytes = text.as_bytes();
     let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        if byte >= 0x20 && byte != b'"' && byte != b'\\' {
-            continue;
-        }
+    while let Some(index) = next_escape(bytes, start, is_ascii_only) {
         out.extend_from_slice(bytes.get(start..index).unwrap_or_default());
+        let byte = bytes.get(index).copied().unwrap_or(0);
         match byte {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x80.. => return false,
             _ => out.extend_from_slice(&[
                 b'\\',
                 b'u',
@@ -198,6 +220,83 @@ pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
+    true
+}
+
+/// The first byte at or after `from` that JSON needs escaped (below 0x20, `"`, `\\`), or with
+/// `is_ascii_only` that is not ASCII.
+fn next_escape(bytes: &[u8], from: usize, is_ascii_only: bool) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte of `word` below `n` (n <= 0x80) sets its high bit in this: the lowest flagged
+    // byte is always a true one (a borrow only runs upwards from a true one).
+    let below = |word: u64, n: u64| word.wrapping_sub(ONES * n) & !word & HIGHS;
+    let high_mask = if is_ascii_only { HIGHS } else { 0 };
+    let mut index = from;
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (found, scanned) = sse2::next_escape(bytes, index, is_ascii_only);
+        if found.is_some() {
+            return found;
+        }
+        index = scanned;
+    }
+    while let Some(chunk) = bytes.get(index..index + 8) {
+        let mut word_bytes = [0u8; 8];
+        word_bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word_bytes);
+        let found = below(word, 0x20)
+            | below(word ^ (ONES * u64::from(b'"')), 1)
+            | below(word ^ (ONES * u64::from(b'\\')), 1)
+            | (word & high_mask);
+        if found != 0 {
+            return Some(index + (found.trailing_zeros() / 8) as usize);
+        }
+        index += 8;
+    }
+    bytes
+        .get(index..)?
+        .iter()
+        .position(|b| *b < 0x20 || *b == b'"' || *b == b'\\' || (is_ascii_only && *b >= 0x80))
+        .map(|offset| index + offset)
+}
+
+/// `next_escape` sixteen bytes at a time with SSE2, which every x86_64 has.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_and_si128, _mm_loadu_si128,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+
+    /// The first escape in whole 16-byte blocks from `from`, or where the blocks ended (the
+    /// rest, under 16 bytes, is for the caller).
+    pub fn next_escape(bytes: &[u8], from: usize, is_ascii_only: bool) -> (Option<usize>, usize) {
+        let mut index = from;
+        while let Some(block) = bytes.get(index..index + 16) {
+            // SAFETY: SSE2 is part of x86_64; the load reads the 16 bytes of `block`
+            // (unaligned load allowed).
+            let mask = unsafe {
+                let word = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+                // Signed compare: below 0x20 and also every byte from 0x80 (negative).
+                let low_or_high = _mm_cmplt_epi8(word, _mm_set1_epi8(0x20));
+                let flagged = if is_ascii_only {
+                    low_or_high
+                } else {
+                    let is_ascii = _mm_cmpgt_epi8(word, _mm_set1_epi8(-1));
+                    _mm_and_si128(low_or_high, is_ascii)
+                };
+                let quote = _mm_cmpeq_epi8(word, _mm_set1_epi8(b'"' as i8));
+                let backslash = _mm_cmpeq_epi8(word, _mm_set1_epi8(b'\\' as i8));
+                _mm_movemask_epi8(_mm_or_si128(flagged, _mm_or_si128(quote, backslash)))
+            };
+            if mask != 0 {
+                return (Some(index + mask.trailing_zeros() as usize), index);
+            }
+            index += 16;
+        }
+        (None, index)
+    }
 }
 
 #[cfg(test)]
@@ -219,13 +318,13 @@ mod tests {
 
     fn rendered(piece: &[u8], partial: bool) -> Value {
         let mut out = Vec::new();
-        render(
-            &mut out,
+        let mut prefix = Vec::new();
+        line_prefix(
+            &mut prefix,
             "2026-01-01T00:00:00.000Z",
             &line_head("api", "stdout"),
-            piece,
-            partial,
         );
+        render(&mut out, &prefix, piece, partial);
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
         serde_json::from_slice(&out).unwrap()
@@ -332,6 +431,29 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_that_needs_escaping_is_found_at_every_position() {
+        for special in (0u8..0x20).chain([b'"', b'\\']) {
+            for length in 0..40 {
+                for at in 0..length {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[at] = special;
+                    let text = String::from_utf8(bytes).unwrap();
+                    let mut out = Vec::new();
+                    push_json_string(&mut out, &text);
+                    let back: String = serde_json::from_slice(&out).unwrap();
+                    assert_eq!(back, text);
+                    assert_eq!(out, serde_json::to_vec(&text).unwrap(), "{text:?}");
+                }
+            }
+        }
+        // Bytes above 0x7f (UTF-8) and DEL are left alone.
+        let text = "é\u{7f}€\u{1}ÿ";
+        let mut out = Vec::new();
+        push_json_string(&mut out, text);
+        assert_eq!(out, serde_json::to_vec(text).unwrap());
+    }
+
+    #[test]
     fn invalid_utf8_is_replaced() {
         let value = rendered(b"bad \xff\xfe byte \xe2\x82", false);
         assert_eq!(value["line"], "bad \u{fffd}\u{fffd} byte \u{fffd}");
@@ -341,7 +463,9 @@ mod tests {
     fn a_json_object_line_is_embedded_byte_for_byte() {
         let line = br#"{"level":"warn", "msg":"x\u00e9", "n":1.50, "nested":{"a":[1,2]}}"#;
         let mut out = Vec::new();
-        render(&mut out, "T", &line_head("api", "stderr"), line, false);
+        let mut prefix = Vec::new();
+        line_prefix(&mut prefix, "T", &line_head("api", "stderr"));
+        render(&mut out, &prefix, line, false);
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(
             text.contains(&format!("\"json\":{}}}", std::str::from_utf8(line).unwrap())),

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 const READ_BYTES: usize = 128 * 1024;
 /// One turn of the loop reads at most this much in all, so that signals, exits and timers
 /// are looked at between the batches of a worker that floods its output.
-const TURN_READ_BYTES: usize = 2 * 1024 * 1024;
+const TURN_READ_BYTES: usize = 256 * 1024;
 
 /// One pipe of one worker run, kept until EOF: a daemonized child may write after the
 /// worker's main process is gone, and a restart gets pipes of its own.
@@ -43,6 +43,8 @@ pub struct Output {
     pipes: Vec<Pipe>,
     scratch: Vec<u8>,
     rendered: Vec<u8>,
+    /// The start of the lines of the pipe being read (`lines::line_prefix`).
+    prefix: Vec<u8>,
 }
 
 impl Output {
@@ -83,9 +85,11 @@ impl Output {
                     continue;
                 }
                 let read = read_into(&pipe.fd, &mut self.scratch, &pipe.worker, pipe.stream);
-                let Pipe { splitter, head, .. } = &mut *pipe;
+                lines::line_prefix(&mut self.prefix, &ts, &pipe.head);
+                let prefix = &self.prefix;
+                let splitter = &mut pipe.splitter;
                 let mut render = |piece: &[u8], is_partial: bool| {
-                    lines::render(&mut self.rendered, &ts, head, piece, is_partial);
+                    lines::render(&mut self.rendered, prefix, piece, is_partial);
                 };
                 match read {
                     Read::Bytes(count) => {
@@ -102,8 +106,7 @@ impl Output {
                     }
                 }
                 if !self.rendered.is_empty() {
-                    sink::append(pipe.stream, &self.rendered);
-                    self.rendered.clear();
+                    sink::append(pipe.stream, &mut self.rendered);
                     sink::flush(pipe.stream);
                 }
             }

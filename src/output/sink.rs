@@ -19,6 +19,8 @@ const EVENT_ROOM_BYTES: usize = 256 * 1024;
 /// A stream that is not a pipe and may still block (a socket, a terminal) is written in pieces
 /// no larger than this after poll said it has room.
 const POLLED_WRITE_BYTES: usize = 4096;
+/// fleet-init's own stdout or stderr, when it is a pipe, is enlarged to this (best effort).
+const OUTPUT_PIPE_BYTES: i32 = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -162,6 +164,13 @@ impl Sink {
 /// stream itself.
 fn open_writer(fd: i32) -> Writer {
     if let Some(private) = crate::events::private_descriptor(fd) {
+        // A larger pipe, best effort: fewer wake-ups of fleet-init and of the reader for the
+        // same lines (a stream of output is about twice the workers' bytes).
+        // SAFETY: fcntl on a descriptor of ours; failure is an errno, not UB.
+        let resized = unsafe { libc::fcntl(private, libc::F_SETPIPE_SZ, OUTPUT_PIPE_BYTES) };
+        if resized < 0 {
+            log::debug!("F_SETPIPE_SZ on fd {fd}: {}", nix::errno::Errno::last());
+        }
         return Writer::Private(private);
     }
     // SAFETY: fd 1 or 2, borrowed for this fstat only.
@@ -186,13 +195,19 @@ fn has_room(fd: i32) -> bool {
     matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(ready) if ready > 0)
 }
 
-/// Appends rendered output lines to `stream`'s buffer (writes nothing yet).
-pub fn append(stream: Stream, lines: &[u8]) {
+/// Moves rendered output lines into `stream`'s buffer (writes nothing yet); `lines` is left
+/// empty. An empty buffer trades places with `lines` instead of copying them.
+pub fn append(stream: Stream, lines: &mut Vec<u8>) {
     with(stream, |sink| {
-        if !sink.is_broken {
+        if sink.is_broken {
+        } else if sink.pending_bytes() == 0 {
+            sink.clear();
+            std::mem::swap(&mut sink.pending, lines);
+        } else {
             sink.pending.extend_from_slice(lines);
         }
     });
+    lines.clear();
 }
 
 /// Writes what `stream` holds, as much as it takes now.
