@@ -20,7 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -178,7 +178,8 @@ impl Runtime {
         }
         // Before the reap: what a worker wrote before it exited goes out before its
         // `worker_exited` (unless its stream is full).
-        self.output.service();
+        let wake_fd = self.inbox.wake_fd();
+        self.output.service(&|| is_readable(wake_fd));
         self.scan_of_turn = None;
         let reaped = zombies::reap_all();
         let worker_pids = self.supervisor.running_pids();
@@ -404,7 +405,8 @@ impl Runtime {
         let grace_end = self.supervisor.grace_ends_at().unwrap_or(now);
         let mut deadline = grace_end.max(now.saturating_add(FINAL_FLUSH_MS));
         loop {
-            self.output.service();
+            let wake_fd = self.inbox.wake_fd();
+            self.output.service(&|| is_readable(wake_fd));
             if self.output.is_drained() {
                 return;
             }
@@ -630,6 +632,12 @@ fn signal_group(pgid: i32, signal: i32) {
         Ok(()) | Err(Errno::ESRCH) => {}
         Err(errno) => log::warn!("killpg({pgid}, {}) failed: {errno}", signals::name(signal)),
     }
+}
+
+/// Whether `fd` has something to read now (a signal waiting on the signalfd).
+fn is_readable(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(ready) if ready > 0)
 }
 
 /// A process group with no process left: kill(-pgid, 0) says ESRCH.

@@ -20,9 +20,9 @@ use std::time::SystemTime;
 
 /// One read takes at most this much from a pipe.
 const READ_BYTES: usize = 128 * 1024;
-/// One turn of the loop reads at most this much in all, so that signals, exits and timers
-/// are looked at between the batches of a worker that floods its output.
-const TURN_READ_BYTES: usize = 256 * 1024;
+/// One turn of the loop reads at most this much in all, so that exits and timers are looked
+/// at between the batches of a worker that floods its output (a signal ends a batch at once).
+const TURN_READ_BYTES: usize = 4 * 1024 * 1024;
 
 /// One pipe of one worker run, kept until EOF: a daemonized child may write after the
 /// worker's main process is gone, and a restart gets pipes of its own.
@@ -63,8 +63,9 @@ impl Output {
     }
 
     /// Reads what the pipes hold, while their streams have room, and writes it out: a bounded
-    /// amount per call (the loop comes back at once when more is there, after the signals).
-    pub fn service(&mut self) {
+    /// amount per call, and no more once `is_interrupted` (a signal or an exit is waiting) says
+    /// so: the loop comes back at once when more is there, after the signals.
+    pub fn service(&mut self, is_interrupted: &dyn Fn() -> bool) {
         for stream in Stream::ALL {
             sink::flush(stream);
         }
@@ -110,7 +111,7 @@ impl Output {
                     sink::flush(pipe.stream);
                 }
             }
-            if !has_read {
+            if !has_read || is_interrupted() {
                 break;
             }
         }
