@@ -285,3 +285,102 @@ pub fn offer_event(fd: i32, line: &[u8]) -> Offer {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each test runs on its own thread: its own sinks. Nothing here writes to fd 1 or 2: the
+    // sinks are given a pipe of the test's own.
+    fn sink_on_pipe(stream: Stream) -> std::os::fd::OwnedFd {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(write);
+        // SAFETY: fcntl on the pipe just made.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 65536) }, 65536);
+        with(stream, |sink| sink.writer = Some(Writer::Private(fd)));
+        read
+    }
+
+    fn read_all(fd: &std::os::fd::OwnedFd) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buffer = [0u8; 65536];
+        while let Ok(count) = nix::unistd::read(fd, &mut buffer) {
+            if count == 0 {
+                break;
+            }
+            all.extend_from_slice(&buffer[..count]);
+        }
+        all
+    }
+
+    #[test]
+    fn events_go_direct_queue_behind_output_then_are_refused_over_the_bound() {
+        let reader = sink_on_pipe(Stream::Stdout);
+        assert_eq!(offer_event(1, b"e1\n"), Offer::Direct, "nothing waits");
+        assert_eq!(offer_event(3, b"x\n"), Offer::Direct, "not a stream of ours");
+        // Fill the pipe and more: output waits in the buffer.
+        let line = vec![b'o'; 999];
+        let mut lines = Vec::new();
+        // The pipe takes 64 KiB: the rest, over the high water, waits.
+        while lines.len() < HIGH_WATER_BYTES + 100 * 1024 {
+            lines.extend_from_slice(&line);
+            lines.push(b'\n');
+        }
+        let total_output = lines.len();
+        append(Stream::Stdout, &mut lines);
+        flush(Stream::Stdout);
+        assert!(is_pending(Stream::Stdout));
+        assert!(!has_room_for_output(Stream::Stdout));
+        assert!(waiting_fd(Stream::Stdout).is_some());
+        assert_eq!(offer_event(1, b"e2\n"), Offer::Queued);
+        // Over the bound, events are refused (the caller drops and counts them).
+        let mut refused = 0;
+        for _ in 0..1000 {
+            if offer_event(1, &[b'e'; 1000]) == Offer::Full {
+                refused += 1;
+            }
+        }
+        assert!(refused > 0);
+        // The reader resumes: everything comes out in order, e2 after all the output.
+        let mut out = read_all(&reader);
+        while is_pending(Stream::Stdout) {
+            flush(Stream::Stdout);
+            out.extend(read_all(&reader));
+        }
+        assert_eq!(&out[..total_output], &lines_of(total_output)[..]);
+        assert_eq!(&out[total_output..total_output + 3], b"e2\n");
+        assert_eq!(offer_event(1, b"e3\n"), Offer::Direct, "drained: direct again");
+    }
+
+    fn lines_of(total: usize) -> Vec<u8> {
+        let mut line = vec![b'o'; 999];
+        line.push(b'\n');
+        line.iter().copied().cycle().take(total).collect()
+    }
+
+    #[test]
+    fn a_stream_nobody_reads_discards_instead_of_blocking() {
+        let reader = sink_on_pipe(Stream::Stderr);
+        drop(reader);
+        let mut lines = b"lost\n".to_vec();
+        append(Stream::Stderr, &mut lines);
+        flush(Stream::Stderr);
+        assert!(!is_pending(Stream::Stderr));
+        assert!(has_room_for_output(Stream::Stderr));
+        assert_eq!(offer_event(2, b"e\n"), Offer::Direct);
+    }
+
+    #[test]
+    fn abandon_counts_the_lines_left() {
+        let _reader = sink_on_pipe(Stream::Stdout);
+        // No room at all: a pipe already full.
+        let mut filler = vec![b'f'; 4 << 20];
+        filler.push(b'\n');
+        append(Stream::Stdout, &mut filler);
+        flush(Stream::Stdout);
+        let mut lines = b"a\nb\nc\n".to_vec();
+        append(Stream::Stdout, &mut lines);
+        assert_eq!(abandon(Stream::Stdout), 4);
+        assert!(!is_pending(Stream::Stdout));
+    }
+}
