@@ -414,8 +414,8 @@ impl Runtime {
             if now >= deadline {
                 break;
             }
-            let timeout = PollTimeout::try_from(deadline.saturating_sub(now))
-                .unwrap_or(PollTimeout::MAX);
+            let timeout =
+                PollTimeout::try_from(deadline.saturating_sub(now)).unwrap_or(PollTimeout::MAX);
             {
                 let mut fds = vec![PollFd::new(self.inbox.wake_fd(), PollFlags::POLLIN)];
                 fds.extend(self.output.poll_fds());

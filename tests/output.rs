@@ -43,7 +43,8 @@ fn text_round_trips_exactly_and_stderr_stays_on_stderr() {
         echo to-stderr >&2
         printf 'last without newline'
     "#;
-    let config = json!({"workers": [{"name": "talker", "command": sh(script), "restart": "never"}]});
+    let config =
+        json!({"workers": [{"name": "talker", "command": sh(script), "restart": "never"}]});
     let mut fleet = start_config(&dir, &config, true);
     assert_eq!(fleet.wait_exit(BOUND), 0);
     let events: Vec<Value> = fleet
@@ -75,12 +76,11 @@ fn text_round_trips_exactly_and_stderr_stays_on_stderr() {
     assert!(events[3].get("line").is_none());
     assert_eq!(events[4].get("json"), None, "an unclosed object is a line");
     // The long line: 16 KiB pieces, `partial` on all but the last, rejoinable.
-    let partial: Vec<bool> = events[5..8]
-        .iter()
-        .map(|e| e["partial"] == true)
-        .collect();
+    let partial: Vec<bool> = events[5..8].iter().map(|e| e["partial"] == true).collect();
     assert_eq!(partial, [true, true, false]);
-    assert!(events.iter().all(|e| e["stream"] == "stdout" && e["level"] == "info"));
+    assert!(events
+        .iter()
+        .all(|e| e["stream"] == "stdout" && e["level"] == "info"));
     assert!(events[8].get("partial").is_none());
     // stderr lines on fleet-init's stderr, as output events; none of them on stdout.
     let stderr = fleet.stderr();
@@ -101,7 +101,15 @@ fn raw_stdout_line_with(needle: &str) -> String {
         "command": sh(r#"echo '{"level":"warn", "msg":"embedded", "n":[1, 2.50]}'"#)}]});
     let path = dir.write("config.json", &config.to_string());
     let output = Command::new("timeout")
-        .args(["10", "unshare", "--pid", "--fork", "--mount-proc", BIN, "--config"])
+        .args([
+            "10",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            BIN,
+            "--config",
+        ])
         .arg(&path)
         .env("FLEET_INIT_STATE_DIR", dir.path("state"))
         .output()
@@ -136,7 +144,11 @@ fn two_floods_at_once_never_tear_or_mix_a_line() {
         .iter()
         .filter(|l| !l.starts_with("a-") && !l.starts_with("b-"))
         .collect();
-    assert!(raw.is_empty(), "lines that were not events: {:?}", &raw[..raw.len().min(5)]);
+    assert!(
+        raw.is_empty(),
+        "lines that were not events: {:?}",
+        &raw[..raw.len().min(5)]
+    );
     for (worker, tag) in [("alpha", "a"), ("beta", "b")] {
         let texts: Vec<String> = fleet
             .events
@@ -163,7 +175,8 @@ fn a_setsid_child_writes_to_the_workers_pipe_after_the_worker_is_gone() {
          while [ ! -s {up} ]; do sleep 0.01; done; echo main-done",
         up = up.display()
     );
-    let config = json!({"workers": [{"name": "parent", "command": sh(&script), "restart": "never"}]});
+    let config =
+        json!({"workers": [{"name": "parent", "command": sh(&script), "restart": "never"}]});
     let mut fleet = start_config(&dir, &config, true);
     assert_eq!(fleet.wait_exit(BOUND), 0);
     let position = |name: &str, text: &str| {
@@ -306,7 +319,10 @@ fn a_stalled_reader_blocks_the_workers_not_fleet_init_and_loses_nothing() {
     // Still blocked a moment later: it makes no progress while nobody reads.
     std::thread::sleep(Duration::from_millis(200));
     assert!(is_blocked_in_write(flood_pid));
-    assert!(wait_until_idle(init, BOUND), "fleet-init is not asleep in its poll");
+    assert!(
+        wait_until_idle(init, BOUND),
+        "fleet-init is not asleep in its poll"
+    );
 
     // SIGTERM while stalled: fleet-init acts on it (the quiet worker is stopped) at once.
     let signalled = Instant::now();

@@ -14,8 +14,8 @@ pub use super::checker::ConfigError;
 use super::checker::{describe, json_syntax_error, present, quote, Checker, StrictValue};
 use super::users::resolve_user_from_system;
 use super::{
-    Config, OnMaxCrashes, OutputMode, RestartPolicy, SignalTarget, UserSpec, WorkerSpec, DEFAULT_GRACE_MS,
-    DEFAULT_STATE_DIR,
+    Config, OnMaxCrashes, OutputMode, RestartPolicy, SignalTarget, UserSpec, WorkerSpec,
+    DEFAULT_GRACE_MS, DEFAULT_STATE_DIR,
 };
 use crate::signals;
 

@@ -265,7 +265,7 @@ fn next_escape(bytes: &[u8], from: usize, is_ascii_only: bool) -> Option<usize> 
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_and_si128, _mm_loadu_si128,
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
         _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
 
@@ -332,11 +332,15 @@ mod tests {
 
     #[test]
     fn lines_are_cut_at_newlines_whatever_the_reads() {
-        let table: &[(&[&[u8]], &[(&[u8], bool)])] = &[
+        type Pieces<'a> = &'a [(&'a [u8], bool)];
+        let table: &[(&[&[u8]], Pieces)] = &[
             (&[b"a\nbc\n"], &[(b"a", false), (b"bc", false)]),
             (&[b"a", b"b\nc", b"\n"], &[(b"ab", false), (b"c", false)]),
             (&[b"\n\n"], &[(b"", false), (b"", false)]),
-            (&[b"last without newline"], &[(b"last without newline", false)]),
+            (
+                &[b"last without newline"],
+                &[(b"last without newline", false)],
+            ),
             (&[b"x\n", b"tail"], &[(b"x", false), (b"tail", false)]),
             (&[b"crlf\r\n"], &[(b"crlf\r", false)]),
             (&[], &[]),
@@ -468,7 +472,10 @@ mod tests {
         render(&mut out, &prefix, line, false);
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(
-            text.contains(&format!("\"json\":{}}}", std::str::from_utf8(line).unwrap())),
+            text.contains(&format!(
+                "\"json\":{}}}",
+                std::str::from_utf8(line).unwrap()
+            )),
             "{text}"
         );
         let value: Value = serde_json::from_slice(&out).unwrap();

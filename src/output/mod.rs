@@ -148,7 +148,10 @@ impl Output {
     pub fn abandon(&mut self) -> u64 {
         let open: Vec<&str> = self.pipes.iter().map(|pipe| pipe.worker.as_str()).collect();
         if !open.is_empty() {
-            log::warn!("worker output pipes still open at exit: {}", open.join(", "));
+            log::warn!(
+                "worker output pipes still open at exit: {}",
+                open.join(", ")
+            );
         }
         self.pipes.clear();
         Stream::ALL

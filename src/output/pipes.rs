@@ -51,10 +51,7 @@ impl WorkerPipes {
 
     /// The raw write ends for the child's dup2 (stdout, stderr).
     pub fn child_fds(&self) -> (i32, i32) {
-        (
-            self.stdout_write.as_raw_fd(),
-            self.stderr_write.as_raw_fd(),
-        )
+        (self.stdout_write.as_raw_fd(), self.stderr_write.as_raw_fd())
     }
 }
 

@@ -124,7 +124,11 @@ impl Sink {
                     if !has_room(fd) {
                         return;
                     }
-                    (fd, rest.get(..POLLED_WRITE_BYTES.min(rest.len())).unwrap_or(rest))
+                    (
+                        fd,
+                        rest.get(..POLLED_WRITE_BYTES.min(rest.len()))
+                            .unwrap_or(rest),
+                    )
                 }
             };
             // SAFETY: the pointer and length describe the live `rest` slice.
@@ -144,7 +148,10 @@ impl Sink {
                 errno => {
                     // EPIPE, EBADF, ENOSPC: nobody will read this stream again. The workers
                     // must not block on it: their lines are discarded from now on.
-                    log::debug!("{} is gone ({errno}): worker output to it is discarded", stream.name());
+                    log::debug!(
+                        "{} is gone ({errno}): worker output to it is discarded",
+                        stream.name()
+                    );
                     self.is_broken = true;
                     self.clear();
                     return;
@@ -317,7 +324,11 @@ mod tests {
     fn events_go_direct_queue_behind_output_then_are_refused_over_the_bound() {
         let reader = sink_on_pipe(Stream::Stdout);
         assert_eq!(offer_event(1, b"e1\n"), Offer::Direct, "nothing waits");
-        assert_eq!(offer_event(3, b"x\n"), Offer::Direct, "not a stream of ours");
+        assert_eq!(
+            offer_event(3, b"x\n"),
+            Offer::Direct,
+            "not a stream of ours"
+        );
         // Fill the pipe and more: output waits in the buffer.
         let line = vec![b'o'; 999];
         let mut lines = Vec::new();
@@ -349,7 +360,11 @@ mod tests {
         }
         assert_eq!(&out[..total_output], &lines_of(total_output)[..]);
         assert_eq!(&out[total_output..total_output + 3], b"e2\n");
-        assert_eq!(offer_event(1, b"e3\n"), Offer::Direct, "drained: direct again");
+        assert_eq!(
+            offer_event(1, b"e3\n"),
+            Offer::Direct,
+            "drained: direct again"
+        );
     }
 
     fn lines_of(total: usize) -> Vec<u8> {
