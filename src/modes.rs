@@ -3,6 +3,7 @@
 
 use crate::cli::{self, Command, Options, SingleOptions};
 use crate::config::{self, Config, RestartPolicy, SignalTarget, WorkerSpec};
+use crate::control::ControlServer;
 use crate::events::{self, Event};
 use crate::handoff::format::Owner;
 use crate::handoff::{Generation, Identity, Registry};
@@ -26,11 +27,19 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs fleet-init with the given arguments (program name excluded); returns the exit code.
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    // `fleet-init ctl ...` is a client: none of PID 1's set-up (a command named `ctl` runs
+    // with `fleet-init -- ctl`).
+    if let Some(("ctl", rest)) = args
+        .split_first()
+        .map(|(first, rest)| (first.to_str().unwrap_or(""), rest))
+    {
+        return ctl_mode(rest);
+    }
     crate::spawn::record_inherited_ignores();
     // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
     // sent before the handlers exist waits here instead of being lost.
     set_signal_mask(true, &[]);
-    let args: Vec<std::ffi::OsString> = args.collect();
     let options = match cli::parse(&args, &|key| std::env::var_os(key)) {
         Ok(options) => options,
         Err(error) => {
@@ -211,6 +220,7 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
     };
     let mut runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
     runtime.set_dropin(job_control, options.is_warn_on_reap);
+    runtime.set_control(open_control(&plan.state_dir));
     let abnormal = AbnormalEnd {
         state_dir,
         grace_ms: plan.grace_ms,
@@ -221,6 +231,32 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
         Ending::Exit(code) => code,
         Ending::Abnormal(code) => exec_reap(&abnormal, code),
     }
+}
+
+/// `fleet-init ctl`: usage errors exit 2; the client says the rest.
+fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
+    let options = match cli::ctl::parse(args, &|key| std::env::var_os(key)) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("fleet-init: {error}");
+            eprintln!("Try: fleet-init ctl --help");
+            return 2;
+        }
+    };
+    if options.is_help {
+        print!("{}", cli::ctl::HELP);
+        return 0;
+    }
+    crate::control::client::run(&options)
+}
+
+/// The control socket in the state dir; without it (reported once) fleet-init goes on.
+fn open_control(state_dir: &Path) -> ControlServer {
+    let (server, event) = ControlServer::open(state_dir);
+    if let Some(event) = event {
+        events::emit(&event);
+    }
+    server
 }
 
 /// Consumes what previous generations left (before anything of ours runs), then opens this

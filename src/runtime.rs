@@ -2,6 +2,7 @@
 //! signals, reap every zombie, feed the supervisor, carry out its actions. Once running it
 //! never ends the program on an error: every failure is logged and the loop goes on.
 
+use crate::control::ControlServer;
 use crate::events;
 use crate::exit::Exit;
 use crate::handoff::Registry;
@@ -66,6 +67,8 @@ pub struct Runtime {
     job_control: JobControl,
     /// tini's `-w`: warn when reaping a zombie that was not a worker.
     is_warn_on_reap: bool,
+    /// `fleet-init ctl`'s socket, served from this loop.
+    control: ControlServer,
 }
 
 /// How the loop ended.
@@ -111,6 +114,7 @@ impl Runtime {
             abnormal_end: None,
             job_control: JobControl::default(),
             is_warn_on_reap: false,
+            control: ControlServer::disabled(),
         }
     }
 
@@ -118,6 +122,10 @@ impl Runtime {
     pub fn set_dropin(&mut self, job_control: JobControl, is_warn_on_reap: bool) {
         self.job_control = job_control;
         self.is_warn_on_reap = is_warn_on_reap;
+    }
+
+    pub fn set_control(&mut self, control: ControlServer) {
+        self.control = control;
     }
 
     fn now(&self) -> Millis {
@@ -135,9 +143,11 @@ impl Runtime {
             if let Some(code) = self.exit_code {
                 // Nothing is left below fleet-init: the generation leaves nothing to reap.
                 self.registry.remove();
+                self.control.close();
                 return Ending::Exit(code);
             }
             if let Some(code) = self.abnormal_end {
+                self.control.close();
                 return Ending::Abnormal(code);
             }
             // Whatever was done may have changed what there is to see (a group now empty, a
@@ -194,6 +204,7 @@ impl Runtime {
             did_act |= self.feed(Input::Exited { pid, exit });
         }
         did_act |= self.feed(Input::Tick);
+        did_act |= self.serve_control();
         for (worker, pgid) in self.supervisor.draining_groups() {
             let leftovers = self.escaped_leftovers(worker, pgid);
             if !leftovers.pids.is_empty() || !is_group_empty(pgid) {
@@ -233,6 +244,20 @@ impl Runtime {
         }
     }
 
+    /// Requests on the control socket go to the supervisor like any input; its replies are
+    /// written in `execute`.
+    fn serve_control(&mut self) -> bool {
+        let mut did_act = false;
+        for received in self.control.serve(self.now()) {
+            did_act |= self.feed(Input::Control {
+                client: received.client,
+                peer_uid: received.peer_uid,
+                request: received.request,
+            });
+        }
+        did_act
+    }
+
     /// At most one write per turn, whatever the turn changed.
     fn persist_registry(&mut self) {
         if let Some(event) = self.registry.persist(self.now()) {
@@ -246,6 +271,7 @@ impl Runtime {
             self.supervisor.next_deadline(),
             self.registry.next_retry(),
             recheck_at,
+            self.control.next_deadline(),
         ];
         let timeout = match deadlines.into_iter().flatten().min() {
             None => PollTimeout::NONE,
@@ -260,6 +286,7 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
+        fds.extend(self.control.poll_fds());
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),
@@ -316,6 +343,7 @@ impl Runtime {
                 self.note_killed(killed);
             }
             Action::Exit { code } => self.exit_code = Some(code),
+            Action::Reply { client, reply } => self.control.reply(client, &reply),
             Action::Released { pid } => self.registry.forget_pid(pid),
             // A foreign /proc would give a stranger's memory: no reading, no action.
             Action::SampleMemory { .. } if !self.is_proc_ours => {}

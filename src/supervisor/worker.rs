@@ -1,8 +1,9 @@
 //! One supervised worker: its spec, its phase in the life cycle and its counters.
 
-use super::policy::{CleanBudget, StopReason};
+use super::policy::{Cause, CleanBudget, StopReason};
 use super::Millis;
 use crate::config::WorkerSpec;
+use crate::exit::Exit;
 
 /// A started run of the worker's main process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +70,12 @@ pub struct Worker {
     /// fork() failures in a row (fleet-init's trouble): they set the backoff, never a crash.
     pub fork_failures: u32,
     pub outcome: Outcome,
+    /// Down on request (`ctl stop`) until `ctl start`: not restarted, keeps fleet-init up.
+    pub is_held_down: bool,
+    /// How the last run ended (before `--remap-exit`) and why, for `ctl status`.
+    pub last_exit: Option<(Exit, Cause)>,
+    /// The last memory reading of the current run's tree, for `ctl status`.
+    pub memory_bytes: Option<u64>,
 }
 
 impl Worker {
@@ -82,6 +89,9 @@ impl Worker {
             last_code: None,
             fork_failures: 0,
             outcome: Outcome::Clean,
+            is_held_down: false,
+            last_exit: None,
+            memory_bytes: None,
         }
     }
 
