@@ -53,6 +53,8 @@ pub struct Runtime {
     /// ones, whose parent is outside the namespace): waitpid cannot see them exit, their
     /// pidfds can. The shutdown is complete only once they are gone too.
     awaited: Vec<(i32, OwnedFd)>,
+    /// Forked workers whose exec is not confirmed yet, by worker.
+    starting: Vec<(usize, spawn::Started)>,
     /// Inputs that carrying out actions produced, waiting for the core (see `feed`).
     results: VecDeque<Input>,
     /// Draining workers whose group looked empty while a child could not be told apart, with
@@ -106,6 +108,7 @@ impl Runtime {
             killed_pids: BTreeSet::new(),
             awaited: Vec::new(),
             results: VecDeque::new(),
+            starting: Vec::new(),
             rechecks: BTreeMap::new(),
             recheck_at: None,
             stopped_leftovers: BTreeSet::new(),
@@ -139,13 +142,14 @@ impl Runtime {
         }
         loop {
             let did_act = self.turn();
-            self.persist_registry();
             if let Some(code) = self.exit_code {
-                // Nothing is left below fleet-init: the generation leaves nothing to reap.
+                // Nothing is left below fleet-init: the generation leaves nothing to reap, and
+                // the file goes without a last write of its now empty list.
                 self.registry.remove();
                 self.control.close();
                 return Ending::Exit(code);
             }
+            self.persist_registry();
             if let Some(code) = self.abnormal_end {
                 self.control.close();
                 return Ending::Abnormal(code);
@@ -160,7 +164,8 @@ impl Runtime {
 
     /// One wake-up: signals, zombies, deadlines, draining groups. True if anything was done.
     fn turn(&mut self) -> bool {
-        let mut did_act = false;
+        // Starts first: a worker whose exec is confirmed is running for the signals that follow.
+        let mut did_act = self.check_starts();
         for arrival in self.inbox.drain() {
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
@@ -200,6 +205,9 @@ impl Runtime {
         for (pid, _) in &reaped.exits {
             self.stopped_leftovers.remove(pid);
         }
+        // Before the exits: a child reaped now has closed its report pipe, so its start is
+        // known (exec'd or failed) before its exit is fed.
+        did_act |= self.check_starts();
         for (pid, exit) in reaped.exits {
             did_act |= self.feed(Input::Exited { pid, exit });
         }
@@ -287,6 +295,11 @@ impl Runtime {
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
         fds.extend(self.control.poll_fds());
+        fds.extend(
+            self.starting
+                .iter()
+                .map(|(_, started)| PollFd::new(started.as_fd(), PollFlags::POLLIN)),
+        );
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),
@@ -361,6 +374,9 @@ impl Runtime {
         }
     }
 
+    /// Forks the worker and records it at once; whether it exec'd comes back through its
+    /// report pipe, polled with everything else (`check_starts`), so the registry write and
+    /// the child's exec overlap and an exec that hangs never holds up the loop.
     fn spawn(&mut self, worker: usize) {
         let Some(spec) = self.supervisor.spec(worker) else {
             log::error!("spawn asked for unknown worker #{worker}");
@@ -369,34 +385,63 @@ impl Runtime {
         // No write before the fork: the handoff file already holds this generation's id, which
         // the new process carries in its environment. Its identity follows in this turn's write.
         let run = self.supervisor.next_run(worker);
-        let input = match spawn::spawn(spec, self.spawn_options) {
-            Ok(pid) => {
+        match spawn::start(spec, self.spawn_options) {
+            Ok(started) => {
                 self.has_spawned_since_reap = true;
                 // Without our own /proc there is no start time to record, and so no identity.
-                let start_time = procscan::read_stat(Path::new(PROC), pid)
+                // The start time is the fork's: exec does not change it.
+                let start_time = procscan::read_stat(Path::new(PROC), started.pid)
                     .found()
                     .filter(|_| self.is_proc_ours)
                     .map(|stat| stat.start_time);
                 if let Some(start_time) = start_time {
-                    self.registry
-                        .add(&spec.name, run, pid, start_time, &spec.display_command());
+                    self.registry.add(
+                        &spec.name,
+                        run,
+                        started.pid,
+                        start_time,
+                        &spec.display_command(),
+                    );
                 }
-                Input::Spawned { worker, pid }
-            }
-            Err(failure) => {
-                if failure.pid.is_some() {
-                    self.has_spawned_since_reap = true;
-                }
-                Input::SpawnFailed {
+                self.results.push_back(Input::Forked {
                     worker,
-                    pid: failure.pid,
-                    error: failure.error,
-                    exit_code: failure.exit_code,
-                    is_fork_failure: failure.is_fork_failure,
-                }
+                    pid: started.pid,
+                });
+                self.starting.push((worker, started));
             }
-        };
-        self.results.push_back(input);
+            Err(failure) => self.results.push_back(spawn_failed(worker, failure)),
+        }
+    }
+
+    /// Feeds the outcome of every start whose report pipe has spoken. True if any had.
+    fn check_starts(&mut self) -> bool {
+        let mut did_act = false;
+        let mut index = 0;
+        while let Some((worker, started)) = self.starting.get(index) {
+            let worker = *worker;
+            let outcome = match self.supervisor.spec(worker) {
+                Some(spec) => spawn::outcome(spec, started),
+                None => spawn::Outcome::Execed,
+            };
+            let input = match outcome {
+                spawn::Outcome::Pending => {
+                    index += 1;
+                    continue;
+                }
+                spawn::Outcome::Execed => Input::Spawned {
+                    worker,
+                    pid: started.pid,
+                },
+                spawn::Outcome::Failed(failure) => {
+                    // Nothing of a run that never ran stays recorded.
+                    self.registry.forget_pid(started.pid);
+                    spawn_failed(worker, failure)
+                }
+            };
+            self.starting.swap_remove(index);
+            did_act |= self.feed(input);
+        }
+        did_act
     }
 
     /// Counts the live processes a SIGKILL is about to hit, for `shutdown_complete.killed`.
@@ -550,6 +595,16 @@ impl Runtime {
             signal_process_raw(-1, signal);
         }
         signalled
+    }
+}
+
+fn spawn_failed(worker: usize, failure: spawn::SpawnFailure) -> Input {
+    Input::SpawnFailed {
+        worker,
+        pid: failure.pid,
+        error: failure.error,
+        exit_code: failure.exit_code,
+        is_fork_failure: failure.is_fork_failure,
     }
 }
 
