@@ -144,3 +144,32 @@ fn beyond_the_client_limit_the_next_is_told_busy() {
     server.close();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_reply_nobody_reads_is_written_as_far_as_it_goes_then_dropped_at_the_deadline() {
+    let dir = fresh("deaf");
+    let (mut server, _) = ControlServer::open(&dir);
+    let mut deaf = connect(&dir);
+    deaf.write_all(b"{\"verb\":\"status\"}\n").unwrap();
+    let received = server.serve(0);
+    assert_eq!(received.len(), 1);
+    // A reply far larger than the socket buffer: the send stops at EAGAIN, never blocks.
+    let big = serde_json::json!({"ok": true, "pad": "x".repeat(8 << 20)});
+    server.reply(received[0].client, &big);
+    assert_eq!(server.clients.len(), 1, "still being written");
+    assert_eq!(server.clients[0].stage, Stage::Writing);
+    let written = server.clients[0].written;
+    assert!(written > 0 && written < 8 << 20, "{written}");
+    assert_eq!(
+        server.poll_fds().len(),
+        2,
+        "the listener and the client's POLLOUT"
+    );
+    server.serve(CLIENT_DEADLINE_MS - 1);
+    assert_eq!(server.clients.len(), 1);
+    server.serve(CLIENT_DEADLINE_MS);
+    assert!(server.clients.is_empty(), "dropped at its deadline");
+    drop(deaf);
+    server.close();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
