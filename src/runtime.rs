@@ -289,8 +289,21 @@ impl Runtime {
             let now = self.now();
             let actions = self.supervisor.handle(input, now);
             did_act |= !actions.is_empty();
+            let mut has_signalled = false;
             for action in actions {
+                let is_signal = matches!(
+                    action,
+                    Action::SignalGroup { .. } | Action::SignalProcess { .. }
+                );
+                if has_signalled && !is_signal {
+                    yield_to_receivers();
+                    has_signalled = false;
+                }
                 self.execute(action);
+                has_signalled |= is_signal;
+            }
+            if has_signalled {
+                yield_to_receivers();
             }
         }
         did_act
@@ -578,6 +591,15 @@ fn spawn_failed(worker: usize, failure: spawn::SpawnFailure) -> Input {
         exit_code: failure.exit_code,
         is_fork_failure: failure.is_fork_failure,
     }
+}
+
+/// After a run of signals, before fleet-init's own bookkeeping (an event line, a /proc scan):
+/// a receiver woken on this CPU runs now rather than after it. Measured: SIGTERM to PID 1 →
+/// the child's receipt, median 197 µs without, against 92 µs for catatonit, which goes straight
+/// back to sleep after its kill.
+fn yield_to_receivers() {
+    // SAFETY: plain syscall, no arguments.
+    unsafe { libc::sched_yield() };
 }
 
 /// kill(2) by raw number, so real-time signals work too.
