@@ -68,6 +68,8 @@ pub struct Runtime {
     job_control: JobControl,
     /// tini's `-w`: warn when reaping a zombie that was not a worker.
     is_warn_on_reap: bool,
+    /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
+    is_last_start: bool,
 }
 
 /// How the loop ended.
@@ -114,6 +116,7 @@ impl Runtime {
             abnormal_end: None,
             job_control: JobControl::default(),
             is_warn_on_reap: false,
+            is_last_start: false,
         }
     }
 
@@ -121,6 +124,12 @@ impl Runtime {
     pub fn set_dropin(&mut self, job_control: JobControl, is_warn_on_reap: bool) {
         self.job_control = job_control;
         self.is_warn_on_reap = is_warn_on_reap;
+    }
+
+    /// A single command never restarted: its start is the last one that needs the inherited
+    /// descriptors.
+    pub fn close_inherited_fds_after_start(&mut self, is_last_start: bool) {
+        self.is_last_start = is_last_start;
     }
 
     fn now(&self) -> Millis {
@@ -413,10 +422,15 @@ impl Runtime {
                     index += 1;
                     continue;
                 }
-                spawn::Outcome::Execed => Input::Spawned {
-                    worker,
-                    pid: started.pid,
-                },
+                spawn::Outcome::Execed => {
+                    if std::mem::take(&mut self.is_last_start) {
+                        crate::startup::close_inherited_fds();
+                    }
+                    Input::Spawned {
+                        worker,
+                        pid: started.pid,
+                    }
+                }
                 spawn::Outcome::Failed(failure) => {
                     // Nothing of a run that never ran stays recorded.
                     self.registry.forget_pid(started.pid);
