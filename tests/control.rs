@@ -719,3 +719,15 @@ fn ctl_exits_3_when_nothing_answers() {
     assert!(silent.stderr.contains("no answer"), "{}", silent.stderr);
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn a_single_command_answers_too_under_its_program_name() {
+    let mut fleet = pid1(&["--", "sleep", "1000"]).spawn();
+    fleet.wait_event("worker_started");
+    let all = status(&fleet);
+    assert_eq!(worker(&all, "sleep")["state"], "ready");
+    let out = ctl(&fleet, &["signal", "TERM", "sleep"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // tini semantics: the child's death by the signal ends fleet-init with 128+15.
+    assert_eq!(fleet.wait_exit(BOUND), 143);
+}

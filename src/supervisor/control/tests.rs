@@ -344,3 +344,52 @@ fn status_shows_the_last_memory_reading() {
     assert_eq!(status["workers"][1]["memory_bytes"], Value::Null);
     assert_eq!(status["workers"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_stop_while_starting_stops_the_run_the_moment_it_is_confirmed() {
+    let mut sup = Supervisor::new(Mode::Config, 8000, vec![service("api")]);
+    let spawn = sup.handle(Input::Tick, 0);
+    assert!(spawn.contains(&Action::Spawn { worker: 0 }));
+    sup.handle(Input::Forked { worker: 0, pid: 50 }, 1);
+    let request = Request {
+        verb: Verb::Stop,
+        workers: vec!["api".into()],
+        signal: None,
+    };
+    let actions = sup.handle(
+        Input::Control {
+            client: 1,
+            peer_uid: 0,
+            request,
+        },
+        2,
+    );
+    let reply = actions.iter().find_map(|a| match a {
+        Action::Reply { reply, .. } => Some(reply.clone()),
+        _ => None,
+    });
+    assert_eq!(reply.unwrap()["workers"][0]["result"], "stopping");
+    let confirmed = sup.handle(Input::Spawned { worker: 0, pid: 50 }, 3);
+    assert!(
+        confirmed.contains(&Action::SignalGroup {
+            pgid: 50,
+            signal: libc::SIGTERM
+        }),
+        "{confirmed:?}"
+    );
+    let exited = sup.handle(
+        Input::Exited {
+            pid: 50,
+            exit: Exit::Signal(libc::SIGTERM),
+        },
+        4,
+    );
+    let cause = exited.iter().find_map(|a| match a {
+        Action::Emit(e) if e.name == "worker_exited" => e.field("likely_cause").cloned(),
+        _ => None,
+    });
+    assert_eq!(cause, Some(Value::from("stopped")));
+    sup.handle(Input::GroupEmpty { worker: 0 }, 5);
+    assert_eq!(sup.workers[0].state().as_str(), "stopped");
+    assert_eq!(sup.next_deadline(), None);
+}
