@@ -158,7 +158,10 @@ impl ControlServer {
                             });
                             true
                         }
-                        Err(error) => refuse(client, None, &error),
+                        Err(error) => {
+                            let verb = protocol::verb_of(&line);
+                            refuse(client, verb.as_deref(), &error)
+                        }
                     },
                     Reading::TooLarge => refuse(
                         client,

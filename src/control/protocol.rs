@@ -150,6 +150,15 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     })
 }
 
+/// The `verb` a refused request named, for its `control` event (bounded: it goes in a log).
+pub fn verb_of(line: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(line).ok()?;
+    let verb = value.get("verb")?.as_str()?;
+    Some(crate::cli::one_line(
+        &verb.chars().take(32).collect::<String>(),
+    ))
+}
+
 /// `{"ok": false, "error": ...}`.
 pub fn refusal(error: &str) -> Value {
     json!({"ok": false, "error": error})
@@ -224,6 +233,8 @@ mod tests {
             let error = parse_request(line.as_bytes()).unwrap_err();
             assert!(error.contains(want), "{line}: {error}");
         }
+        assert_eq!(verb_of(br#"{"verb":"fly"}"#).as_deref(), Some("fly"));
+        assert_eq!(verb_of(b"{"), None);
         let numbered = parse_request(br#"{"verb":"signal","workers":["a"],"signal":10}"#);
         assert_eq!(numbered.map(|r| r.signal), Ok(Some(10)));
     }

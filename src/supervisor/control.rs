@@ -282,10 +282,12 @@ impl Supervisor {
         let Some(w) = self.workers.get(index) else {
             return Value::Null;
         };
-        let (pid, uptime_ms) = match &w.phase {
-            Phase::Running(run) => (Some(run.pid), Some(now.saturating_sub(run.started_at))),
-            _ => (None, None),
+        let uptime_ms = match &w.phase {
+            Phase::Running(run) => Some(now.saturating_sub(run.started_at)),
+            _ => None,
         };
+        // A start not yet confirmed shows its forked pid.
+        let pid = w.live_pid();
         let (last_exit, likely_cause) = match w.last_exit {
             Some((Exit::Code(code), cause)) => (json!({"code": code}), Value::from(cause.as_str())),
             Some((Exit::Signal(signal), cause)) => (
