@@ -9,16 +9,15 @@
 //! fleet-init is replaced, a live one's is left alone (fleet-init then runs without one).
 
 pub mod client;
+mod listener;
 pub mod protocol;
 
 use crate::events::{self, Event};
-use crate::handoff::statedir::{Refusal, StateDir};
 use crate::supervisor::Millis;
+use listener::{file_id, Listener};
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::socket::{self, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr};
-use nix::sys::stat;
+use nix::sys::socket::{self, MsgFlags, SockFlag};
 use protocol::{parse_request, refusal, Request, MAX_REQUEST_BYTES};
 use serde_json::Value;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -30,8 +29,6 @@ pub const MAX_CLIENTS: usize = 64;
 /// A client has this long from its connect to send its request and read the reply.
 pub const CLIENT_DEADLINE_MS: Millis = 5000;
 const READ_CHUNK: usize = 16 * 1024;
-/// Connections the kernel holds for the loop to accept.
-const BACKLOG: i32 = 128;
 
 /// A complete request, for the supervisor.
 #[derive(Debug)]
@@ -58,13 +55,6 @@ struct Client {
     written: usize,
     deadline: Millis,
     stage: Stage,
-}
-
-struct Listener {
-    fd: OwnedFd,
-    dir: StateDir,
-    /// (device, inode) of the socket file this listener bound: only that one is removed.
-    file_id: (u64, u64),
 }
 
 #[derive(Default)]
@@ -345,132 +335,6 @@ fn write_reply(client: &mut Client) -> bool {
 fn send_quietly(fd: &OwnedFd, bytes: &[u8]) {
     if let Err(errno) = socket::send(fd.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
         log::debug!("control socket: busy reply not sent: {errno}");
-    }
-}
-
-/// (device, inode) of the socket file, if `control.sock` is a socket.
-fn file_id(dir: &StateDir) -> Option<(u64, u64)> {
-    let stat = stat::fstatat(dir.as_fd(), SOCKET_NAME, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-    (stat.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some((stat.st_dev, stat.st_ino))
-}
-
-/// The path that names `control.sock` through the dir's descriptor (no path component can be
-/// swapped under it), or the plain path where /proc/self/fd is not there.
-fn socket_addresses(dir: &StateDir) -> Vec<String> {
-    let through_fd = format!("/proc/self/fd/{}/{SOCKET_NAME}", dir.as_fd().as_raw_fd());
-    let plain = dir.display_path(SOCKET_NAME);
-    vec![through_fd, plain]
-}
-
-impl Listener {
-    fn open(path: &Path) -> Result<Listener, String> {
-        let dir = StateDir::open(path, false).map_err(|refusal| match refusal {
-            Refusal::Refused(reason) => format!("state dir refused ({reason})"),
-            Refusal::Failed(errno) => format!("state dir unusable ({})", errno.desc()),
-        })?;
-        clear_stale(&dir)?;
-        let fd = socket::socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|errno| format!("socket: {}", errno.desc()))?;
-        bind_private(&fd, &dir)?;
-        let file_id = file_id(&dir).ok_or("the socket file vanished after bind")?;
-        let backlog = Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN);
-        if let Err(errno) = socket::listen(&fd, backlog) {
-            if let Err(removed) = dir.remove(SOCKET_NAME) {
-                log::warn!("cannot remove {}: {removed}", dir.display_path(SOCKET_NAME));
-            }
-            return Err(format!("listen: {}", errno.desc()));
-        }
-        Ok(Listener { fd, dir, file_id })
-    }
-}
-
-/// Binds with umask 0177, so the socket is 0600 from its first instant (the dir is 0700
-/// anyway). The umask is the process's: nothing else runs while it is changed.
-fn bind_private(fd: &OwnedFd, dir: &StateDir) -> Result<(), String> {
-    let mut last = Errno::ENOENT;
-    for address in socket_addresses(dir) {
-        let Ok(address) = UnixAddr::new(address.as_str()) else {
-            last = Errno::ENAMETOOLONG;
-            continue;
-        };
-        // SAFETY: umask cannot fail; single-threaded, restored below.
-        let previous = unsafe { libc::umask(0o177) };
-        let result = socket::bind(fd.as_raw_fd(), &address);
-        // SAFETY: as above.
-        unsafe { libc::umask(previous) };
-        match result {
-            Ok(()) => return Ok(()),
-            // No /proc (or a foreign one): the plain path next.
-            Err(errno @ (Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG)) => last = errno,
-            Err(errno) => return Err(format!("bind: {}", errno.desc())),
-        }
-    }
-    Err(format!("bind: {}", last.desc()))
-}
-
-/// What is at `control.sock` before binding: nothing; a socket nobody listens on (a dead
-/// fleet-init's: removed); a live one's (refused: left alone); a symlink (removed, never
-/// followed); anything else (refused: left for a human).
-fn clear_stale(dir: &StateDir) -> Result<(), String> {
-    let stat = match stat::fstatat(dir.as_fd(), SOCKET_NAME, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(stat) => stat,
-        Err(Errno::ENOENT) => return Ok(()),
-        Err(errno) => return Err(format!("cannot look at it: {}", errno.desc())),
-    };
-    let path = dir.display_path(SOCKET_NAME);
-    match stat.st_mode & libc::S_IFMT {
-        libc::S_IFLNK => {
-            log::warn!("{path} is a symlink: removed, not followed");
-        }
-        libc::S_IFSOCK => match probe(dir) {
-            Probe::Live => return Err("another fleet-init is listening on it".into()),
-            Probe::Stale => log::info!("{path}: stale socket of a dead fleet-init, replaced"),
-            Probe::Unknown(errno) => {
-                return Err(format!("cannot tell whether it is live: {}", errno.desc()))
-            }
-        },
-        _ => return Err("it is not a socket: left alone".into()),
-    }
-    dir.remove(SOCKET_NAME)
-        .map_err(|errno| format!("cannot remove it: {}", errno.desc()))
-}
-
-enum Probe {
-    Live,
-    Stale,
-    Unknown(Errno),
-}
-
-/// A non-blocking connect: refused means nobody listens.
-fn probe(dir: &StateDir) -> Probe {
-    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let fd = match socket::socket(AddressFamily::Unix, SockType::Stream, flags, None) {
-        Ok(fd) => fd,
-        Err(errno) => return Probe::Unknown(errno),
-    };
-    let mut last = Errno::ENOENT;
-    for address in socket_addresses(dir) {
-        let Ok(address) = UnixAddr::new(address.as_str()) else {
-            continue;
-        };
-        match socket::connect(fd.as_raw_fd(), &address) {
-            // EAGAIN: its backlog is full, so somebody listens.
-            Ok(()) | Err(Errno::EAGAIN) => return Probe::Live,
-            Err(Errno::ECONNREFUSED) => return Probe::Stale,
-            Err(errno @ (Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG)) => last = errno,
-            Err(errno) => return Probe::Unknown(errno),
-        }
-    }
-    // Gone meanwhile: nothing to replace.
-    if last == Errno::ENOENT {
-        Probe::Stale
-    } else {
-        Probe::Unknown(last)
     }
 }
 
