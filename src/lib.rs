@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod signals;
 pub mod spawn;
 pub mod startup;
+pub mod stop;
 pub mod supervisor;
 pub mod watchdog;
 pub mod zombies;
