@@ -315,7 +315,9 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
 /// After an abnormal end, FLEET_INIT_REAP_EXIT_CODE carries the code fleet-init meant to exit
 /// with.
 fn reap_mode(options: &Options) -> i32 {
-    set_signal_mask(false, &[]);
+    // Every signal stays blocked (as `main` left them): SIGTERM, SIGINT and SIGQUIT cut the
+    // grace short through the watch below, as in the start-up reap, instead of killing the
+    // reaper (not PID 1) or being dropped by the kernel (PID 1) halfway through.
     let pid = std::process::id();
     if pid != 1 {
         become_subreaper();
@@ -334,12 +336,13 @@ fn reap_mode(options: &Options) -> i32 {
     let own_generation = std::env::var(REAP_GENERATION_VAR)
         .ok()
         .and_then(|text| Generation::parse(&text));
+    let interrupt = crate::signals::watch(&[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT]);
     let request = orphans::Request {
         grace: Duration::from_millis(options.grace_ms_or_default()),
         protected: &protected,
         is_quiet_when_empty: false,
         own_generation,
-        interrupt: None,
+        interrupt: interrupt.as_ref().map(AsFd::as_fd),
     };
     let report = orphans::reap(&options.state_dir, &request);
     match std::env::var(REAP_EXIT_CODE_VAR)
