@@ -62,8 +62,9 @@ impl Listener {
     }
 }
 
-/// Binds with umask 0177, so the socket is 0600 from its first instant (the dir is 0700
-/// anyway). The umask is the process's: nothing else runs while it is changed.
+/// Binds, then makes the socket 0600. Until the chmod it has the umask's mode, but it sits in
+/// the 0700 state dir, which nobody else can enter. (Not a umask change around the bind: the
+/// umask is the whole process's, and the unit tests run threads that create files meanwhile.)
 fn bind_private(fd: &OwnedFd, dir: &StateDir) -> Result<(), String> {
     let mut last = Errno::ENOENT;
     for address in socket_addresses(dir) {
@@ -71,13 +72,16 @@ fn bind_private(fd: &OwnedFd, dir: &StateDir) -> Result<(), String> {
             last = Errno::ENAMETOOLONG;
             continue;
         };
-        // SAFETY: umask cannot fail; single-threaded, restored below.
-        let previous = unsafe { libc::umask(0o177) };
-        let result = socket::bind(fd.as_raw_fd(), &address);
-        // SAFETY: as above.
-        unsafe { libc::umask(previous) };
-        match result {
-            Ok(()) => return Ok(()),
+        match socket::bind(fd.as_raw_fd(), &address) {
+            Ok(()) => {
+                return stat::fchmodat(
+                    dir.as_fd(),
+                    SOCKET_NAME,
+                    stat::Mode::from_bits_truncate(0o600),
+                    stat::FchmodatFlags::FollowSymlink,
+                )
+                .map_err(|errno| format!("chmod 0600: {}", errno.desc()));
+            }
             // No /proc (or a foreign one): the plain path next.
             Err(errno @ (Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG)) => last = errno,
             Err(errno) => return Err(format!("bind: {}", errno.desc())),
