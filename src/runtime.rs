@@ -2,6 +2,7 @@
 //! signals, reap every zombie, feed the supervisor, carry out its actions. Once running it
 //! never ends the program on an error: every failure is logged and the loop goes on.
 
+use crate::control::ControlServer;
 use crate::events::{self, Event};
 use crate::exit::Exit;
 use crate::handoff::Registry;
@@ -56,6 +57,8 @@ pub struct Runtime {
     /// ones, whose parent is outside the namespace): waitpid cannot see them exit, their
     /// pidfds can. The shutdown is complete only once they are gone too.
     awaited: Vec<(i32, OwnedFd)>,
+    /// Forked workers whose exec is not confirmed yet, by worker.
+    starting: Vec<(usize, spawn::Started)>,
     /// Inputs that carrying out actions produced, waiting for the core (see `feed`).
     results: VecDeque<Input>,
     /// Draining workers whose group looked empty while a child could not be told apart, with
@@ -70,6 +73,10 @@ pub struct Runtime {
     job_control: JobControl,
     /// tini's `-w`: warn when reaping a zombie that was not a worker.
     is_warn_on_reap: bool,
+    /// `fleet-init ctl`'s socket, served from this loop.
+    control: ControlServer,
+    /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
+    is_last_start: bool,
     /// The pipes of the `jsonl` workers and what their lines wait for.
     output: Output,
     /// `shutdown_complete`, held until the workers' output is written: it is the last line.
@@ -111,6 +118,7 @@ impl Runtime {
             killed_pids: BTreeSet::new(),
             awaited: Vec::new(),
             results: VecDeque::new(),
+            starting: Vec::new(),
             rechecks: BTreeMap::new(),
             recheck_at: None,
             stopped_leftovers: BTreeSet::new(),
@@ -119,6 +127,8 @@ impl Runtime {
             abnormal_end: None,
             job_control: JobControl::default(),
             is_warn_on_reap: false,
+            control: ControlServer::disabled(),
+            is_last_start: false,
             output: Output::default(),
             final_event: None,
         }
@@ -128,6 +138,16 @@ impl Runtime {
     pub fn set_dropin(&mut self, job_control: JobControl, is_warn_on_reap: bool) {
         self.job_control = job_control;
         self.is_warn_on_reap = is_warn_on_reap;
+    }
+
+    pub fn set_control(&mut self, control: ControlServer) {
+        self.control = control;
+    }
+
+    /// A single command never restarted: its start is the last one that needs the inherited
+    /// descriptors.
+    pub fn close_inherited_fds_after_start(&mut self, is_last_start: bool) {
+        self.is_last_start = is_last_start;
     }
 
     fn now(&self) -> Millis {
@@ -141,17 +161,20 @@ impl Runtime {
         }
         loop {
             let did_act = self.turn();
-            self.persist_registry();
             if let Some(code) = self.exit_code {
                 self.finish_output();
-                // Nothing is left below fleet-init: the generation leaves nothing to reap.
+                // Nothing is left below fleet-init: the generation leaves nothing to reap, and
+                // the file goes without a last write of its now empty list.
                 self.registry.remove();
+                self.control.close();
                 if let Some(event) = self.final_event.take() {
                     events::emit_final(&event);
                 }
                 return Ending::Exit(code);
             }
+            self.persist_registry();
             if let Some(code) = self.abnormal_end {
+                self.control.close();
                 return Ending::Abnormal(code);
             }
             // Whatever was done may have changed what there is to see (a group now empty, a
@@ -164,7 +187,8 @@ impl Runtime {
 
     /// One wake-up: signals, zombies, deadlines, draining groups. True if anything was done.
     fn turn(&mut self) -> bool {
-        let mut did_act = false;
+        // Starts first: a worker whose exec is confirmed is running for the signals that follow.
+        let mut did_act = self.check_starts();
         for arrival in self.inbox.drain() {
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
@@ -208,10 +232,14 @@ impl Runtime {
         for (pid, _) in &reaped.exits {
             self.stopped_leftovers.remove(pid);
         }
+        // Before the exits: a child reaped now has closed its report pipe, so its start is
+        // known (exec'd or failed) before its exit is fed.
+        did_act |= self.check_starts();
         for (pid, exit) in reaped.exits {
             did_act |= self.feed(Input::Exited { pid, exit });
         }
         did_act |= self.feed(Input::Tick);
+        did_act |= self.serve_control();
         for (worker, pgid) in self.supervisor.draining_groups() {
             let leftovers = self.escaped_leftovers(worker, pgid);
             if !leftovers.pids.is_empty() || !is_group_empty(pgid) {
@@ -251,6 +279,20 @@ impl Runtime {
         }
     }
 
+    /// Requests on the control socket go to the supervisor like any input; its replies are
+    /// written in `execute`.
+    fn serve_control(&mut self) -> bool {
+        let mut did_act = false;
+        for received in self.control.serve(self.now()) {
+            did_act |= self.feed(Input::Control {
+                client: received.client,
+                peer_uid: received.peer_uid,
+                request: received.request,
+            });
+        }
+        did_act
+    }
+
     /// At most one write per turn, whatever the turn changed.
     fn persist_registry(&mut self) {
         if let Some(event) = self.registry.persist(self.now()) {
@@ -264,6 +306,7 @@ impl Runtime {
             self.supervisor.next_deadline(),
             self.registry.next_retry(),
             recheck_at,
+            self.control.next_deadline(),
         ];
         let timeout = match deadlines.into_iter().flatten().min() {
             None => PollTimeout::NONE,
@@ -278,7 +321,13 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
+        fds.extend(self.control.poll_fds());
         fds.extend(self.output.poll_fds());
+        fds.extend(
+            self.starting
+                .iter()
+                .map(|(_, started)| PollFd::new(started.as_fd(), PollFlags::POLLIN)),
+        );
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),
@@ -295,8 +344,21 @@ impl Runtime {
             let now = self.now();
             let actions = self.supervisor.handle(input, now);
             did_act |= !actions.is_empty();
+            let mut has_signalled = false;
             for action in actions {
+                let is_signal = matches!(
+                    action,
+                    Action::SignalGroup { .. } | Action::SignalProcess { .. }
+                );
+                if has_signalled && !is_signal {
+                    yield_to_receivers();
+                    has_signalled = false;
+                }
                 self.execute(action);
+                has_signalled |= is_signal;
+            }
+            if has_signalled {
+                yield_to_receivers();
             }
         }
         did_act
@@ -338,6 +400,7 @@ impl Runtime {
                 self.note_killed(killed);
             }
             Action::Exit { code } => self.exit_code = Some(code),
+            Action::Reply { client, reply } => self.control.reply(client, &reply),
             Action::Released { pid } => self.registry.forget_pid(pid),
             // A foreign /proc would give a stranger's memory: no reading, no action.
             Action::SampleMemory { .. } if !self.is_proc_ours => {}
@@ -355,6 +418,9 @@ impl Runtime {
         }
     }
 
+    /// Forks the worker and records it at once; whether it exec'd comes back through its
+    /// report pipe, polled with everything else (`check_starts`), so the registry write and
+    /// the child's exec overlap and an exec that hangs never holds up the loop.
     fn spawn(&mut self, worker: usize) {
         let Some(spec) = self.supervisor.spec(worker) else {
             log::error!("spawn asked for unknown worker #{worker}");
@@ -363,38 +429,71 @@ impl Runtime {
         // No write before the fork: the handoff file already holds this generation's id, which
         // the new process carries in its environment. Its identity follows in this turn's write.
         let run = self.supervisor.next_run(worker);
-        let input = match spawn::spawn(spec, self.spawn_options) {
-            Ok(spawned) => {
-                let pid = spawned.pid;
-                if let Some(ends) = spawned.output {
+        match spawn::start(spec, self.spawn_options) {
+            Ok(mut started) => {
+                if let Some(ends) = started.output.take() {
                     self.output.add(&spec.name, ends);
                 }
                 self.has_spawned_since_reap = true;
                 // Without our own /proc there is no start time to record, and so no identity.
-                let start_time = procscan::read_stat(Path::new(PROC), pid)
+                // The start time is the fork's: exec does not change it.
+                let start_time = procscan::read_stat(Path::new(PROC), started.pid)
                     .found()
                     .filter(|_| self.is_proc_ours)
                     .map(|stat| stat.start_time);
                 if let Some(start_time) = start_time {
-                    self.registry
-                        .add(&spec.name, run, pid, start_time, &spec.display_command());
+                    self.registry.add(
+                        &spec.name,
+                        run,
+                        started.pid,
+                        start_time,
+                        &spec.display_command(),
+                    );
                 }
-                Input::Spawned { worker, pid }
-            }
-            Err(failure) => {
-                if failure.pid.is_some() {
-                    self.has_spawned_since_reap = true;
-                }
-                Input::SpawnFailed {
+                self.results.push_back(Input::Forked {
                     worker,
-                    pid: failure.pid,
-                    error: failure.error,
-                    exit_code: failure.exit_code,
-                    is_fork_failure: failure.is_fork_failure,
-                }
+                    pid: started.pid,
+                });
+                self.starting.push((worker, started));
             }
-        };
-        self.results.push_back(input);
+            Err(failure) => self.results.push_back(spawn_failed(worker, failure)),
+        }
+    }
+
+    /// Feeds the outcome of every start whose report pipe has spoken. True if any had.
+    fn check_starts(&mut self) -> bool {
+        let mut did_act = false;
+        let mut index = 0;
+        while let Some((worker, started)) = self.starting.get(index) {
+            let worker = *worker;
+            let outcome = match self.supervisor.spec(worker) {
+                Some(spec) => spawn::outcome(spec, started),
+                None => spawn::Outcome::Execed,
+            };
+            let input = match outcome {
+                spawn::Outcome::Pending => {
+                    index += 1;
+                    continue;
+                }
+                spawn::Outcome::Execed => {
+                    if std::mem::take(&mut self.is_last_start) {
+                        crate::startup::close_inherited_fds();
+                    }
+                    Input::Spawned {
+                        worker,
+                        pid: started.pid,
+                    }
+                }
+                spawn::Outcome::Failed(failure) => {
+                    // Nothing of a run that never ran stays recorded.
+                    self.registry.forget_pid(started.pid);
+                    spawn_failed(worker, failure)
+                }
+            };
+            self.starting.swap_remove(index);
+            did_act |= self.feed(input);
+        }
+        did_act
     }
 
     /// Everything is gone: the workers' last lines are read to EOF and written out, bounded by
@@ -595,6 +694,25 @@ impl Runtime {
         }
         signalled
     }
+}
+
+fn spawn_failed(worker: usize, failure: spawn::SpawnFailure) -> Input {
+    Input::SpawnFailed {
+        worker,
+        pid: failure.pid,
+        error: failure.error,
+        exit_code: failure.exit_code,
+        is_fork_failure: failure.is_fork_failure,
+    }
+}
+
+/// After a run of signals, before fleet-init's own bookkeeping (an event line, a /proc scan):
+/// a receiver woken on this CPU runs now rather than after it. Measured: SIGTERM to PID 1 →
+/// the child's receipt, median 197 µs without, against 92 µs for catatonit, which goes straight
+/// back to sleep after its kill.
+fn yield_to_receivers() {
+    // SAFETY: plain syscall, no arguments.
+    unsafe { libc::sched_yield() };
 }
 
 /// kill(2) by raw number, so real-time signals work too.

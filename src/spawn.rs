@@ -7,7 +7,7 @@ use crate::handoff::Generation;
 use crate::output::pipes::{ReadEnds, WorkerPipes};
 use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,14 +24,6 @@ pub struct SpawnFailure {
     /// fork or its pipe failed (EAGAIN under a pids limit, ENOMEM): fleet-init's trouble, not
     /// the worker's; nothing ran.
     pub is_fork_failure: bool,
-}
-
-/// A started worker: its pid (also its process group id) and, with `output: "jsonl"`, the read
-/// ends of its stdout and stderr pipes.
-#[derive(Debug)]
-pub struct Spawned {
-    pub pid: i32,
-    pub output: Option<ReadEnds>,
 }
 
 /// How the child is set up beyond its spec.
@@ -118,19 +110,66 @@ struct Prepared {
     /// inherited directory would have been.
     start_directory: Option<CString>,
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    /// Where in `envp` a `LISTEN_PID` naming fleet-init sits: the child puts its own pid there.
+    listen_pid_at: Option<usize>,
+    /// With `output: "jsonl"`: the write ends the child makes its stdout and stderr.
+    stdio: Option<(libc::c_int, libc::c_int)>,
 }
 
-/// Starts `spec`; returns the child's pid, which is also its process group id. A failure is
-/// also one plain line on stderr (`fleet-init: exec /app/srv failed: No such file or
-/// directory`), as tini prints it, whatever `--events` says.
-pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, SpawnFailure> {
-    let result = fork_and_exec(spec, options);
-    if let Err(failure) = &result {
-        // One line whatever the program's name holds.
-        let line = crate::cli::one_line(&format!("fleet-init: {}", failure.plain));
-        crate::events::diagnostic(&line);
+/// A forked worker whose exec has not been confirmed yet.
+#[derive(Debug)]
+pub struct Started {
+    pub pid: i32,
+    /// The read end of the child's report pipe (non-blocking): EOF when exec succeeded, eight
+    /// bytes (step, errno) when a step failed. Polled by the loop, never waited on: an exec
+    /// that hangs (a binary on a stalled network filesystem) never blocks PID 1.
+    report: OwnedFd,
+    /// With `output: "jsonl"`: the read ends of the child's stdout and stderr pipes, for the
+    /// loop's output table to take.
+    pub output: Option<ReadEnds>,
+}
+
+impl AsFd for Started {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.report.as_fd()
     }
-    result
+}
+
+/// What the report pipe says so far.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing yet: the child has not reached exec.
+    Pending,
+    /// The pipe closed with exec (or with the child's death, which the waiter reports).
+    Execed,
+    Failed(SpawnFailure),
+}
+
+/// Forks `spec`'s child; its pid is also its process group id. Whether it exec'd is told
+/// later by [`outcome`]. A failure is also one plain line on stderr (`fleet-init: exec
+/// /app/srv failed: No such file or directory`), as tini prints it, whatever `--events` says.
+pub fn start(spec: &WorkerSpec, options: SpawnOptions) -> Result<Started, SpawnFailure> {
+    fork_child(spec, options).inspect_err(tell)
+}
+
+/// Reads the report without blocking. Once the child is dead (reaped) the pipe is closed, so
+/// the answer is never `Pending` then.
+pub fn outcome(spec: &WorkerSpec, started: &Started) -> Outcome {
+    match read_report(&started.report) {
+        Report::Pending => Outcome::Pending,
+        Report::Closed => Outcome::Execed,
+        Report::Failed { step, errno } => {
+            let failure = exec_failure(spec, started.pid, step, errno);
+            tell(&failure);
+            Outcome::Failed(failure)
+        }
+    }
+}
+
+fn tell(failure: &SpawnFailure) {
+    // One line whatever the program's name holds.
+    let line = crate::cli::one_line(&format!("fleet-init: {}", failure.plain));
+    crate::events::diagnostic(&line);
 }
 
 impl SpawnFailure {
@@ -147,12 +186,15 @@ impl SpawnFailure {
     }
 }
 
-fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, SpawnFailure> {
-    let program = spec
-        .command
+fn program_name(spec: &WorkerSpec) -> String {
+    spec.command
         .first()
         .map(|program| program.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn fork_child(spec: &WorkerSpec, options: SpawnOptions) -> Result<Started, SpawnFailure> {
+    let program = program_name(spec);
     let prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
         pid: None,
         plain: format!("cannot start {program}: {error}"),
@@ -160,8 +202,11 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, Sp
         exit_code: 126,
         is_fork_failure: false,
     })?;
-    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
+    // Non-blocking on both ends: the loop polls the read end; the child's one 8-byte write into
+    // the empty pipe cannot fail for want of room.
+    let (report_read, report_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
     let output_pipes = match spec.output {
         OutputMode::Jsonl => Some(
             WorkerPipes::create()
@@ -169,9 +214,23 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, Sp
         ),
         OutputMode::Inherit => None,
     };
-    let stdio = output_pipes.as_ref().map(WorkerPipes::child_fds);
+    let prepared = Prepared {
+        stdio: output_pipes.as_ref().map(WorkerPipes::child_fds),
+        ..prepared
+    };
     let argv_ptrs = null_terminated(&prepared.argv);
-    let envp_ptrs = null_terminated(&prepared.envp);
+    let mut envp_ptrs = null_terminated(&prepared.envp);
+    // Socket activation (systemd, podman): LISTEN_PID names the process the sockets are for.
+    // When it names fleet-init, the worker gets them and its own pid there, as catatonit does;
+    // the child writes the digits into this buffer, allocated before the fork.
+    let mut listen_pid = [0u8; LISTEN_PID_ENTRY];
+    if let Some(slot) = prepared.listen_pid_at.and_then(|at| envp_ptrs.get_mut(at)) {
+        if let Some(name) = listen_pid.get_mut(..LISTEN_PID.len()) {
+            name.copy_from_slice(LISTEN_PID.as_bytes());
+        }
+        *slot = listen_pid.as_ptr().cast();
+    }
+    let listen_pid_buffer = prepared.listen_pid_at.map(|_| listen_pid.as_mut_ptr());
     let groups_ptr = prepared
         .user
         .as_ref()
@@ -193,15 +252,15 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, Sp
                 groups_ptr,
                 options,
                 report_write.as_raw_fd(),
-                stdio,
+                listen_pid_buffer,
             )
         }
     }
     let fork_errno = Errno::last();
     restore_signal_mask(&old_mask);
     drop(report_write);
-    // Only the read ends stay: EOF comes when the last of the worker's processes is gone. On a
-    // failure below they go too: nothing of a failed run is left behind.
+    // Only the read ends stay: EOF comes when the last of the worker's processes is gone (a run
+    // that fails before exec ends them at once, and the loop closes them then).
     let output = output_pipes.map(WorkerPipes::into_read_ends);
     if pid < 0 {
         return Err(SpawnFailure::before_fork(
@@ -214,71 +273,116 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<Spawned, Sp
     // the group before the child ran (as shells do). EACCES: it already exec'd, fine.
     // SAFETY: plain syscall on a pid we own.
     unsafe { libc::setpgid(pid, pid) };
-    match read_report(&report_read) {
-        None => Ok(Spawned { pid, output }),
-        Some((step, errno)) => {
-            // Errors name what failed: the user for the credential steps, the directory for
-            // chdir, the program for exec.
-            let target = match step {
-                1..=3 => spec
-                    .user
-                    .as_ref()
-                    .map(|user| format!("user {} (uid {}, gid {})", user.name, user.uid, user.gid))
-                    .unwrap_or_default(),
-                4 => spec
-                    .cwd
-                    .as_ref()
-                    .map(|cwd| cwd.display().to_string())
-                    .or_else(|| {
-                        START_DIRECTORY
-                            .get()
-                            .map(|dir| dir.to_string_lossy().into_owned())
-                    })
-                    .unwrap_or_default(),
-                _ => program.clone(),
-            };
-            let exit_code = if step == Step::Exec as i32 && is_not_found(errno) {
-                127
-            } else {
-                126
-            };
-            let reason = Errno::from_raw(errno).desc();
-            Err(SpawnFailure {
-                pid: Some(pid),
-                error: format!("{} {}: {}", step_name(step), target, reason),
-                plain: format!("{} {} failed: {}", step_name(step), target, reason),
-                exit_code,
-                is_fork_failure: false,
+    Ok(Started {
+        pid,
+        report: report_read,
+        output,
+    })
+}
+
+/// The child's report of a failed step, as an error naming what failed: the user for the
+/// credential steps, the directory for chdir, the program for exec.
+fn exec_failure(spec: &WorkerSpec, pid: i32, step: i32, errno: i32) -> SpawnFailure {
+    let program = program_name(spec);
+    let target = match step {
+        1..=3 => spec
+            .user
+            .as_ref()
+            .map(|user| format!("user {} (uid {}, gid {})", user.name, user.uid, user.gid))
+            .unwrap_or_default(),
+        4 => spec
+            .cwd
+            .as_ref()
+            .map(|cwd| cwd.display().to_string())
+            .or_else(|| {
+                START_DIRECTORY
+                    .get()
+                    .map(|dir| dir.to_string_lossy().into_owned())
             })
+            .unwrap_or_default(),
+        _ => program,
+    };
+    let exit_code = if step == Step::Exec as i32 && is_not_found(errno) {
+        127
+    } else {
+        126
+    };
+    let reason = Errno::from_raw(errno).desc();
+    SpawnFailure {
+        pid: Some(pid),
+        error: format!("{} {}: {}", step_name(step), target, reason),
+        plain: format!("{} {} failed: {}", step_name(step), target, reason),
+        exit_code,
+        is_fork_failure: false,
+    }
+}
+
+const LISTEN_PID: &str = "LISTEN_PID";
+/// `LISTEN_PID=`, up to 10 digits and the NUL.
+const LISTEN_PID_ENTRY: usize = 32;
+
+/// Writes `=<pid>\0` after the name in a `LISTEN_PID_ENTRY`-byte buffer; no allocation, for the
+/// child between fork and exec.
+///
+/// # Safety
+/// `buffer` points to `LISTEN_PID_ENTRY` writable bytes.
+unsafe fn write_listen_pid(buffer: *mut u8, pid: libc::pid_t) {
+    let mut digits = [0u8; 12];
+    let mut count = 0;
+    let mut rest = pid.unsigned_abs();
+    loop {
+        if let Some(digit) = digits.get_mut(count) {
+            *digit = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        }
+        count += 1;
+        rest /= 10;
+        if rest == 0 || count >= digits.len() {
+            break;
         }
     }
+    let mut at = LISTEN_PID.len();
+    *buffer.add(at) = b'=';
+    at += 1;
+    while count > 0 && at < LISTEN_PID_ENTRY - 1 {
+        count -= 1;
+        *buffer.add(at) = digits.get(count).copied().unwrap_or(b'0');
+        at += 1;
+    }
+    *buffer.add(at) = 0;
 }
 
 fn is_not_found(errno: i32) -> bool {
     errno == libc::ENOENT || errno == libc::ENOTDIR
 }
 
-/// Reads the child's failure report: `None` on EOF (exec succeeded, the pipe closed with it).
-fn read_report(fd: &OwnedFd) -> Option<(i32, i32)> {
+enum Report {
+    Pending,
+    Closed,
+    Failed { step: i32, errno: i32 },
+}
+
+/// The child writes its 8-byte report in one write (atomic: under PIPE_BUF), so a read sees
+/// all of it, or EOF, or nothing yet.
+fn read_report(fd: &OwnedFd) -> Report {
     let mut buffer = [0u8; 8];
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let rest = buffer.get_mut(filled..)?;
-        match nix::unistd::read(fd, rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+    loop {
+        match nix::unistd::read(fd, &mut buffer) {
+            Ok(8) => break,
+            Ok(_) => return Report::Closed,
             Err(Errno::EINTR) => continue,
-            Err(_) => break,
+            Err(Errno::EAGAIN) => return Report::Pending,
+            // Unreadable: nothing more will come through it.
+            Err(_) => return Report::Closed,
         }
     }
-    if filled < buffer.len() {
-        return None;
-    }
     let (step, errno) = buffer.split_at(4);
-    Some((
-        i32::from_ne_bytes(step.try_into().ok()?),
-        i32::from_ne_bytes(errno.try_into().ok()?),
-    ))
+    match (<[u8; 4]>::try_from(step), <[u8; 4]>::try_from(errno)) {
+        (Ok(step), Ok(errno)) => Report::Failed {
+            step: i32::from_ne_bytes(step),
+            errno: i32::from_ne_bytes(errno),
+        },
+        _ => Report::Closed,
+    }
 }
 
 fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String> {
@@ -320,6 +424,10 @@ fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String
         Some(_) => None,
         None => START_DIRECTORY.get().cloned(),
     };
+    let own_listen_pid = format!("{LISTEN_PID}={}", std::process::id());
+    let listen_pid_at = envp
+        .iter()
+        .position(|entry| entry.as_bytes() == own_listen_pid.as_bytes());
     Ok(Prepared {
         candidates,
         argv,
@@ -327,6 +435,8 @@ fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String
         cwd,
         start_directory,
         user,
+        listen_pid_at,
+        stdio: None,
     })
 }
 
@@ -422,7 +532,7 @@ unsafe fn child(
     groups: Option<&[libc::gid_t]>,
     options: SpawnOptions,
     report_fd: libc::c_int,
-    stdio: Option<(libc::c_int, libc::c_int)>,
+    listen_pid: Option<*mut u8>,
 ) -> ! {
     let fail = |step: Step, errno: i32| -> ! {
         let mut message = [0u8; 8];
@@ -435,9 +545,12 @@ unsafe fn child(
     };
     let errno = || *libc::__errno_location();
 
+    if let Some(buffer) = listen_pid {
+        write_listen_pid(buffer, libc::getpid());
+    }
     // The output pipes become stdout and stderr (dup2 leaves the copies without
     // close-on-exec; the originals, above 2, close at exec).
-    if let Some((stdout, stderr)) = stdio {
+    if let Some((stdout, stderr)) = prepared.stdio {
         libc::dup2(stdout, libc::STDOUT_FILENO);
         libc::dup2(stderr, libc::STDERR_FILENO);
     }

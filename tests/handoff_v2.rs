@@ -262,6 +262,8 @@ fn a_user_worker_s_leftovers_are_found_without_cap_sys_ptrace() {
     assert!(!has_ptrace(fleet.pid), "the premise: no CAP_SYS_PTRACE");
     // Before each restart, the previous run's escapee is stopped (SIGKILLed at its grace).
     fleet.wait_nth("worker_started", 3, BOUND);
+    // Run 3's escapee exists once its pid is printed; it then lives through the drain's grace.
+    fleet.wait_output_count("escapee=", 3, BOUND);
     let escapees: Vec<i32> = fleet
         .output
         .iter()
@@ -721,6 +723,42 @@ fn sigterm_during_the_start_up_reap_cuts_its_grace_and_starts_nothing() {
     let reaped = next.named("reaped");
     assert_eq!(reaped.len(), 2, "{:?}", next.events);
     assert!(reaped.iter().all(|e| e["signal"] == "SIGKILL"));
+    assert!(orphans.iter().all(|p| !is_alive(*p)));
+}
+
+#[test]
+fn sigterm_during_reap_mode_cuts_its_grace_instead_of_killing_the_reaper() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let name = unique("stubborn");
+    let config = json!({"workers": [{"name": name, "command":
+        ["sh", "-c", "trap '' TERM; exec >/dev/null 2>&1; sleep 1000 & exec sleep 1000"]}]});
+    let fleet = start(&dir, &state, &config);
+    assert!(eventually(BOUND, || processes_of(&name).len() == 2));
+    kill_init(fleet);
+    let orphans = processes_of(&name);
+    // Not PID 1: an unblocked SIGTERM would kill the reaper halfway, orphans left running.
+    let mut reaper = subreaper(&[
+        "--reap",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--grace-ms",
+        "30000",
+    ])
+    .spawn();
+    reaper.wait_event("init_started");
+    reaper.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    assert_eq!(reaper.wait_exit(BOUND), 0, "{:?}", reaper.events);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let reaped = reaper.named("reaped");
+    assert_eq!(reaped.len(), 2, "{:?}", reaper.events);
+    assert!(reaped.iter().all(|e| e["signal"] == "SIGKILL"));
+    assert_eq!(reaper.named("reap_complete").len(), 1);
     assert!(orphans.iter().all(|p| !is_alive(*p)));
 }
 

@@ -2,12 +2,14 @@
 //! `handle(input, now) -> actions` plus `next_deadline()`. No system calls, no clock: the
 //! runtime feeds it what happened and carries out what it asks for.
 
+mod control;
 pub mod policy;
 mod shutdown;
 pub mod state;
 pub mod worker;
 
 use crate::config::{OnMaxCrashes, RestartPolicy, SignalTarget, WorkerSpec};
+use crate::control::protocol::Request;
 use crate::events::Event;
 use crate::exit::Exit;
 use crate::procscan::TreeMemory;
@@ -28,6 +30,11 @@ const KILL_SETTLE_MS: Millis = 1000;
 pub enum Input {
     /// Time passed: act on every deadline that is due.
     Tick,
+    /// The worker's child is forked; `Spawned` or `SpawnFailed` follows once it exec'd or not.
+    Forked {
+        worker: usize,
+        pid: i32,
+    },
     Spawned {
         worker: usize,
         pid: i32,
@@ -62,6 +69,12 @@ pub enum Input {
     },
     /// The cgroup's OOM-kill counter, read at start and before a SIGKILL death is fed.
     OomKills(u64),
+    /// A request from the control socket; answered with `Action::Reply` to that client.
+    Control {
+        client: u64,
+        peer_uid: u32,
+        request: Request,
+    },
 }
 
 /// What the runtime must do.
@@ -100,6 +113,11 @@ pub enum Action {
     SampleMemory {
         worker: usize,
         pid: i32,
+    },
+    /// The reply line to a control client's request.
+    Reply {
+        client: u64,
+        reply: Value,
     },
 }
 
@@ -203,6 +221,11 @@ impl Supervisor {
     pub fn handle(&mut self, input: Input, now: Millis) -> Vec<Action> {
         match input {
             Input::Tick => self.on_tick(now),
+            Input::Forked { worker, pid } => {
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.forked = Some(pid);
+                }
+            }
             Input::Spawned { worker, pid } => self.on_spawned(worker, pid, now),
             Input::SpawnFailed {
                 worker,
@@ -227,6 +250,11 @@ impl Supervisor {
                 memory,
             } => self.on_memory_sample(worker, pid, &memory, now),
             Input::OomKills(count) => self.oom_kills = Some(count),
+            Input::Control {
+                client,
+                peer_uid,
+                request,
+            } => self.on_control(client, peer_uid, &request, now),
         }
         self.finish_if_nothing_left(now);
         std::mem::take(&mut self.actions)
@@ -324,6 +352,8 @@ impl Supervisor {
         };
         w.run = w.run.saturating_add(1);
         w.fork_failures = 0;
+        w.memory_bytes = None;
+        w.forked = None;
         let interval = w.spec.watchdog_interval_ms;
         let sample_at = w.spec.max_rss_mb.map(|_| now.saturating_add(interval));
         w.phase = Phase::Running(Run {
@@ -343,6 +373,9 @@ impl Supervisor {
         if self.shutdown.is_some() {
             // Raced with a shutdown: stop it like the others.
             self.stop_worker(index, StopReason::Shutdown, now);
+        } else if self.workers.get(index).is_some_and(|w| w.is_held_down) {
+            // `ctl stop` came while it was being started.
+            self.stop_worker(index, StopReason::Manual, now);
         }
     }
 
@@ -354,6 +387,7 @@ impl Supervisor {
             return;
         };
         w.fork_failures = w.fork_failures.saturating_add(1);
+        w.forked = None;
         let delay_ms = backoff_ms(
             w.spec.backoff_initial_ms,
             w.spec.backoff_max_ms,
@@ -396,6 +430,8 @@ impl Supervisor {
         w.run = w.run.saturating_add(1);
         w.crash_count = w.crash_count.saturating_add(1);
         w.last_code = Some(exit_code);
+        w.last_exit = Some((Exit::Code(exit_code), Cause::SpawnFailed));
+        w.forked = None;
         w.phase = Phase::Done;
         let name = w.spec.name.clone();
         let (run, crash_count) = (w.run, w.crash_count);
@@ -457,6 +493,7 @@ impl Supervisor {
             w.crash_count = w.crash_count.saturating_add(1);
         }
         w.last_code = Some(reported.shell_code());
+        w.last_exit = Some((exit, cause));
         let mut event = Event::new(level_of(cause), "worker_exited")
             .with("worker", w.spec.name.clone())
             .with("pid", pid);
@@ -517,6 +554,13 @@ impl Supervisor {
     fn after_exit(&mut self, index: usize, cause: Cause, now: Millis) -> After {
         if self.shutdown.is_some() {
             return After::StayDown;
+        }
+        if self
+            .workers
+            .get(index)
+            .is_some_and(|w| control::is_manual(cause, w.is_held_down))
+        {
+            return self.after_manual_stop(index, now);
         }
         let Some(w) = self.workers.get_mut(index) else {
             return After::StayDown;
@@ -592,6 +636,14 @@ impl Supervisor {
         if run.pid != pid || run.stop.is_some() {
             return;
         }
+        if memory.source.is_some() {
+            if let Some(w) = self.workers.get_mut(index) {
+                w.memory_bytes = Some(memory.total_bytes);
+            }
+        }
+        let Some(w) = self.workers.get(index) else {
+            return;
+        };
         let Some(max_rss_mb) = w.spec.max_rss_mb else {
             return;
         };
@@ -663,7 +715,8 @@ impl Supervisor {
     fn forward(&mut self, signal: i32) {
         let mut names = Vec::new();
         for w in &self.workers {
-            let Some(pid) = w.running_pid() else { continue };
+            // A start not yet confirmed gets it too, as tini's child does from its fork on.
+            let Some(pid) = w.live_pid() else { continue };
             names.push(Value::from(w.spec.name.clone()));
             self.actions.push(signal_worker(&w.spec, pid, signal));
         }
@@ -708,7 +761,11 @@ impl Supervisor {
     }
 
     fn finish_if_nothing_left(&mut self, now: Millis) {
-        if self.shutdown.is_none() && self.workers.iter().all(|w| w.phase == Phase::Done) {
+        // Workers stopped on request keep fleet-init up until started again (supervisorctl).
+        if self.shutdown.is_none()
+            && self.workers.iter().all(|w| w.phase == Phase::Done)
+            && !self.workers.iter().any(|w| w.is_held_down)
+        {
             self.begin_shutdown("workers_finished", None, now);
         }
     }
@@ -732,7 +789,7 @@ fn remap(mode: &Mode, exit: Exit) -> Exit {
 
 fn level_of(cause: Cause) -> crate::events::Level {
     match cause {
-        Cause::CleanExit | Cause::Shutdown => crate::events::Level::Info,
+        Cause::CleanExit | Cause::Shutdown | Cause::Stopped => crate::events::Level::Info,
         Cause::Watchdog | Cause::Crash | Cause::SpawnFailed => crate::events::Level::Warn,
     }
 }

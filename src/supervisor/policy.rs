@@ -13,6 +13,8 @@ pub enum Cause {
     Watchdog,
     Shutdown,
     SpawnFailed,
+    /// `fleet-init ctl stop` (or `restart`): never a crash, never budgeted as one.
+    Stopped,
 }
 
 impl Cause {
@@ -23,6 +25,7 @@ impl Cause {
             Cause::Watchdog => "watchdog",
             Cause::Shutdown => "shutdown",
             Cause::SpawnFailed => "spawn_failed",
+            Cause::Stopped => "stopped",
         }
     }
 
@@ -42,6 +45,8 @@ impl Cause {
 pub enum StopReason {
     Watchdog,
     Shutdown,
+    /// Asked for on the control socket (`ctl stop`, `ctl restart`).
+    Manual,
 }
 
 /// Exit 0 is clean; a death fleet-init caused is the reason it caused it; anything else crashed.
@@ -49,6 +54,7 @@ pub fn classify(exit: Exit, stop: Option<StopReason>) -> Cause {
     match stop {
         Some(StopReason::Shutdown) => Cause::Shutdown,
         Some(StopReason::Watchdog) => Cause::Watchdog,
+        Some(StopReason::Manual) => Cause::Stopped,
         None if exit.is_success() => Cause::CleanExit,
         None => Cause::Crash,
     }
@@ -138,6 +144,8 @@ mod tests {
             (Exit::Code(0), Some(Shutdown), Cause::Shutdown),
             (Exit::Signal(9), Some(Watchdog), Cause::Watchdog),
             (Exit::Code(0), Some(Watchdog), Cause::Watchdog),
+            (Exit::Signal(15), Some(Manual), Cause::Stopped),
+            (Exit::Code(3), Some(Manual), Cause::Stopped),
         ] {
             assert_eq!(classify(exit, stop), want, "{exit:?} {stop:?}");
         }

@@ -1,8 +1,9 @@
 //! One supervised worker: its spec, its phase in the life cycle and its counters.
 
-use super::policy::{CleanBudget, StopReason};
+use super::policy::{Cause, CleanBudget, StopReason};
 use super::Millis;
 use crate::config::WorkerSpec;
+use crate::exit::Exit;
 
 /// A started run of the worker's main process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +69,15 @@ pub struct Worker {
     pub last_code: Option<i32>,
     /// fork() failures in a row (fleet-init's trouble): they set the backoff, never a crash.
     pub fork_failures: u32,
+    /// The forked child of a start not yet confirmed (`Starting`): signals reach it too.
+    pub forked: Option<i32>,
     pub outcome: Outcome,
+    /// Down on request (`ctl stop`) until `ctl start`: not restarted, keeps fleet-init up.
+    pub is_held_down: bool,
+    /// How the last run ended (before `--remap-exit`) and why, for `ctl status`.
+    pub last_exit: Option<(Exit, Cause)>,
+    /// The last memory reading of the current run's tree, for `ctl status`.
+    pub memory_bytes: Option<u64>,
 }
 
 impl Worker {
@@ -81,7 +90,11 @@ impl Worker {
             budget: CleanBudget::default(),
             last_code: None,
             fork_failures: 0,
+            forked: None,
             outcome: Outcome::Clean,
+            is_held_down: false,
+            last_exit: None,
+            memory_bytes: None,
         }
     }
 
@@ -89,6 +102,14 @@ impl Worker {
         match &self.phase {
             Phase::Running(run) => Some(run.pid),
             _ => None,
+        }
+    }
+
+    /// The main process signals go to: a running one's, or a start's not yet confirmed.
+    pub fn live_pid(&self) -> Option<i32> {
+        match &self.phase {
+            Phase::Starting => self.forked,
+            _ => self.running_pid(),
         }
     }
 
