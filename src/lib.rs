@@ -12,6 +12,7 @@ pub mod job_control;
 pub mod modes;
 pub mod orphans;
 pub mod pidfd;
+pub mod probes;
 pub mod procscan;
 pub mod runtime;
 pub mod signals;

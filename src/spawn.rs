@@ -6,7 +6,7 @@ use crate::config::WorkerSpec;
 use crate::handoff::Generation;
 use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -115,7 +115,17 @@ struct Prepared {
 /// also one plain line on stderr (`fleet-init: exec /app/srv failed: No such file or
 /// directory`), as tini prints it, whatever `--events` says.
 pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
-    let result = fork_and_exec(spec, options);
+    spawn_with_fds(spec, options, &[])
+}
+
+/// `spawn`, with each `(fd, target)` of `fds` dup'd to descriptor `target` in the worker
+/// (a notify_fd's write end).
+pub fn spawn_with_fds(
+    spec: &WorkerSpec,
+    options: SpawnOptions,
+    fds: &[(RawFd, RawFd)],
+) -> Result<i32, SpawnFailure> {
+    let result = fork_and_exec(spec, options, fds);
     if let Err(failure) = &result {
         // One line whatever the program's name holds.
         let line = crate::cli::one_line(&format!("fleet-init: {}", failure.plain));
@@ -138,7 +148,11 @@ impl SpawnFailure {
     }
 }
 
-fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
+fn fork_and_exec(
+    spec: &WorkerSpec,
+    options: SpawnOptions,
+    fds: &[(RawFd, RawFd)],
+) -> Result<i32, SpawnFailure> {
     let program = spec
         .command
         .first()
@@ -176,6 +190,7 @@ fn fork_and_exec(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnF
                 groups_ptr,
                 options,
                 report_write.as_raw_fd(),
+                fds,
             )
         }
     }
@@ -401,7 +416,24 @@ unsafe fn child(
     groups: Option<&[libc::gid_t]>,
     options: SpawnOptions,
     report_fd: libc::c_int,
+    fds: &[(RawFd, RawFd)],
 ) -> ! {
+    // A descriptor the worker is promised (notify_fd N) may be the number the report pipe
+    // got here: the report pipe moves out of the way first.
+    let report_fd = if fds.iter().any(|(_, target)| *target == report_fd) {
+        libc::fcntl(report_fd, libc::F_DUPFD_CLOEXEC, 64)
+    } else {
+        report_fd
+    };
+    for (fd, target) in fds {
+        if fd == target {
+            // Same number: only the close-on-exec flag goes.
+            libc::fcntl(*fd, libc::F_SETFD, 0);
+        } else {
+            // dup2 leaves the new descriptor without close-on-exec.
+            libc::dup2(*fd, *target);
+        }
+    }
     let fail = |step: Step, errno: i32| -> ! {
         let mut message = [0u8; 8];
         let (left, right) = message.split_at_mut(4);

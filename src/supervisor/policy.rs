@@ -13,6 +13,8 @@ pub enum Cause {
     Watchdog,
     Shutdown,
     SpawnFailed,
+    /// Stopped after failed health checks, or not ready in time: counted as a crash.
+    Unhealthy,
 }
 
 impl Cause {
@@ -23,12 +25,13 @@ impl Cause {
             Cause::Watchdog => "watchdog",
             Cause::Shutdown => "shutdown",
             Cause::SpawnFailed => "spawn_failed",
+            Cause::Unhealthy => "unhealthy",
         }
     }
 
     /// Crashes and spawn failures touch the crash count; nothing else does.
     pub fn is_crash(self) -> bool {
-        matches!(self, Cause::Crash | Cause::SpawnFailed)
+        matches!(self, Cause::Crash | Cause::SpawnFailed | Cause::Unhealthy)
     }
 
     /// Clean-class exits are counted in the clean-restart budget.
@@ -42,6 +45,8 @@ impl Cause {
 pub enum StopReason {
     Watchdog,
     Shutdown,
+    /// Its health checks failed, or it was not ready in time.
+    Unhealthy,
 }
 
 /// Exit 0 is clean; a death fleet-init caused is the reason it caused it; anything else crashed.
@@ -49,6 +54,7 @@ pub fn classify(exit: Exit, stop: Option<StopReason>) -> Cause {
     match stop {
         Some(StopReason::Shutdown) => Cause::Shutdown,
         Some(StopReason::Watchdog) => Cause::Watchdog,
+        Some(StopReason::Unhealthy) => Cause::Unhealthy,
         None if exit.is_success() => Cause::CleanExit,
         None => Cause::Crash,
     }
@@ -138,6 +144,8 @@ mod tests {
             (Exit::Code(0), Some(Shutdown), Cause::Shutdown),
             (Exit::Signal(9), Some(Watchdog), Cause::Watchdog),
             (Exit::Code(0), Some(Watchdog), Cause::Watchdog),
+            (Exit::Signal(15), Some(Unhealthy), Cause::Unhealthy),
+            (Exit::Code(0), Some(Unhealthy), Cause::Unhealthy),
         ] {
             assert_eq!(classify(exit, stop), want, "{exit:?} {stop:?}");
         }

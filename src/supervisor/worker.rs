@@ -69,6 +69,8 @@ pub struct Worker {
     /// fork() failures in a row (fleet-init's trouble): they set the backoff, never a crash.
     pub fork_failures: u32,
     pub outcome: Outcome,
+    /// Its place in the start order and its probes' state.
+    pub order: super::order::WorkerOrder,
 }
 
 impl Worker {
@@ -82,6 +84,7 @@ impl Worker {
             last_code: None,
             fork_failures: 0,
             outcome: Outcome::Clean,
+            order: super::order::WorkerOrder::default(),
         }
     }
 
