@@ -2,12 +2,12 @@
 //! signals, reap every zombie, feed the supervisor, carry out its actions. Once running it
 //! never ends the program on an error: every failure is logged and the loop goes on.
 
+use crate::config::probes::ProbeKind;
 use crate::events;
 use crate::exit::Exit;
 use crate::handoff::Registry;
 use crate::job_control::JobControl;
 use crate::orphans::leftovers::{self, Scope};
-use crate::config::probes::ProbeKind;
 use crate::pidfd;
 use crate::probes::Probes;
 use crate::procscan;
@@ -207,7 +207,12 @@ impl Runtime {
             did_act |= self.feed(Input::Exited { pid, exit });
         }
         let now = self.now();
-        for result in self.probes.collect().into_iter().chain(self.probes.expire(now)) {
+        for result in self
+            .probes
+            .collect()
+            .into_iter()
+            .chain(self.probes.expire(now))
+        {
             did_act |= self.feed(result);
         }
         did_act |= self.feed(Input::Tick);
@@ -371,9 +376,9 @@ impl Runtime {
             return;
         };
         let now = self.now();
-        let answer = self
-            .probes
-            .start(worker, pid, kind, timeout_ms, spec, self.spawn_options, now);
+        let answer =
+            self.probes
+                .start(worker, pid, kind, timeout_ms, spec, self.spawn_options, now);
         if matches!(kind, ProbeKind::Command(_)) {
             // A child of ours now exists: an ECHILD seen before it is stale.
             self.has_spawned_since_reap = true;
@@ -408,7 +413,8 @@ impl Runtime {
         // Only the worker holds the write end now: its exit closes the pipe.
         drop(notify_fd);
         if fds.first().is_some() {
-            self.probes.bind_notify(worker, spawned.as_ref().ok().copied());
+            self.probes
+                .bind_notify(worker, spawned.as_ref().ok().copied());
         }
         let input = match spawned {
             Ok(pid) => {

@@ -341,7 +341,10 @@ fn parse_supervision_keys(
     }
 }
 
-pub(super) fn parse_command(checker: &mut Checker<'_>, value: Option<&Value>) -> Option<Vec<String>> {
+pub(super) fn parse_command(
+    checker: &mut Checker<'_>,
+    value: Option<&Value>,
+) -> Option<Vec<String>> {
     let key = Some("command");
     let items = match value {
         None => {

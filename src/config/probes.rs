@@ -121,16 +121,20 @@ fn parse_after(checker: &mut Checker<'_>, value: Option<&Value>, name: &str) -> 
     for (index, item) in items.iter().enumerate() {
         let number = index.saturating_add(1);
         match item {
-            Value::String(other) if other == name => {
-                checker.error(key, format!("a worker cannot be after itself ({})", quote(name)))
-            }
+            Value::String(other) if other == name => checker.error(
+                key,
+                format!("a worker cannot be after itself ({})", quote(name)),
+            ),
             Value::String(other) if after.contains(other) => {
                 checker.error(key, format!("{} is listed twice", quote(other)))
             }
             Value::String(other) => after.push(other.clone()),
             other => checker.error(
                 key,
-                format!("item #{number} must be a worker name, got {}", describe(other)),
+                format!(
+                    "item #{number} must be a worker name, got {}",
+                    describe(other)
+                ),
             ),
         }
     }
@@ -167,7 +171,11 @@ fn parse_kind(
     let wrong = |checker: &mut Checker<'_>, expected: &str| {
         checker.error(
             Some(key),
-            format!("{} must be {expected}, got {}", quote(kind), describe(value)),
+            format!(
+                "{} must be {expected}, got {}",
+                quote(kind),
+                describe(value)
+            ),
         );
         None
     };

@@ -381,7 +381,14 @@ mod tests {
     }
 
     fn is_ok(input: &Input) -> bool {
-        matches!(input, Input::ProbeResult { ok: true, pid: 42, .. })
+        matches!(
+            input,
+            Input::ProbeResult {
+                ok: true,
+                pid: 42,
+                ..
+            }
+        )
     }
 
     #[test]
@@ -409,8 +416,10 @@ mod tests {
                 None => {
                     let mut fds = probes.poll_fds();
                     nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16)).expect("poll");
-                    let events: Vec<PollFlags> =
-                        fds.iter().map(|fd| fd.revents().unwrap_or(PollFlags::empty())).collect();
+                    let events: Vec<PollFlags> = fds
+                        .iter()
+                        .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                        .collect();
                     drop(fds);
                     probes.note_events(&events);
                     probes.collect().pop().expect("a result")
@@ -431,9 +440,20 @@ mod tests {
         nix::unistd::write(&write, b"\n").expect("write");
         let got = probes.collect();
         assert!(
-            matches!(got.as_slice(), [Input::ProbeResult { worker: 3, pid: 7, ok: true, .. }]),
+            matches!(
+                got.as_slice(),
+                [Input::ProbeResult {
+                    worker: 3,
+                    pid: 7,
+                    ok: true,
+                    ..
+                }]
+            ),
             "{got:?}"
         );
-        assert!(probes.poll_fds().is_empty(), "the pipe is closed once ready");
+        assert!(
+            probes.poll_fds().is_empty(),
+            "the pipe is closed once ready"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! `handle(input, now) -> actions` plus `next_deadline()`. No system calls, no clock: the
 //! runtime feeds it what happened and carries out what it asks for.
 
-pub mod policy;
 mod order;
+pub mod policy;
 mod shutdown;
 pub mod state;
 pub mod worker;

@@ -229,7 +229,11 @@ impl Supervisor {
             return;
         }
         let pid = run.pid;
-        if let Some(ready_by) = w.order.ready_by.filter(|by| *by <= now && !w.order.is_ready) {
+        if let Some(ready_by) = w
+            .order
+            .ready_by
+            .filter(|by| *by <= now && !w.order.is_ready)
+        {
             w.order.ready_by = None;
             w.order.probe_at = None;
             let timeout_ms = w.spec.ready.as_ref().and_then(|ready| ready.timeout_ms);
@@ -322,11 +326,12 @@ impl Supervisor {
         self.stop_worker(index, StopReason::Unhealthy, now);
     }
 
-    /// Whether every worker that is after this one has exited (so it may get its stop signal).
+    /// Whether the main process of every worker that is after this one has exited (so it may
+    /// get its stop signal). A dependent's leftovers being drained do not hold it up: they are
+    /// stopped with the dependent's own stop signal, grace and SIGKILL.
     pub(super) fn are_dependents_gone(&self, index: usize) -> bool {
         self.workers.iter().all(|w| {
-            !w.order.dependencies.contains(&index)
-                || matches!(w.phase, Phase::Done | Phase::Waiting { .. } | Phase::Starting)
+            !w.order.dependencies.contains(&index) || !matches!(w.phase, Phase::Running(_))
         })
     }
 
@@ -341,9 +346,9 @@ impl Supervisor {
         let signal = shutdown.forwarded_signal;
         let ready: Vec<usize> = (0..self.workers.len())
             .filter(|index| {
-                self.workers.get(*index).is_some_and(|w| {
-                    matches!(&w.phase, Phase::Running(run) if run.stop.is_none())
-                })
+                self.workers
+                    .get(*index)
+                    .is_some_and(|w| matches!(&w.phase, Phase::Running(run) if run.stop.is_none()))
             })
             .filter(|index| self.are_dependents_gone(*index))
             .collect();

@@ -146,12 +146,18 @@ fn a_oneshot_that_fails_then_succeeds_gates_its_dependent_and_is_never_restarted
     assert_eq!(sim.started("api"), 0);
     assert_eq!(sim.state(1), State::Waiting);
     assert_eq!(sim.count("worker_waiting"), 1);
-    assert_eq!(field(sim.named("worker_waiting")[0], "on"), serde_json::json!(["migrate"]));
+    assert_eq!(
+        field(sim.named("worker_waiting")[0], "on"),
+        serde_json::json!(["migrate"])
+    );
     // A waiting dependent costs no wake-up of its own: only migrate's deadlines remain.
     assert_eq!(sim.sup.next_deadline(), None);
     sim.advance(500);
     sim.exit(0, Exit::Code(1));
-    assert_eq!(field(sim.named("worker_exited")[0], "likely_cause"), "crash");
+    assert_eq!(
+        field(sim.named("worker_exited")[0], "likely_cause"),
+        "crash"
+    );
     assert_eq!(field(sim.named("backoff")[0], "ms"), 100);
     sim.sleep();
     assert_eq!(sim.started("migrate"), 2);
@@ -159,26 +165,44 @@ fn a_oneshot_that_fails_then_succeeds_gates_its_dependent_and_is_never_restarted
     sim.advance(500);
     sim.exit(0, Exit::Code(0));
     assert_eq!(sim.state(0), State::Completed);
-    assert_eq!(sim.started("api"), 1, "started in the step migrate completed");
+    assert_eq!(
+        sim.started("api"),
+        1,
+        "started in the step migrate completed"
+    );
     assert_eq!(sim.state(1), State::Ready);
     assert_eq!(sim.count("worker_waiting"), 1, "emitted once");
     sim.advance(60_000);
-    assert_eq!(sim.started("migrate"), 2, "a completed oneshot is never restarted");
+    assert_eq!(
+        sim.started("migrate"),
+        2,
+        "a completed oneshot is never restarted"
+    );
     assert_eq!(sim.exit, None);
 }
 
 #[test]
 fn a_dependency_restart_keeps_dependents_running_and_it_becomes_ready_again() {
-    let mut sim = Sim::new(vec![with_ready(spec("api", &[]), None), spec("client", &["api"])]);
+    let mut sim = Sim::new(vec![
+        with_ready(spec("api", &[]), None),
+        spec("client", &["api"]),
+    ]);
     assert_eq!(sim.state(0), State::Running);
     assert_eq!(sim.probes, vec![(0, 101)], "first try at once");
     sim.answer(0, false);
-    assert_eq!(sim.sup.next_deadline(), Some(250), "next try after interval_ms");
+    assert_eq!(
+        sim.sup.next_deadline(),
+        Some(250),
+        "next try after interval_ms"
+    );
     sim.sleep();
     sim.answer(0, true);
     assert_eq!(sim.state(0), State::Ready);
     let ready = sim.named("worker_ready")[0].clone();
-    assert_eq!((field(&ready, "pid"), field(&ready, "after_ms")), (101.into(), 250.into()));
+    assert_eq!(
+        (field(&ready, "pid"), field(&ready, "after_ms")),
+        (101.into(), 250.into())
+    );
     assert_eq!(sim.started("client"), 1);
     // Everything ready, no health checks: no deadline at all (zero wake-ups).
     assert_eq!(sim.sup.next_deadline(), None);
@@ -196,7 +220,10 @@ fn a_dependency_restart_keeps_dependents_running_and_it_becomes_ready_again() {
 
 #[test]
 fn a_readiness_timeout_stops_the_worker_as_unhealthy_and_counts_a_crash() {
-    let mut sim = Sim::new(vec![with_ready(spec("api", &[]), Some(1000)), spec("client", &["api"])]);
+    let mut sim = Sim::new(vec![
+        with_ready(spec("api", &[]), Some(1000)),
+        spec("client", &["api"]),
+    ]);
     for _ in 0..4 {
         sim.answer(0, false);
         sim.sleep();
@@ -267,7 +294,13 @@ fn a_dependency_that_hit_max_crashes_with_stop_fails_its_dependents_out_loud() {
     let warns = sim.named("health_warn");
     let reasons: Vec<(Value, Value, Value)> = warns
         .iter()
-        .map(|e| (field(e, "worker"), field(e, "reason"), field(e, "dependency")))
+        .map(|e| {
+            (
+                field(e, "worker"),
+                field(e, "reason"),
+                field(e, "dependency"),
+            )
+        })
         .collect();
     assert_eq!(
         reasons,
@@ -287,19 +320,33 @@ fn a_dependency_that_hit_max_crashes_with_stop_fails_its_dependents_out_loud() {
 
 #[test]
 fn shutdown_stops_dependents_first_under_one_deadline() {
-    let mut sim = Sim::new(vec![spec("db", &[]), spec("api", &["db"]), spec("client", &["api"])]);
+    let mut sim = Sim::new(vec![
+        spec("db", &[]),
+        spec("api", &["db"]),
+        spec("client", &["api"]),
+    ]);
     assert_eq!(sim.started("client"), 1);
     sim.signals.clear();
     sim.feed(Input::Signal(libc::SIGTERM));
     let client = sim.pids[&2];
-    assert_eq!(sim.signals.first(), Some(&(client, libc::SIGTERM)), "only the client first");
+    assert_eq!(
+        sim.signals.first(),
+        Some(&(client, libc::SIGTERM)),
+        "only the client first"
+    );
     assert!(!sim.signals.iter().any(|(pid, _)| *pid == sim.pids[&1]));
     sim.advance(500);
     sim.exit(2, Exit::Signal(libc::SIGTERM));
-    assert!(sim.signals.contains(&(sim.pids[&1], libc::SIGTERM)), "then the api");
+    assert!(
+        sim.signals.contains(&(sim.pids[&1], libc::SIGTERM)),
+        "then the api"
+    );
     assert!(!sim.signals.iter().any(|(pid, _)| *pid == sim.pids[&0]));
     sim.exit(1, Exit::Code(0));
-    assert!(sim.signals.contains(&(sim.pids[&0], libc::SIGTERM)), "then the db");
+    assert!(
+        sim.signals.contains(&(sim.pids[&0], libc::SIGTERM)),
+        "then the db"
+    );
     // One deadline for all: the grace counts from the SIGTERM, not from each stop.
     assert_eq!(sim.sup.next_deadline(), Some(8000));
 }
