@@ -412,7 +412,7 @@ impl Runtime {
         let spawned = spawn::spawn_with_fds(spec, self.spawn_options, &fds);
         // Only the worker holds the write end now: its exit closes the pipe.
         drop(notify_fd);
-        if fds.first().is_some() {
+        if !fds.is_empty() {
             self.probes
                 .bind_notify(worker, spawned.as_ref().ok().copied());
         }

@@ -249,7 +249,7 @@ impl Supervisor {
             self.stop_worker(index, StopReason::Unhealthy, now);
             return;
         }
-        if w.order.is_probing || !w.order.probe_at.is_some_and(|at| at <= now) {
+        if w.order.is_probing || w.order.probe_at.is_none_or(|at| at > now) {
             return;
         }
         let probe = if w.order.is_ready {
