@@ -423,3 +423,208 @@ fn find_cycle(workers: &[WorkerSpec]) -> Option<Vec<String>> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse::parse_config;
+    use crate::config::Config;
+
+    fn parse(workers: &str) -> Result<Config, Vec<String>> {
+        let text = format!(r#"{{"workers": [{workers}]}}"#);
+        parse_config(&text, &|_| None)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn order_keys_and_their_defaults() {
+        let config = parse(
+            r#"{"name": "migrate", "command": ["m"], "oneshot": true},
+               {"name": "api", "command": ["a"], "after": ["migrate"],
+                "ready": {"tcp": "[::1]:8080", "timeout_ms": 5000},
+                "health": {"command": ["h", "-q"]}},
+               {"name": "web", "command": ["w"], "after": ["api", "migrate"],
+                "ready": {"notify_fd": 3, "interval_ms": 100},
+                "health": {"tcp": 80, "interval_ms": 1000, "timeout_ms": 500, "failures": 1}},
+               {"name": "files", "command": ["f"], "ready": {"file": "/run/ok"},
+                "health": {"file": "/run/alive"}},
+               {"name": "local", "command": ["f"], "ready": {"tcp": "localhost:99"}}"#,
+        )
+        .expect("valid");
+        let [migrate, api, web, files, local] = config.workers.as_slice() else {
+            panic!("five workers");
+        };
+        assert!(migrate.oneshot);
+        assert_eq!(migrate.restart, RestartPolicy::OnFailure);
+        assert_eq!(api.restart, RestartPolicy::Always);
+        assert_eq!(api.after, ["migrate"]);
+        assert_eq!(
+            api.ready,
+            Some(ReadySpec {
+                kind: ProbeKind::Tcp("[::1]:8080".parse().expect("addr")),
+                interval_ms: 250,
+                timeout_ms: Some(5000),
+            })
+        );
+        assert_eq!(
+            api.health,
+            Some(HealthSpec {
+                kind: ProbeKind::Command(vec!["h".into(), "-q".into()]),
+                interval_ms: 10_000,
+                timeout_ms: 2000,
+                failures: 3,
+            })
+        );
+        assert_eq!(web.after, ["api", "migrate"]);
+        assert_eq!(
+            web.ready
+                .as_ref()
+                .map(|r| (&r.kind, r.interval_ms, r.timeout_ms)),
+            Some((&ProbeKind::NotifyFd(3), 100, None))
+        );
+        let health = web.health.as_ref().expect("health");
+        assert_eq!(
+            (
+                &health.kind,
+                health.interval_ms,
+                health.timeout_ms,
+                health.failures
+            ),
+            (
+                &ProbeKind::Tcp("127.0.0.1:80".parse().expect("addr")),
+                1000,
+                500,
+                1
+            )
+        );
+        assert_eq!(
+            files.ready.as_ref().map(|r| &r.kind),
+            Some(&ProbeKind::File("/run/ok".into()))
+        );
+        assert_eq!(
+            local.ready.as_ref().map(|r| &r.kind),
+            Some(&ProbeKind::Tcp("127.0.0.1:99".parse().expect("addr")))
+        );
+    }
+
+    #[test]
+    fn each_bad_order_key_is_an_error_naming_worker_and_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"name": "a", "command": ["a"], "after": ["nobody"]}"#,
+                r#"worker "a": key "after": no worker is named "nobody""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "after": ["a"]}"#,
+                r#"worker "a": key "after": a worker cannot be after itself ("a")"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "after": "b"}, {"name": "b", "command": ["b"]}"#,
+                r#"worker "a": key "after": must be an array of worker names, got "b""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "after": [1]}"#,
+                r#"worker "a": key "after": item #1 must be a worker name, got 1"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "after": ["b", "b"]}, {"name": "b", "command": ["b"]}"#,
+                r#"worker "a": key "after": "b" is listed twice"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "after": ["c"]}, {"name": "b", "command": ["b"], "after": ["a"]}, {"name": "c", "command": ["c"], "after": ["b"]}"#,
+                r#"worker "a": key "after": the start order has a cycle: "a" -> "c" -> "b" -> "a""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "oneshot": 1}"#,
+                r#"worker "a": key "oneshot": must be true or false, got 1"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "oneshot": true, "restart": "always"}"#,
+                r#"worker "a": key "restart": a oneshot is never restarted after exit 0"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "oneshot": true, "health": {"file": "/x"}}"#,
+                r#"worker "a": key "health": a oneshot runs to completion and has no health check"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "oneshot": true, "ready": {"file": "/x"}}"#,
+                r#"worker "a": key "ready": a oneshot is done when it exits 0"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {}}"#,
+                r#"worker "a": key "ready": needs one of "tcp", "command", "file", "notify_fd""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"tcp": 1, "notify_fd": 3}}"#,
+                r#"worker "a": key "ready": needs exactly one check, got "tcp" and "notify_fd""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": "tcp"}"#,
+                r#"worker "a": key "ready": must be an object, got "tcp""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"file": "/x", "every": 1}}"#,
+                r#"worker "a": key "ready": unknown key "every""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"notify_fd": 2}}"#,
+                r#"worker "a": key "ready": "notify_fd" must be a descriptor number from 3 to 1023 (0-2 are stdio), got 2"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"notify_fd": "3"}}"#,
+                r#"worker "a": key "ready": "notify_fd" must be a descriptor number"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"tcp": 0}}"#,
+                r#"worker "a": key "ready": "tcp" must be a port from 1 to 65535, got 0"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"tcp": 70000}}"#,
+                r#"worker "a": key "ready": "tcp" must be a port from 1 to 65535, got 70000"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"tcp": "db.internal:5432"}}"#,
+                r#"worker "a": key "ready": "tcp" must be a port or "HOST:PORT" with an IP address"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"tcp": "8080"}}"#,
+                r#"worker "a": key "ready": "tcp" must be a port or "HOST:PORT""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"file": "relative"}}"#,
+                r#"worker "a": key "ready": "file" must be an absolute path, got "relative""#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"command": []}}"#,
+                r#"worker "a": key "ready": "command" must be a non-empty array of strings"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"file": "/x", "interval_ms": 0}}"#,
+                r#"worker "a": key "ready": "interval_ms" must be an integer from 10 to 86400000, got 0"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "ready": {"file": "/x", "timeout_ms": -1}}"#,
+                r#"worker "a": key "ready": "timeout_ms" must be an integer from 1 to 86400000, got -1"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "health": {"notify_fd": 3}}"#,
+                r#"worker "a": key "health": "notify_fd" says ready once"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "health": {"file": "/x", "failures": 0}}"#,
+                r#"worker "a": key "health": "failures" must be an integer from 1 to 1000, got 0"#,
+            ),
+            (
+                r#"{"name": "a", "command": ["a"], "health": null}"#,
+                r#"worker "a": key "health": must be an object, got null"#,
+            ),
+        ];
+        for (workers, want) in cases {
+            let errors = parse(workers).expect_err(workers);
+            assert!(
+                errors.iter().any(|line| line.starts_with(want)),
+                "{workers}\n got: {errors:?}\nwant: {want}"
+            );
+        }
+    }
+}
