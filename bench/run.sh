@@ -33,7 +33,7 @@ fi
 
 # 2. fleet-init: the release build the tables call fleet-init, and the crt-static one.
 cargo build --release --bin fleet-init --example tree_bench || { say "cargo build --release failed"; exit 1; }
-RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" CARGO_TARGET_DIR=target/static \
     cargo build --release --target x86_64-unknown-linux-gnu ||
     say "static build failed: fleet-init-static is skipped"
 

@@ -54,6 +54,8 @@ pub struct Runtime {
     /// ones, whose parent is outside the namespace): waitpid cannot see them exit, their
     /// pidfds can. The shutdown is complete only once they are gone too.
     awaited: Vec<(i32, OwnedFd)>,
+    /// Forked workers whose exec is not confirmed yet, by worker.
+    starting: Vec<(usize, spawn::Started)>,
     /// Inputs that carrying out actions produced, waiting for the core (see `feed`).
     results: VecDeque<Input>,
     /// Draining workers whose group looked empty while a child could not be told apart, with
@@ -107,6 +109,7 @@ impl Runtime {
             killed_pids: BTreeSet::new(),
             awaited: Vec::new(),
             results: VecDeque::new(),
+            starting: Vec::new(),
             rechecks: BTreeMap::new(),
             recheck_at: None,
             stopped_leftovers: BTreeSet::new(),
@@ -136,12 +139,13 @@ impl Runtime {
         }
         loop {
             let did_act = self.turn();
-            self.persist_registry();
             if let Some(code) = self.exit_code {
-                // Nothing is left below fleet-init: the generation leaves nothing to reap.
+                // Nothing is left below fleet-init: the generation leaves nothing to reap, and
+                // the file goes without a last write of its now empty list.
                 self.registry.remove();
                 return Ending::Exit(code);
             }
+            self.persist_registry();
             if let Some(code) = self.abnormal_end {
                 return Ending::Abnormal(code);
             }
@@ -155,7 +159,8 @@ impl Runtime {
 
     /// One wake-up: signals, zombies, deadlines, draining groups. True if anything was done.
     fn turn(&mut self) -> bool {
-        let mut did_act = false;
+        // Starts first: a worker whose exec is confirmed is running for the signals that follow.
+        let mut did_act = self.check_starts();
         for arrival in self.inbox.drain() {
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
@@ -195,6 +200,9 @@ impl Runtime {
         for (pid, _) in &reaped.exits {
             self.stopped_leftovers.remove(pid);
         }
+        // Before the exits: a child reaped now has closed its report pipe, so its start is
+        // known (exec'd or failed) before its exit is fed.
+        did_act |= self.check_starts();
         for (pid, exit) in reaped.exits {
             // A probe's exit is its result, not a worker's exit.
             if self.probes.is_probe(pid) {
@@ -283,6 +291,11 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
+        fds.extend(
+            self.starting
+                .iter()
+                .map(|(_, started)| PollFd::new(started.as_fd(), PollFlags::POLLIN)),
+        );
         let probes_from = fds.len();
         fds.extend(self.probes.poll_fds());
         match nix::poll::poll(&mut fds, timeout) {
@@ -308,8 +321,21 @@ impl Runtime {
             let now = self.now();
             let actions = self.supervisor.handle(input, now);
             did_act |= !actions.is_empty();
+            let mut has_signalled = false;
             for action in actions {
+                let is_signal = matches!(
+                    action,
+                    Action::SignalGroup { .. } | Action::SignalProcess { .. }
+                );
+                if has_signalled && !is_signal {
+                    yield_to_receivers();
+                    has_signalled = false;
+                }
                 self.execute(action);
+                has_signalled |= is_signal;
+            }
+            if has_signalled {
+                yield_to_receivers();
             }
         }
         did_act
@@ -371,22 +397,9 @@ impl Runtime {
         }
     }
 
-    fn probe(&mut self, worker: usize, pid: i32, kind: &ProbeKind, timeout_ms: Millis) {
-        let Some(spec) = self.supervisor.spec(worker) else {
-            return;
-        };
-        let now = self.now();
-        let answer =
-            self.probes
-                .start(worker, pid, kind, timeout_ms, spec, self.spawn_options, now);
-        if matches!(kind, ProbeKind::Command(_)) {
-            // A child of ours now exists: an ECHILD seen before it is stale.
-            self.has_spawned_since_reap = true;
-            self.has_children = true;
-        }
-        self.results.extend(answer);
-    }
-
+    /// Forks the worker and records it at once; whether it exec'd comes back through its
+    /// report pipe, polled with everything else (`check_starts`), so the registry write and
+    /// the child's exec overlap and an exec that hangs never holds up the loop.
     fn spawn(&mut self, worker: usize) {
         let Some(spec) = self.supervisor.spec(worker) else {
             log::error!("spawn asked for unknown worker #{worker}");
@@ -409,41 +422,86 @@ impl Runtime {
             .iter()
             .map(|(write, target)| (write.as_raw_fd(), *target))
             .collect();
-        let spawned = spawn::spawn_with_fds(spec, self.spawn_options, &fds);
+        let started = spawn::start_with_fds(spec, self.spawn_options, &fds);
         // Only the worker holds the write end now: its exit closes the pipe.
         drop(notify_fd);
         if !fds.is_empty() {
-            self.probes
-                .bind_notify(worker, spawned.as_ref().ok().copied());
+            let pid = started.as_ref().ok().map(|started| started.pid);
+            self.probes.bind_notify(worker, pid);
         }
-        let input = match spawned {
-            Ok(pid) => {
+        match started {
+            Ok(started) => {
                 self.has_spawned_since_reap = true;
                 // Without our own /proc there is no start time to record, and so no identity.
-                let start_time = procscan::read_stat(Path::new(PROC), pid)
+                // The start time is the fork's: exec does not change it.
+                let start_time = procscan::read_stat(Path::new(PROC), started.pid)
                     .found()
                     .filter(|_| self.is_proc_ours)
                     .map(|stat| stat.start_time);
                 if let Some(start_time) = start_time {
-                    self.registry
-                        .add(&spec.name, run, pid, start_time, &spec.display_command());
+                    self.registry.add(
+                        &spec.name,
+                        run,
+                        started.pid,
+                        start_time,
+                        &spec.display_command(),
+                    );
                 }
-                Input::Spawned { worker, pid }
-            }
-            Err(failure) => {
-                if failure.pid.is_some() {
-                    self.has_spawned_since_reap = true;
-                }
-                Input::SpawnFailed {
+                self.results.push_back(Input::Forked {
                     worker,
-                    pid: failure.pid,
-                    error: failure.error,
-                    exit_code: failure.exit_code,
-                    is_fork_failure: failure.is_fork_failure,
-                }
+                    pid: started.pid,
+                });
+                self.starting.push((worker, started));
             }
+            Err(failure) => self.results.push_back(spawn_failed(worker, failure)),
+        }
+    }
+
+    /// Feeds the outcome of every start whose report pipe has spoken. True if any had.
+    fn probe(&mut self, worker: usize, pid: i32, kind: &ProbeKind, timeout_ms: Millis) {
+        let Some(spec) = self.supervisor.spec(worker) else {
+            return;
         };
-        self.results.push_back(input);
+        let now = self.now();
+        let answer =
+            self.probes
+                .start(worker, pid, kind, timeout_ms, spec, self.spawn_options, now);
+        if matches!(kind, ProbeKind::Command(_)) {
+            // A child of ours now exists: an ECHILD seen before it is stale.
+            self.has_spawned_since_reap = true;
+            self.has_children = true;
+        }
+        self.results.extend(answer);
+    }
+
+    fn check_starts(&mut self) -> bool {
+        let mut did_act = false;
+        let mut index = 0;
+        while let Some((worker, started)) = self.starting.get(index) {
+            let worker = *worker;
+            let outcome = match self.supervisor.spec(worker) {
+                Some(spec) => spawn::outcome(spec, started),
+                None => spawn::Outcome::Execed,
+            };
+            let input = match outcome {
+                spawn::Outcome::Pending => {
+                    index += 1;
+                    continue;
+                }
+                spawn::Outcome::Execed => Input::Spawned {
+                    worker,
+                    pid: started.pid,
+                },
+                spawn::Outcome::Failed(failure) => {
+                    // Nothing of a run that never ran stays recorded.
+                    self.registry.forget_pid(started.pid);
+                    spawn_failed(worker, failure)
+                }
+            };
+            self.starting.swap_remove(index);
+            did_act |= self.feed(input);
+        }
+        did_act
     }
 
     /// Counts the live processes a SIGKILL is about to hit, for `shutdown_complete.killed`.
@@ -598,6 +656,25 @@ impl Runtime {
         }
         signalled
     }
+}
+
+fn spawn_failed(worker: usize, failure: spawn::SpawnFailure) -> Input {
+    Input::SpawnFailed {
+        worker,
+        pid: failure.pid,
+        error: failure.error,
+        exit_code: failure.exit_code,
+        is_fork_failure: failure.is_fork_failure,
+    }
+}
+
+/// After a run of signals, before fleet-init's own bookkeeping (an event line, a /proc scan):
+/// a receiver woken on this CPU runs now rather than after it. Measured: SIGTERM to PID 1 →
+/// the child's receipt, median 197 µs without, against 92 µs for catatonit, which goes straight
+/// back to sleep after its kill.
+fn yield_to_receivers() {
+    // SAFETY: plain syscall, no arguments.
+    unsafe { libc::sched_yield() };
 }
 
 /// kill(2) by raw number, so real-time signals work too.

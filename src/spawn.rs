@@ -6,7 +6,7 @@ use crate::config::WorkerSpec;
 use crate::handoff::Generation;
 use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -111,27 +111,67 @@ struct Prepared {
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
 }
 
-/// Starts `spec`; returns the child's pid, which is also its process group id. A failure is
-/// also one plain line on stderr (`fleet-init: exec /app/srv failed: No such file or
-/// directory`), as tini prints it, whatever `--events` says.
-pub fn spawn(spec: &WorkerSpec, options: SpawnOptions) -> Result<i32, SpawnFailure> {
-    spawn_with_fds(spec, options, &[])
+/// A forked worker whose exec has not been confirmed yet.
+#[derive(Debug)]
+pub struct Started {
+    pub pid: i32,
+    /// The read end of the child's report pipe (non-blocking): EOF when exec succeeded, eight
+    /// bytes (step, errno) when a step failed. Polled by the loop, never waited on: an exec
+    /// that hangs (a binary on a stalled network filesystem) never blocks PID 1.
+    report: OwnedFd,
 }
 
-/// `spawn`, with each `(fd, target)` of `fds` dup'd to descriptor `target` in the worker
+impl AsFd for Started {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.report.as_fd()
+    }
+}
+
+/// What the report pipe says so far.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing yet: the child has not reached exec.
+    Pending,
+    /// The pipe closed with exec (or with the child's death, which the waiter reports).
+    Execed,
+    Failed(SpawnFailure),
+}
+
+/// Forks `spec`'s child; its pid is also its process group id. Whether it exec'd is told
+/// later by [`outcome`]. A failure is also one plain line on stderr (`fleet-init: exec
+/// /app/srv failed: No such file or directory`), as tini prints it, whatever `--events` says.
+pub fn start(spec: &WorkerSpec, options: SpawnOptions) -> Result<Started, SpawnFailure> {
+    start_with_fds(spec, options, &[])
+}
+
+/// `start`, with each `(fd, target)` of `fds` dup'd to descriptor `target` in the worker
 /// (a notify_fd's write end).
-pub fn spawn_with_fds(
+pub fn start_with_fds(
     spec: &WorkerSpec,
     options: SpawnOptions,
     fds: &[(RawFd, RawFd)],
-) -> Result<i32, SpawnFailure> {
-    let result = fork_and_exec(spec, options, fds);
-    if let Err(failure) = &result {
-        // One line whatever the program's name holds.
-        let line = crate::cli::one_line(&format!("fleet-init: {}", failure.plain));
-        crate::events::diagnostic(&line);
+) -> Result<Started, SpawnFailure> {
+    fork_child(spec, options, fds).inspect_err(tell)
+}
+
+/// Reads the report without blocking. Once the child is dead (reaped) the pipe is closed, so
+/// the answer is never `Pending` then.
+pub fn outcome(spec: &WorkerSpec, started: &Started) -> Outcome {
+    match read_report(&started.report) {
+        Report::Pending => Outcome::Pending,
+        Report::Closed => Outcome::Execed,
+        Report::Failed { step, errno } => {
+            let failure = exec_failure(spec, started.pid, step, errno);
+            tell(&failure);
+            Outcome::Failed(failure)
+        }
     }
-    result
+}
+
+fn tell(failure: &SpawnFailure) {
+    // One line whatever the program's name holds.
+    let line = crate::cli::one_line(&format!("fleet-init: {}", failure.plain));
+    crate::events::diagnostic(&line);
 }
 
 impl SpawnFailure {
@@ -148,16 +188,19 @@ impl SpawnFailure {
     }
 }
 
-fn fork_and_exec(
+fn program_name(spec: &WorkerSpec) -> String {
+    spec.command
+        .first()
+        .map(|program| program.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn fork_child(
     spec: &WorkerSpec,
     options: SpawnOptions,
     fds: &[(RawFd, RawFd)],
-) -> Result<i32, SpawnFailure> {
-    let program = spec
-        .command
-        .first()
-        .map(|program| program.to_string_lossy().into_owned())
-        .unwrap_or_default();
+) -> Result<Started, SpawnFailure> {
+    let program = program_name(spec);
     let prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
         pid: None,
         plain: format!("cannot start {program}: {error}"),
@@ -165,8 +208,11 @@ fn fork_and_exec(
         exit_code: 126,
         is_fork_failure: false,
     })?;
-    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
+    // Non-blocking on both ends: the loop polls the read end; the child's one 8-byte write into
+    // the empty pipe cannot fail for want of room.
+    let (report_read, report_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+            .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
     let argv_ptrs = null_terminated(&prepared.argv);
     let envp_ptrs = null_terminated(&prepared.envp);
     let groups_ptr = prepared
@@ -208,43 +254,46 @@ fn fork_and_exec(
     // the group before the child ran (as shells do). EACCES: it already exec'd, fine.
     // SAFETY: plain syscall on a pid we own.
     unsafe { libc::setpgid(pid, pid) };
-    match read_report(&report_read) {
-        None => Ok(pid),
-        Some((step, errno)) => {
-            // Errors name what failed: the user for the credential steps, the directory for
-            // chdir, the program for exec.
-            let target = match step {
-                1..=3 => spec
-                    .user
-                    .as_ref()
-                    .map(|user| format!("user {} (uid {}, gid {})", user.name, user.uid, user.gid))
-                    .unwrap_or_default(),
-                4 => spec
-                    .cwd
-                    .as_ref()
-                    .map(|cwd| cwd.display().to_string())
-                    .or_else(|| {
-                        START_DIRECTORY
-                            .get()
-                            .map(|dir| dir.to_string_lossy().into_owned())
-                    })
-                    .unwrap_or_default(),
-                _ => program.clone(),
-            };
-            let exit_code = if step == Step::Exec as i32 && is_not_found(errno) {
-                127
-            } else {
-                126
-            };
-            let reason = Errno::from_raw(errno).desc();
-            Err(SpawnFailure {
-                pid: Some(pid),
-                error: format!("{} {}: {}", step_name(step), target, reason),
-                plain: format!("{} {} failed: {}", step_name(step), target, reason),
-                exit_code,
-                is_fork_failure: false,
+    Ok(Started {
+        pid,
+        report: report_read,
+    })
+}
+
+/// The child's report of a failed step, as an error naming what failed: the user for the
+/// credential steps, the directory for chdir, the program for exec.
+fn exec_failure(spec: &WorkerSpec, pid: i32, step: i32, errno: i32) -> SpawnFailure {
+    let program = program_name(spec);
+    let target = match step {
+        1..=3 => spec
+            .user
+            .as_ref()
+            .map(|user| format!("user {} (uid {}, gid {})", user.name, user.uid, user.gid))
+            .unwrap_or_default(),
+        4 => spec
+            .cwd
+            .as_ref()
+            .map(|cwd| cwd.display().to_string())
+            .or_else(|| {
+                START_DIRECTORY
+                    .get()
+                    .map(|dir| dir.to_string_lossy().into_owned())
             })
-        }
+            .unwrap_or_default(),
+        _ => program,
+    };
+    let exit_code = if step == Step::Exec as i32 && is_not_found(errno) {
+        127
+    } else {
+        126
+    };
+    let reason = Errno::from_raw(errno).desc();
+    SpawnFailure {
+        pid: Some(pid),
+        error: format!("{} {}: {}", step_name(step), target, reason),
+        plain: format!("{} {} failed: {}", step_name(step), target, reason),
+        exit_code,
+        is_fork_failure: false,
     }
 }
 
@@ -252,27 +301,34 @@ fn is_not_found(errno: i32) -> bool {
     errno == libc::ENOENT || errno == libc::ENOTDIR
 }
 
-/// Reads the child's failure report: `None` on EOF (exec succeeded, the pipe closed with it).
-fn read_report(fd: &OwnedFd) -> Option<(i32, i32)> {
+enum Report {
+    Pending,
+    Closed,
+    Failed { step: i32, errno: i32 },
+}
+
+/// The child writes its 8-byte report in one write (atomic: under PIPE_BUF), so a read sees
+/// all of it, or EOF, or nothing yet.
+fn read_report(fd: &OwnedFd) -> Report {
     let mut buffer = [0u8; 8];
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let rest = buffer.get_mut(filled..)?;
-        match nix::unistd::read(fd, rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+    loop {
+        match nix::unistd::read(fd, &mut buffer) {
+            Ok(8) => break,
+            Ok(_) => return Report::Closed,
             Err(Errno::EINTR) => continue,
-            Err(_) => break,
+            Err(Errno::EAGAIN) => return Report::Pending,
+            // Unreadable: nothing more will come through it.
+            Err(_) => return Report::Closed,
         }
     }
-    if filled < buffer.len() {
-        return None;
-    }
     let (step, errno) = buffer.split_at(4);
-    Some((
-        i32::from_ne_bytes(step.try_into().ok()?),
-        i32::from_ne_bytes(errno.try_into().ok()?),
-    ))
+    match (<[u8; 4]>::try_from(step), <[u8; 4]>::try_from(errno)) {
+        (Ok(step), Ok(errno)) => Report::Failed {
+            step: i32::from_ne_bytes(step),
+            errno: i32::from_ne_bytes(errno),
+        },
+        _ => Report::Closed,
+    }
 }
 
 fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String> {

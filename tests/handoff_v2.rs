@@ -262,6 +262,8 @@ fn a_user_worker_s_leftovers_are_found_without_cap_sys_ptrace() {
     assert!(!has_ptrace(fleet.pid), "the premise: no CAP_SYS_PTRACE");
     // Before each restart, the previous run's escapee is stopped (SIGKILLed at its grace).
     fleet.wait_nth("worker_started", 3, BOUND);
+    // Run 3's escapee exists once its pid is printed; it then lives through the drain's grace.
+    fleet.wait_output_count("escapee=", 3, BOUND);
     let escapees: Vec<i32> = fleet
         .output
         .iter()

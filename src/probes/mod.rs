@@ -25,11 +25,12 @@ struct CommandProbe {
     worker: usize,
     worker_pid: i32,
     pid: i32,
+    /// Its exec report pipe, read once it is gone: a failed exec is named as such. Held
+    /// open so that the child's report never meets a closed pipe.
+    started: Option<(spawn::Started, WorkerSpec)>,
     timeout_ms: Millis,
     deadline: Millis,
     is_killed: bool,
-    /// Its result went out already (exec failed): its exit is only reaped.
-    is_answered: bool,
 }
 
 /// A TCP connect in flight.
@@ -124,33 +125,21 @@ impl Probes {
                     foreground: false,
                     ..options
                 };
-                match spawn::spawn(&probe_spec, options) {
-                    Ok(pid) => {
+                match spawn::start(&probe_spec, options) {
+                    Ok(started) => {
                         self.commands.push(CommandProbe {
                             worker,
                             worker_pid,
-                            pid,
+                            pid: started.pid,
+                            started: Some((started, probe_spec)),
                             timeout_ms,
                             deadline,
                             is_killed: false,
-                            is_answered: false,
                         });
                         None
                     }
-                    Err(failure) => {
-                        if let Some(pid) = failure.pid {
-                            self.commands.push(CommandProbe {
-                                worker,
-                                worker_pid,
-                                pid,
-                                timeout_ms,
-                                deadline,
-                                is_killed: true,
-                                is_answered: true,
-                            });
-                        }
-                        Some(result(worker, worker_pid, Err(failure.error)))
-                    }
+                    // Nothing was forked (fork, a pipe or the preparation failed).
+                    Err(failure) => Some(result(worker, worker_pid, Err(failure.error))),
                 }
             }
             // Nothing to start: the pipe is read as the worker writes to it.
@@ -167,14 +156,20 @@ impl Probes {
     pub fn on_exit(&mut self, pid: i32, exit: Exit) -> Option<Input> {
         let position = self.commands.iter().position(|probe| probe.pid == pid)?;
         let probe = self.commands.swap_remove(position);
-        if probe.is_answered {
-            return None;
-        }
-        let outcome = match exit {
+        // Reaped, so its report pipe is closed: what it says is final.
+        let exec_failure = probe
+            .started
+            .as_ref()
+            .and_then(|(started, spec)| match spawn::outcome(spec, started) {
+                spawn::Outcome::Failed(failure) => Some(failure.error),
+                spawn::Outcome::Pending | spawn::Outcome::Execed => None,
+            });
+        let outcome = match (exit, exec_failure) {
             _ if probe.is_killed => Err(format!("timed out after {} ms", probe.timeout_ms)),
-            Exit::Code(0) => Ok(()),
-            Exit::Code(code) => Err(format!("exited with code {code}")),
-            Exit::Signal(signal) => Err(format!("killed by {}", signals::name(signal))),
+            (_, Some(error)) => Err(error),
+            (Exit::Code(0), None) => Ok(()),
+            (Exit::Code(code), None) => Err(format!("exited with code {code}")),
+            (Exit::Signal(signal), None) => Err(format!("killed by {}", signals::name(signal))),
         };
         Some(result(probe.worker, probe.worker_pid, outcome))
     }

@@ -30,6 +30,11 @@ const KILL_SETTLE_MS: Millis = 1000;
 pub enum Input {
     /// Time passed: act on every deadline that is due.
     Tick,
+    /// The worker's child is forked; `Spawned` or `SpawnFailed` follows once it exec'd or not.
+    Forked {
+        worker: usize,
+        pid: i32,
+    },
     Spawned {
         worker: usize,
         pid: i32,
@@ -229,6 +234,11 @@ impl Supervisor {
     pub fn handle(&mut self, input: Input, now: Millis) -> Vec<Action> {
         match input {
             Input::Tick => self.on_tick(now),
+            Input::Forked { worker, pid } => {
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.forked = Some(pid);
+                }
+            }
             Input::Spawned { worker, pid } => self.on_spawned(worker, pid, now),
             Input::SpawnFailed {
                 worker,
@@ -359,6 +369,7 @@ impl Supervisor {
         };
         w.run = w.run.saturating_add(1);
         w.fork_failures = 0;
+        w.forked = None;
         let interval = w.spec.watchdog_interval_ms;
         let sample_at = w.spec.max_rss_mb.map(|_| now.saturating_add(interval));
         w.phase = Phase::Running(Run {
@@ -393,6 +404,7 @@ impl Supervisor {
             return;
         };
         w.fork_failures = w.fork_failures.saturating_add(1);
+        w.forked = None;
         let delay_ms = backoff_ms(
             w.spec.backoff_initial_ms,
             w.spec.backoff_max_ms,
@@ -435,6 +447,7 @@ impl Supervisor {
         w.run = w.run.saturating_add(1);
         w.crash_count = w.crash_count.saturating_add(1);
         w.last_code = Some(exit_code);
+        w.forked = None;
         w.phase = Phase::Done;
         let name = w.spec.name.clone();
         let (run, crash_count) = (w.run, w.crash_count);
@@ -707,7 +720,8 @@ impl Supervisor {
     fn forward(&mut self, signal: i32) {
         let mut names = Vec::new();
         for w in &self.workers {
-            let Some(pid) = w.running_pid() else { continue };
+            // A start not yet confirmed gets it too, as tini's child does from its fork on.
+            let Some(pid) = w.live_pid() else { continue };
             names.push(Value::from(w.spec.name.clone()));
             self.actions.push(signal_worker(&w.spec, pid, signal));
         }

@@ -89,6 +89,9 @@ impl Supervisor {
                     spare_groups.push(*pgid);
                     *then = After::StayDown;
                 }
+                // Forked, exec not confirmed: its group is spared like a running worker's and
+                // it gets its own stop signal once `Spawned` says it runs.
+                Phase::Starting if w.forked.is_some() => spare_groups.extend(w.forked),
                 Phase::Waiting { .. } | Phase::Starting => w.phase = Phase::Done,
                 Phase::Done => {}
             }

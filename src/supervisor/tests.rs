@@ -17,6 +17,8 @@ struct Sim {
     pids: HashMap<usize, i32>,
     groups_linger: bool,
     fail_spawns: bool,
+    /// Starts stay forked, exec unconfirmed, until the test feeds `Spawned`.
+    hold_starts: bool,
 }
 
 impl Sim {
@@ -31,6 +33,7 @@ impl Sim {
             pids: HashMap::new(),
             groups_linger: false,
             fail_spawns: false,
+            hold_starts: false,
         };
         sim.feed(Input::Tick);
         sim
@@ -58,7 +61,13 @@ impl Sim {
             Action::Spawn { worker } => {
                 self.next_pid += 1;
                 let pid = self.next_pid;
-                if self.fail_spawns {
+                if self.hold_starts {
+                    self.pids.insert(*worker, pid);
+                    self.feed(Input::Forked {
+                        worker: *worker,
+                        pid,
+                    });
+                } else if self.fail_spawns {
                     self.feed(Input::SpawnFailed {
                         worker: *worker,
                         pid: Some(pid),
@@ -839,4 +848,51 @@ fn one_oom_kill_flags_one_death() {
     sim.advance(3000);
     sim.exit_worker(1, Exit::Signal(libc::SIGKILL));
     assert_eq!(field(sim.last("worker_exited"), "oom_killed"), Value::Null);
+}
+
+#[test]
+fn a_start_not_yet_confirmed_gets_forwarded_signals_and_its_stop_once_it_runs() {
+    let mut sim = Sim {
+        hold_starts: true,
+        ..Sim::config(vec![])
+    };
+    sim.sup = Supervisor::new(Mode::Config, 8000, vec![spec("api")]);
+    sim.feed(Input::Tick);
+    let pid = sim.pids[&0];
+    assert_eq!(sim.sup.workers[0].state(), state::State::Starting);
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGHUP));
+    assert!(
+        sim.take_actions().contains(&Action::SignalGroup {
+            pgid: pid,
+            signal: libc::SIGHUP
+        }),
+        "forwarded to the forked child"
+    );
+    assert_eq!(
+        field(sim.last("signal_forwarded"), "workers"),
+        serde_json::json!(["api"])
+    );
+    // A shutdown while its exec is unconfirmed: its group is spared by the sweep, and it gets
+    // its own stop signal once it runs, once.
+    sim.feed(Input::Signal(libc::SIGTERM));
+    let actions = sim.take_actions();
+    let Some(Action::SignalOthers { spare_groups, .. }) = actions
+        .iter()
+        .find(|a| matches!(a, Action::SignalOthers { .. }))
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(spare_groups, &vec![pid]);
+    sim.feed(Input::Spawned { worker: 0, pid });
+    let stops: Vec<_> = sim
+        .take_actions()
+        .into_iter()
+        .filter(
+            |a| matches!(a, Action::SignalGroup { pgid, signal: libc::SIGTERM } if *pgid == pid),
+        )
+        .collect();
+    assert_eq!(stops.len(), 1);
+    sim.exit_worker(0, Exit::Signal(libc::SIGTERM));
+    assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "shutdown");
 }

@@ -68,6 +68,8 @@ pub struct Worker {
     pub last_code: Option<i32>,
     /// fork() failures in a row (fleet-init's trouble): they set the backoff, never a crash.
     pub fork_failures: u32,
+    /// The forked child of a start not yet confirmed (`Starting`): signals reach it too.
+    pub forked: Option<i32>,
     pub outcome: Outcome,
     /// Its place in the start order and its probes' state.
     pub order: super::order::WorkerOrder,
@@ -83,6 +85,7 @@ impl Worker {
             budget: CleanBudget::default(),
             last_code: None,
             fork_failures: 0,
+            forked: None,
             outcome: Outcome::Clean,
             order: super::order::WorkerOrder::default(),
         }
@@ -92,6 +95,14 @@ impl Worker {
         match &self.phase {
             Phase::Running(run) => Some(run.pid),
             _ => None,
+        }
+    }
+
+    /// The main process signals go to: a running one's, or a start's not yet confirmed.
+    pub fn live_pid(&self) -> Option<i32> {
+        match &self.phase {
+            Phase::Starting => self.forked,
+            _ => self.running_pid(),
         }
     }
 

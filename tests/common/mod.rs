@@ -332,6 +332,21 @@ impl Fleet {
         }
     }
 
+    /// Waits until `n` lines of worker output start with `prefix`.
+    pub fn wait_output_count(&mut self, prefix: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.output.iter().filter(|l| l.starts_with(prefix)).count() < n {
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "fewer than {n} output lines {prefix:?} within {timeout:?}"
+                ));
+            }
+            if self.take_line(deadline).is_some() && Instant::now() < deadline {
+                self.fail(&format!("stream closed before {n} output lines {prefix:?}"));
+            }
+        }
+    }
+
     /// Waits for a line of worker output containing `text`.
     pub fn wait_output(&mut self, text: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
