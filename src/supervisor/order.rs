@@ -109,7 +109,10 @@ impl Supervisor {
                 continue;
             };
             if self.may_start(index) {
-                if start_at <= now {
+                // A dependent starts in the step its last dependency became ready; a worker
+                // without dependencies waits for the tick, as ever (so that the signals of the
+                // loop's first turn are read before anything starts).
+                if start_at <= now && !w.order.dependencies.is_empty() {
                     self.tick_worker(index, now);
                 }
                 continue;
@@ -225,7 +228,9 @@ impl Supervisor {
         let Phase::Running(run) = &w.phase else {
             return;
         };
-        if run.stop.is_some() {
+        // During a shutdown nothing is probed: a worker waiting for its dependents to exit is
+        // not stopped as unhealthy meanwhile.
+        if run.stop.is_some() || self.shutdown.is_some() {
             return;
         }
         let pid = run.pid;
@@ -289,10 +294,14 @@ impl Supervisor {
         let Some(w) = self.workers.get_mut(index) else {
             return;
         };
-        // A result for an earlier run, or for a worker being stopped, is moot.
+        // A result for an earlier run, for a worker being stopped, or during a shutdown, is
+        // moot.
         match &w.phase {
             Phase::Running(run) if run.pid == pid && run.stop.is_none() => {}
             _ => return,
+        }
+        if self.shutdown.is_some() {
+            return;
         }
         w.order.is_probing = false;
         if !w.order.is_ready {
