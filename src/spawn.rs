@@ -477,7 +477,13 @@ unsafe fn child(
     // A descriptor the worker is promised (notify_fd N) may be the number the report pipe
     // got here: the report pipe moves out of the way first.
     let report_fd = if fds.iter().any(|(_, target)| *target == report_fd) {
-        libc::fcntl(report_fd, libc::F_DUPFD_CLOEXEC, 64)
+        // Above every promised number, so no dup2 below lands on it.
+        let above = fds
+            .iter()
+            .map(|(_, target)| *target)
+            .max()
+            .unwrap_or(report_fd);
+        libc::fcntl(report_fd, libc::F_DUPFD_CLOEXEC, above.saturating_add(1))
     } else {
         report_fd
     };

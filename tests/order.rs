@@ -372,3 +372,24 @@ fn bad_order_readiness_and_health_keys_are_config_errors() {
     assert!(fleet.events.is_empty());
     assert!(!marker.exists());
 }
+
+#[test]
+fn a_health_command_that_cannot_exec_is_named_in_health_failed() {
+    let dir = TempDir::new();
+    let config = json!({
+        "workers": [{"name": "api", "command": ["sleep", "30"],
+            "health": {"command": ["/no/such/healthz"], "interval_ms": 50, "failures": 1}}]
+    });
+    let mut fleet = start_config(&dir, &config, true);
+    let failed = fleet.wait_event("health_failed");
+    assert_eq!(
+        failed["error"],
+        "exec /no/such/healthz: No such file or directory"
+    );
+    assert_eq!(
+        fleet.wait_event("worker_exited")["likely_cause"],
+        "unhealthy"
+    );
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+}

@@ -359,3 +359,42 @@ fn a_second_sigterm_kills_all_even_those_not_yet_signalled() {
     let actions = sim.sup.handle(Input::Signal(libc::SIGTERM), sim.now);
     assert!(actions.contains(&Action::KillAll));
 }
+
+#[test]
+fn a_shutdown_signal_before_the_first_tick_starts_nothing_and_stops_probing() {
+    let mut api = with_ready(spec("api", &[]), None);
+    api.health = Some(HealthSpec {
+        kind: ProbeKind::File("/healthy".into()),
+        interval_ms: 100,
+        timeout_ms: 100,
+        failures: 1,
+    });
+    // Inputs before the first tick (the loop feeds the OOM counter first) start nothing.
+    let mut sup = Supervisor::new(Mode::Config, 8000, vec![api.clone(), spec("b", &["api"])]);
+    let actions = sup.handle(Input::OomKills(0), 0);
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Spawn { .. })),
+        "{actions:?}"
+    );
+    let actions = sup.handle(Input::Signal(libc::SIGTERM), 0);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Spawn { .. })));
+    assert!(!sup
+        .handle(Input::Tick, 0)
+        .iter()
+        .any(|a| matches!(a, Action::Spawn { .. })));
+
+    // A ready worker that waits for its dependent to exit is not probed meanwhile.
+    let mut sim = Sim::new(vec![api, spec("client", &["api"])]);
+    sim.answer(0, true);
+    assert_eq!(sim.started("client"), 1);
+    sim.feed(Input::Signal(libc::SIGTERM));
+    let probes = sim.probes.len();
+    sim.advance(1000);
+    assert_eq!(sim.probes.len(), probes, "no probe during the shutdown");
+    assert_eq!(sim.count("health_failed"), 0);
+    assert_eq!(
+        sim.sup.next_deadline(),
+        Some(8000),
+        "only the shutdown's deadline"
+    );
+}
