@@ -202,7 +202,8 @@ fn failing_health_checks_stop_the_worker_as_unhealthy_and_it_restarts() {
     let dir = TempDir::new();
     let config = json!({
         "workers": [{"name": "sick", "command": ["sleep", "30"], "backoff_initial_ms": 300,
-            "health": {"command": ["false"], "interval_ms": 100, "failures": 2}}]
+            "health": {"command": ["sh", "-c", "echo probe-noise; exit 1"],
+                       "interval_ms": 100, "failures": 2}}]
     });
     let mut fleet = start_config(&dir, &config, true);
     let ready = fleet.wait_event("worker_ready");
@@ -218,6 +219,12 @@ fn failing_health_checks_stop_the_worker_as_unhealthy_and_it_restarts() {
     fleet.wait_nth("worker_started", 2, BOUND);
     fleet.signal(libc::SIGTERM);
     assert_eq!(fleet.wait_exit(BOUND), 0);
+    // A probe's stdout never reaches fleet-init's (JSON lines in config mode).
+    assert!(
+        !fleet.output.iter().any(|line| line.contains("probe-noise")),
+        "{:?}",
+        fleet.output
+    );
 }
 
 #[test]

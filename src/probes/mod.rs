@@ -58,6 +58,8 @@ pub struct Probes {
     commands: Vec<CommandProbe>,
     connects: Vec<ConnectProbe>,
     notifies: Vec<NotifyPipe>,
+    /// `/dev/null`, the stdout of command probes (opened once, close-on-exec here).
+    dev_null: Option<OwnedFd>,
 }
 
 fn result(worker: usize, pid: i32, outcome: Result<(), String>) -> Input {
@@ -125,7 +127,14 @@ impl Probes {
                     foreground: false,
                     ..options
                 };
-                match spawn::start(&probe_spec, options) {
+                // Its stdout goes nowhere: in config mode fleet-init's stdout is JSON lines only
+                // (a `curl` check would print the page). Its stderr stays fleet-init's.
+                let stdout: Vec<(i32, i32)> = self
+                    .dev_null()
+                    .map(|fd| (fd, libc::STDOUT_FILENO))
+                    .into_iter()
+                    .collect();
+                match spawn::start_with_fds(&probe_spec, options, &stdout) {
                     Ok(started) => {
                         self.commands.push(CommandProbe {
                             worker,
@@ -145,6 +154,21 @@ impl Probes {
             // Nothing to start: the pipe is read as the worker writes to it.
             ProbeKind::NotifyFd(_) => None,
         }
+    }
+
+    fn dev_null(&mut self) -> Option<i32> {
+        if self.dev_null.is_none() {
+            let opened = nix::fcntl::open(
+                "/dev/null",
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            );
+            match opened {
+                Ok(fd) => self.dev_null = Some(fd),
+                Err(errno) => log::warn!("cannot open /dev/null for probes: {errno}"),
+            }
+        }
+        self.dev_null.as_ref().map(AsRawFd::as_raw_fd)
     }
 
     /// Whether `pid` is a probe's (its exit is not a worker's).
