@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod events;
 pub mod exit;
 pub mod handoff;
@@ -18,6 +19,7 @@ pub mod runtime;
 pub mod signals;
 pub mod spawn;
 pub mod startup;
+pub mod stop;
 pub mod supervisor;
 pub mod watchdog;
 pub mod zombies;

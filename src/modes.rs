@@ -3,6 +3,7 @@
 
 use crate::cli::{self, Command, Options, SingleOptions};
 use crate::config::{self, Config, RestartPolicy, SignalTarget, WorkerSpec};
+use crate::control::ControlServer;
 use crate::events::{self, Event};
 use crate::handoff::format::Owner;
 use crate::handoff::{Generation, Identity, Registry};
@@ -26,11 +27,20 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Runs fleet-init with the given arguments (program name excluded); returns the exit code.
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    let args: Vec<std::ffi::OsString> = args.collect();
+    // `fleet-init ctl ...` is a client: none of PID 1's set-up (a command named `ctl` runs
+    // with `fleet-init -- ctl`).
+    if let Some(("ctl", rest)) = args
+        .split_first()
+        .map(|(first, rest)| (first.to_str().unwrap_or(""), rest))
+    {
+        return ctl_mode(rest);
+    }
     crate::spawn::record_inherited_ignores();
     // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
     // sent before the handlers exist waits here instead of being lost.
     set_signal_mask(true, &[]);
-    let args: Vec<std::ffi::OsString> = args.collect();
+    crate::startup::record_inherited_fds();
     let options = match cli::parse(&args, &|key| std::env::var_os(key)) {
         Ok(options) => options,
         Err(error) => {
@@ -203,6 +213,11 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
     let registry = open_registry(&plan, generation);
     leave_start_directory();
     let state_dir = plan.state_dir.clone();
+    let is_last_start = plan.is_single
+        && plan
+            .workers
+            .first()
+            .is_some_and(|spec| spec.restart == RestartPolicy::Never);
     let supervisor = Supervisor::new(plan.mode, plan.grace_ms, plan.workers);
     let spawn_options = SpawnOptions {
         foreground: plan.is_single,
@@ -210,7 +225,9 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
         generation,
     };
     let mut runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
+    runtime.close_inherited_fds_after_start(is_last_start);
     runtime.set_dropin(job_control, options.is_warn_on_reap);
+    runtime.set_control(open_control(&plan.state_dir));
     let abnormal = AbnormalEnd {
         state_dir,
         grace_ms: plan.grace_ms,
@@ -221,6 +238,32 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
         Ending::Exit(code) => code,
         Ending::Abnormal(code) => exec_reap(&abnormal, code),
     }
+}
+
+/// `fleet-init ctl`: usage errors exit 2; the client says the rest.
+fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
+    let options = match cli::ctl::parse(args, &|key| std::env::var_os(key)) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("fleet-init: {error}");
+            eprintln!("Try: fleet-init ctl --help");
+            return 2;
+        }
+    };
+    if options.is_help {
+        print!("{}", cli::ctl::HELP);
+        return 0;
+    }
+    crate::control::client::run(&options)
+}
+
+/// The control socket in the state dir; without it (reported once) fleet-init goes on.
+fn open_control(state_dir: &Path) -> ControlServer {
+    let (server, event) = ControlServer::open(state_dir);
+    if let Some(event) = event {
+        events::emit(&event);
+    }
+    server
 }
 
 /// Consumes what previous generations left (before anything of ours runs), then opens this
@@ -272,7 +315,9 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
 /// After an abnormal end, FLEET_INIT_REAP_EXIT_CODE carries the code fleet-init meant to exit
 /// with.
 fn reap_mode(options: &Options) -> i32 {
-    set_signal_mask(false, &[]);
+    // Every signal stays blocked (as `main` left them): SIGTERM, SIGINT and SIGQUIT cut the
+    // grace short through the watch below, as in the start-up reap, instead of killing the
+    // reaper (not PID 1) or being dropped by the kernel (PID 1) halfway through.
     let pid = std::process::id();
     if pid != 1 {
         become_subreaper();
@@ -291,12 +336,13 @@ fn reap_mode(options: &Options) -> i32 {
     let own_generation = std::env::var(REAP_GENERATION_VAR)
         .ok()
         .and_then(|text| Generation::parse(&text));
+    let interrupt = crate::signals::watch(&[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT]);
     let request = orphans::Request {
         grace: Duration::from_millis(options.grace_ms_or_default()),
         protected: &protected,
         is_quiet_when_empty: false,
         own_generation,
-        interrupt: None,
+        interrupt: interrupt.as_ref().map(AsFd::as_fd),
     };
     let report = orphans::reap(&options.state_dir, &request);
     match std::env::var(REAP_EXIT_CODE_VAR)

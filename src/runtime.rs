@@ -3,6 +3,7 @@
 //! never ends the program on an error: every failure is logged and the loop goes on.
 
 use crate::config::probes::ProbeKind;
+use crate::control::ControlServer;
 use crate::events;
 use crate::exit::Exit;
 use crate::handoff::Registry;
@@ -72,6 +73,10 @@ pub struct Runtime {
     is_warn_on_reap: bool,
     /// Readiness and health checks in flight, and notify_fd pipes.
     probes: Probes,
+    /// `fleet-init ctl`'s socket, served from this loop.
+    control: ControlServer,
+    /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
+    is_last_start: bool,
 }
 
 /// How the loop ended.
@@ -119,6 +124,8 @@ impl Runtime {
             job_control: JobControl::default(),
             is_warn_on_reap: false,
             probes: Probes::default(),
+            control: ControlServer::disabled(),
+            is_last_start: false,
         }
     }
 
@@ -126,6 +133,16 @@ impl Runtime {
     pub fn set_dropin(&mut self, job_control: JobControl, is_warn_on_reap: bool) {
         self.job_control = job_control;
         self.is_warn_on_reap = is_warn_on_reap;
+    }
+
+    pub fn set_control(&mut self, control: ControlServer) {
+        self.control = control;
+    }
+
+    /// A single command never restarted: its start is the last one that needs the inherited
+    /// descriptors.
+    pub fn close_inherited_fds_after_start(&mut self, is_last_start: bool) {
+        self.is_last_start = is_last_start;
     }
 
     fn now(&self) -> Millis {
@@ -143,10 +160,12 @@ impl Runtime {
                 // Nothing is left below fleet-init: the generation leaves nothing to reap, and
                 // the file goes without a last write of its now empty list.
                 self.registry.remove();
+                self.control.close();
                 return Ending::Exit(code);
             }
             self.persist_registry();
             if let Some(code) = self.abnormal_end {
+                self.control.close();
                 return Ending::Abnormal(code);
             }
             // Whatever was done may have changed what there is to see (a group now empty, a
@@ -224,6 +243,7 @@ impl Runtime {
             did_act |= self.feed(result);
         }
         did_act |= self.feed(Input::Tick);
+        did_act |= self.serve_control();
         for (worker, pgid) in self.supervisor.draining_groups() {
             let leftovers = self.escaped_leftovers(worker, pgid);
             if !leftovers.pids.is_empty() || !is_group_empty(pgid) {
@@ -263,6 +283,20 @@ impl Runtime {
         }
     }
 
+    /// Requests on the control socket go to the supervisor like any input; its replies are
+    /// written in `execute`.
+    fn serve_control(&mut self) -> bool {
+        let mut did_act = false;
+        for received in self.control.serve(self.now()) {
+            did_act |= self.feed(Input::Control {
+                client: received.client,
+                peer_uid: received.peer_uid,
+                request: received.request,
+            });
+        }
+        did_act
+    }
+
     /// At most one write per turn, whatever the turn changed.
     fn persist_registry(&mut self) {
         if let Some(event) = self.registry.persist(self.now()) {
@@ -277,6 +311,7 @@ impl Runtime {
             self.registry.next_retry(),
             recheck_at,
             self.probes.next_deadline(),
+            self.control.next_deadline(),
         ];
         let timeout = match deadlines.into_iter().flatten().min() {
             None => PollTimeout::NONE,
@@ -291,6 +326,7 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
+        fds.extend(self.control.poll_fds());
         fds.extend(
             self.starting
                 .iter()
@@ -374,6 +410,7 @@ impl Runtime {
                 self.note_killed(killed);
             }
             Action::Exit { code } => self.exit_code = Some(code),
+            Action::Reply { client, reply } => self.control.reply(client, &reply),
             Action::Released { pid } => self.registry.forget_pid(pid),
             // A foreign /proc would give a stranger's memory: no reading, no action.
             Action::SampleMemory { .. } if !self.is_proc_ours => {}
@@ -488,10 +525,15 @@ impl Runtime {
                     index += 1;
                     continue;
                 }
-                spawn::Outcome::Execed => Input::Spawned {
-                    worker,
-                    pid: started.pid,
-                },
+                spawn::Outcome::Execed => {
+                    if std::mem::take(&mut self.is_last_start) {
+                        crate::startup::close_inherited_fds();
+                    }
+                    Input::Spawned {
+                        worker,
+                        pid: started.pid,
+                    }
+                }
                 spawn::Outcome::Failed(failure) => {
                     // Nothing of a run that never ran stays recorded.
                     self.registry.forget_pid(started.pid);

@@ -109,6 +109,10 @@ struct Prepared {
     /// inherited directory would have been.
     start_directory: Option<CString>,
     user: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    /// Where in `envp` a `LISTEN_PID` naming fleet-init sits: the child puts its own pid there.
+    listen_pid_at: Option<usize>,
+    /// Descriptors dup'd to the given numbers in the child (a notify_fd's write end).
+    fds: Vec<(RawFd, RawFd)>,
 }
 
 /// A forked worker whose exec has not been confirmed yet.
@@ -201,20 +205,32 @@ fn fork_child(
     fds: &[(RawFd, RawFd)],
 ) -> Result<Started, SpawnFailure> {
     let program = program_name(spec);
-    let prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
+    let mut prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
         pid: None,
         plain: format!("cannot start {program}: {error}"),
         error,
         exit_code: 126,
         is_fork_failure: false,
     })?;
+    prepared.fds = fds.to_vec();
     // Non-blocking on both ends: the loop polls the read end; the child's one 8-byte write into
     // the empty pipe cannot fail for want of room.
     let (report_read, report_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
             .map_err(|errno| SpawnFailure::before_fork(&program, "pipe", errno.desc()))?;
     let argv_ptrs = null_terminated(&prepared.argv);
-    let envp_ptrs = null_terminated(&prepared.envp);
+    let mut envp_ptrs = null_terminated(&prepared.envp);
+    // Socket activation (systemd, podman): LISTEN_PID names the process the sockets are for.
+    // When it names fleet-init, the worker gets them and its own pid there, as catatonit does;
+    // the child writes the digits into this buffer, allocated before the fork.
+    let mut listen_pid = [0u8; LISTEN_PID_ENTRY];
+    if let Some(slot) = prepared.listen_pid_at.and_then(|at| envp_ptrs.get_mut(at)) {
+        if let Some(name) = listen_pid.get_mut(..LISTEN_PID.len()) {
+            name.copy_from_slice(LISTEN_PID.as_bytes());
+        }
+        *slot = listen_pid.as_ptr().cast();
+    }
+    let listen_pid_buffer = prepared.listen_pid_at.map(|_| listen_pid.as_mut_ptr());
     let groups_ptr = prepared
         .user
         .as_ref()
@@ -236,7 +252,7 @@ fn fork_child(
                 groups_ptr,
                 options,
                 report_write.as_raw_fd(),
-                fds,
+                listen_pid_buffer,
             )
         }
     }
@@ -295,6 +311,40 @@ fn exec_failure(spec: &WorkerSpec, pid: i32, step: i32, errno: i32) -> SpawnFail
         exit_code,
         is_fork_failure: false,
     }
+}
+
+const LISTEN_PID: &str = "LISTEN_PID";
+/// `LISTEN_PID=`, up to 10 digits and the NUL.
+const LISTEN_PID_ENTRY: usize = 32;
+
+/// Writes `=<pid>\0` after the name in a `LISTEN_PID_ENTRY`-byte buffer; no allocation, for the
+/// child between fork and exec.
+///
+/// # Safety
+/// `buffer` points to `LISTEN_PID_ENTRY` writable bytes.
+unsafe fn write_listen_pid(buffer: *mut u8, pid: libc::pid_t) {
+    let mut digits = [0u8; 12];
+    let mut count = 0;
+    let mut rest = pid.unsigned_abs();
+    loop {
+        if let Some(digit) = digits.get_mut(count) {
+            *digit = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        }
+        count += 1;
+        rest /= 10;
+        if rest == 0 || count >= digits.len() {
+            break;
+        }
+    }
+    let mut at = LISTEN_PID.len();
+    *buffer.add(at) = b'=';
+    at += 1;
+    while count > 0 && at < LISTEN_PID_ENTRY - 1 {
+        count -= 1;
+        *buffer.add(at) = digits.get(count).copied().unwrap_or(b'0');
+        at += 1;
+    }
+    *buffer.add(at) = 0;
 }
 
 fn is_not_found(errno: i32) -> bool {
@@ -370,6 +420,10 @@ fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String
         Some(_) => None,
         None => START_DIRECTORY.get().cloned(),
     };
+    let own_listen_pid = format!("{LISTEN_PID}={}", std::process::id());
+    let listen_pid_at = envp
+        .iter()
+        .position(|entry| entry.as_bytes() == own_listen_pid.as_bytes());
     Ok(Prepared {
         candidates,
         argv,
@@ -377,6 +431,8 @@ fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String
         cwd,
         start_directory,
         user,
+        listen_pid_at,
+        fds: Vec::new(),
     })
 }
 
@@ -472,8 +528,9 @@ unsafe fn child(
     groups: Option<&[libc::gid_t]>,
     options: SpawnOptions,
     report_fd: libc::c_int,
-    fds: &[(RawFd, RawFd)],
+    listen_pid: Option<*mut u8>,
 ) -> ! {
+    let fds = prepared.fds.as_slice();
     // A descriptor the worker is promised (notify_fd N) may be the number the report pipe
     // got here: the report pipe moves out of the way first.
     let report_fd = if fds.iter().any(|(_, target)| *target == report_fd) {
@@ -507,6 +564,9 @@ unsafe fn child(
     };
     let errno = || *libc::__errno_location();
 
+    if let Some(buffer) = listen_pid {
+        write_listen_pid(buffer, libc::getpid());
+    }
     libc::setpgid(0, 0);
     // SIGTTOU is ignored (inherited from fleet-init), so this works from the background.
     if options.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {

@@ -6,6 +6,52 @@ use crate::events;
 use crate::handoff::Generation;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Descriptors above 2 that fleet-init was started with (`docker run` leaks, `podman
+/// --preserve-fds`, socket activation's LISTEN_FDS), recorded before fleet-init opens any.
+static INHERITED_FDS: OnceLock<Vec<i32>> = OnceLock::new();
+
+/// Records the inherited descriptors above 2; called first thing, before anything is opened.
+/// Without /proc they cannot be listed, and none is recorded.
+pub fn record_inherited_fds() {
+    let listed: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    // The listing's own descriptor is closed by now: what is still open was inherited.
+    let inherited = listed
+        .into_iter()
+        .filter(|fd| nix::fcntl::fcntl(fd_ref(*fd), nix::fcntl::FcntlArg::F_GETFD).is_ok())
+        .collect();
+    let _ = INHERITED_FDS.set(inherited);
+}
+
+fn fd_ref(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: only used for F_GETFD, which fails cleanly (EBADF) on a closed descriptor.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Closes fleet-init's copies of the inherited descriptors, as catatonit does once its child
+/// runs: the worker has them, and fleet-init no longer keeps a pipe's write end, a lock or a
+/// socket open for the container's lifetime. Only done when no worker will start again (a
+/// single command that is never restarted); otherwise every new run gets them too.
+pub fn close_inherited_fds() {
+    let Some(fds) = INHERITED_FDS.get() else {
+        return;
+    };
+    for fd in fds {
+        // SAFETY: these descriptors were inherited, not opened by fleet-init, and nothing of
+        // fleet-init's holds them as an OwnedFd.
+        unsafe { libc::close(*fd) };
+    }
+    if !fds.is_empty() {
+        log::debug!("closed the inherited descriptors {fds:?}: the worker has them");
+    }
+}
 
 /// Workers still start where fleet-init was started; fleet-init itself moves to `/`, so that it
 /// keeps no directory (a volume, a build tree) busy for the container's lifetime.

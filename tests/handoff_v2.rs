@@ -727,6 +727,42 @@ fn sigterm_during_the_start_up_reap_cuts_its_grace_and_starts_nothing() {
 }
 
 #[test]
+fn sigterm_during_reap_mode_cuts_its_grace_instead_of_killing_the_reaper() {
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let name = unique("stubborn");
+    let config = json!({"workers": [{"name": name, "command":
+        ["sh", "-c", "trap '' TERM; exec >/dev/null 2>&1; sleep 1000 & exec sleep 1000"]}]});
+    let fleet = start(&dir, &state, &config);
+    assert!(eventually(BOUND, || processes_of(&name).len() == 2));
+    kill_init(fleet);
+    let orphans = processes_of(&name);
+    // Not PID 1: an unblocked SIGTERM would kill the reaper halfway, orphans left running.
+    let mut reaper = subreaper(&[
+        "--reap",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--grace-ms",
+        "30000",
+    ])
+    .spawn();
+    reaper.wait_event("init_started");
+    reaper.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    assert_eq!(reaper.wait_exit(BOUND), 0, "{:?}", reaper.events);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let reaped = reaper.named("reaped");
+    assert_eq!(reaped.len(), 2, "{:?}", reaper.events);
+    assert!(reaped.iter().all(|e| e["signal"] == "SIGKILL"));
+    assert_eq!(reaper.named("reap_complete").len(), 1);
+    assert!(orphans.iter().all(|p| !is_alive(*p)));
+}
+
+#[test]
 fn a_hand_set_reap_generation_of_a_live_fleet_init_touches_nothing() {
     // FLEET_INIT_REAP_GENERATION is how an abnormal end hands its own generation to the exec'd
     // --reap; set by hand to a live generation's id, it must not make that generation a target.

@@ -45,7 +45,7 @@ fn assert_watchdog_cycle(fleet: &mut Fleet, min_bytes: u64) -> Value {
     let exited = fleet.wait_event("worker_exited");
     assert_eq!(exited["likely_cause"], "watchdog");
     assert_eq!(exited["crash_count"], 0, "a drain is never a crash");
-    assert_eq!(exited["pid"], triggered["pid"]);
+    assert_eq!(exited["pid"], triggered["pid"], "{:#?}", fleet.events);
     let restarted = fleet.wait_nth("worker_started", 2, BOUND);
     assert_eq!(restarted["run"], 2);
     triggered

@@ -4,6 +4,7 @@
 //! signals checked, modes exclusive). fleet-init's own flags and tini's and dumb-init's live in
 //! one table, so that their ENTRYPOINTs keep working with fleet-init swapped in.
 
+pub mod ctl;
 mod scan;
 pub mod texts;
 

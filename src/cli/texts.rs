@@ -9,6 +9,7 @@ Usage:
   fleet-init [OPTIONS] --config FILE         the workers in FILE
   fleet-init --reap [--state-dir DIR]        consume handoff files, kill orphans, exit
   fleet-init --check-config FILE             validate FILE, print what is wrong, exit
+  fleet-init ctl [--state-dir DIR] VERB ...  talk to a running fleet-init (ctl --help)
   fleet-init --version | --help
 
 Options (each also settable by the environment variable in brackets):

@@ -1,6 +1,7 @@
 //! Stopping what is left of dead generations: scan, signal, wait until nothing of them is left
 //! or the grace is over, then SIGKILL and look again until a scan finds nothing. A tree that
 //! keeps forking is caught by the repeated scans; `survivors` is what the final scan still sees.
+//! When to escalate and when to give up is the stop engine's (`crate::stop`).
 //!
 //! A process is signalled through a pidfd opened after its start time was checked again, so a
 //! pid reused meanwhile is never hit.
@@ -8,6 +9,7 @@
 use super::plan::Selection;
 use crate::pidfd;
 use crate::procscan::{self, Lookup, ProcStat};
+use crate::stop::{Event, Millis, Order, Stop};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::collections::BTreeMap;
@@ -16,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// After the first SIGKILL, how long the kernel and the repeated scans are given.
-const KILL_WAIT: Duration = Duration::from_secs(5);
+const KILL_WAIT_MS: Millis = 5000;
 /// How long a wait on the pidfds lasts before the next scan looks for newcomers.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -61,39 +63,39 @@ pub fn stop(
     grace: Duration,
     interrupt: Option<BorrowedFd<'_>>,
 ) -> Outcome {
+    let started = Instant::now();
+    let now = || Millis::try_from(started.elapsed().as_millis()).unwrap_or(Millis::MAX);
+    let grace_ms = Millis::try_from(grace.as_millis()).unwrap_or(Millis::MAX);
+    // The stop engine decides when; this loop finds the targets and signals them.
+    let (mut engine, _) = Stop::begin(libc::SIGTERM, grace_ms, KILL_WAIT_MS, 0);
     let mut members: BTreeMap<i32, Member> = BTreeMap::new();
     let mut outcome = Outcome::default();
-    let term_until = Instant::now() + grace;
     loop {
+        // A process found now gets what the others got by now: SIGTERM, or SIGKILL after it.
         let selection = select(&procscan::scan(proc_root));
-        enlist(&mut members, &selection, libc::SIGTERM, proc_root);
+        enlist(&mut members, &selection, engine.current_signal(), proc_root);
         outcome.last = selection;
         collect_gone(&mut members, &mut outcome, proc_root);
-        if members.is_empty() || Instant::now() >= term_until {
-            break;
+        let is_empty = members.is_empty()
+            && outcome
+                .last
+                .targets
+                .iter()
+                .all(|(pid, target)| !is_alive(proc_root, *pid, target.start_time));
+        let event = if is_empty { Event::Empty } else { Event::Tick };
+        if let Some(order) = engine.handle(event, now()) {
+            carry_out(order, &mut members, proc_root);
         }
-        if wait_some(&members, term_until, proc_root, interrupt) {
+        let Some(deadline) = engine.next_deadline() else {
+            break;
+        };
+        let deadline = started + Duration::from_millis(deadline);
+        let interrupt = interrupt.filter(|_| !engine.is_killed());
+        if wait_some(&members, deadline, proc_root, interrupt) {
             log::warn!("asked to stop during the reap: SIGKILL to what is left");
-            break;
-        }
-    }
-    if members.is_empty() && outcome.last.targets.is_empty() {
-        return outcome;
-    }
-    let kill_until = Instant::now() + KILL_WAIT;
-    for member in members.values_mut() {
-        member.signal = libc::SIGKILL;
-        send(member, libc::SIGKILL, proc_root);
-    }
-    loop {
-        // A process forked since the last scan is enlisted with SIGKILL straight away.
-        let selection = select(&procscan::scan(proc_root));
-        enlist(&mut members, &selection, libc::SIGKILL, proc_root);
-        outcome.last = selection;
-        wait_some(&members, kill_until, proc_root, None);
-        collect_gone(&mut members, &mut outcome, proc_root);
-        if (members.is_empty() && outcome.last.targets.is_empty()) || Instant::now() >= kill_until {
-            break;
+            if let Some(order) = engine.handle(Event::SkipGrace, now()) {
+                carry_out(order, &mut members, proc_root);
+            }
         }
     }
     // What the last scan named and is gone by now is no survivor.
@@ -101,6 +103,16 @@ pub fn stop(
     last.targets
         .retain(|pid, target| is_alive(proc_root, *pid, target.start_time));
     outcome
+}
+
+fn carry_out(order: Order, members: &mut BTreeMap<i32, Member>, proc_root: &Path) {
+    if order != Order::Kill {
+        return;
+    }
+    for member in members.values_mut() {
+        member.signal = libc::SIGKILL;
+        send(member, libc::SIGKILL, proc_root);
+    }
 }
 
 /// Adds every target not yet a member, with a pidfd opened after a start-time check, and sends

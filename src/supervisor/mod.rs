@@ -2,6 +2,7 @@
 //! `handle(input, now) -> actions` plus `next_deadline()`. No system calls, no clock: the
 //! runtime feeds it what happened and carries out what it asks for.
 
+mod control;
 mod order;
 pub mod policy;
 mod shutdown;
@@ -10,6 +11,7 @@ pub mod worker;
 
 use crate::config::probes::ProbeKind;
 use crate::config::{OnMaxCrashes, RestartPolicy, SignalTarget, WorkerSpec};
+use crate::control::protocol::Request;
 use crate::events::Event;
 use crate::exit::Exit;
 use crate::procscan::TreeMemory;
@@ -76,6 +78,12 @@ pub enum Input {
         ok: bool,
         error: String,
     },
+    /// A request from the control socket; answered with `Action::Reply` to that client.
+    Control {
+        client: u64,
+        peer_uid: u32,
+        request: Request,
+    },
 }
 
 /// What the runtime must do.
@@ -122,6 +130,11 @@ pub enum Action {
         pid: i32,
         kind: ProbeKind,
         timeout_ms: Millis,
+    },
+    /// The reply line to a control client's request.
+    Reply {
+        client: u64,
+        reply: Value,
     },
 }
 
@@ -269,6 +282,11 @@ impl Supervisor {
                 ok,
                 error,
             } => self.on_probe_result(worker, pid, ok, &error, now),
+            Input::Control {
+                client,
+                peer_uid,
+                request,
+            } => self.on_control(client, peer_uid, &request, now),
         }
         self.advance_order(now);
         self.finish_if_nothing_left(now);
@@ -369,6 +387,7 @@ impl Supervisor {
         };
         w.run = w.run.saturating_add(1);
         w.fork_failures = 0;
+        w.memory_bytes = None;
         w.forked = None;
         let interval = w.spec.watchdog_interval_ms;
         let sample_at = w.spec.max_rss_mb.map(|_| now.saturating_add(interval));
@@ -389,6 +408,9 @@ impl Supervisor {
         if self.shutdown.is_some() {
             // Raced with a shutdown: stop it like the others.
             self.stop_worker(index, StopReason::Shutdown, now);
+        } else if self.workers.get(index).is_some_and(|w| w.is_held_down) {
+            // `ctl stop` came while it was being started.
+            self.stop_worker(index, StopReason::Manual, now);
         } else {
             self.on_run_started(index, now);
             // A readiness check due at once goes out in this same step.
@@ -447,6 +469,7 @@ impl Supervisor {
         w.run = w.run.saturating_add(1);
         w.crash_count = w.crash_count.saturating_add(1);
         w.last_code = Some(exit_code);
+        w.last_exit = Some((Exit::Code(exit_code), Cause::SpawnFailed));
         w.forked = None;
         w.phase = Phase::Done;
         let name = w.spec.name.clone();
@@ -509,6 +532,7 @@ impl Supervisor {
             w.crash_count = w.crash_count.saturating_add(1);
         }
         w.last_code = Some(reported.shell_code());
+        w.last_exit = Some((exit, cause));
         let mut event = Event::new(level_of(cause), "worker_exited")
             .with("worker", w.spec.name.clone())
             .with("pid", pid);
@@ -569,6 +593,13 @@ impl Supervisor {
     fn after_exit(&mut self, index: usize, cause: Cause, now: Millis) -> After {
         if self.shutdown.is_some() {
             return After::StayDown;
+        }
+        if self
+            .workers
+            .get(index)
+            .is_some_and(|w| control::is_manual(cause, w.is_held_down))
+        {
+            return self.after_manual_stop(index, now);
         }
         let Some(w) = self.workers.get_mut(index) else {
             return After::StayDown;
@@ -649,6 +680,14 @@ impl Supervisor {
         if run.pid != pid || run.stop.is_some() {
             return;
         }
+        if memory.source.is_some() {
+            if let Some(w) = self.workers.get_mut(index) {
+                w.memory_bytes = Some(memory.total_bytes);
+            }
+        }
+        let Some(w) = self.workers.get(index) else {
+            return;
+        };
         let Some(max_rss_mb) = w.spec.max_rss_mb else {
             return;
         };
@@ -766,7 +805,11 @@ impl Supervisor {
     }
 
     fn finish_if_nothing_left(&mut self, now: Millis) {
-        if self.shutdown.is_none() && self.workers.iter().all(|w| w.phase == Phase::Done) {
+        // Workers stopped on request keep fleet-init up until started again (supervisorctl).
+        if self.shutdown.is_none()
+            && self.workers.iter().all(|w| w.phase == Phase::Done)
+            && !self.workers.iter().any(|w| w.is_held_down)
+        {
             self.begin_shutdown("workers_finished", None, now);
         }
     }
@@ -790,7 +833,7 @@ fn remap(mode: &Mode, exit: Exit) -> Exit {
 
 fn level_of(cause: Cause) -> crate::events::Level {
     match cause {
-        Cause::CleanExit | Cause::Shutdown => crate::events::Level::Info,
+        Cause::CleanExit | Cause::Shutdown | Cause::Stopped => crate::events::Level::Info,
         Cause::Watchdog | Cause::Crash | Cause::SpawnFailed | Cause::Unhealthy => {
             crate::events::Level::Warn
         }

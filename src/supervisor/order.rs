@@ -73,6 +73,8 @@ impl Supervisor {
         };
         match &w.phase {
             Phase::Running(run) if run.stop.is_none() && w.order.is_ready => Standing::Satisfied,
+            // Down on request (`ctl stop`): back with `ctl start`, so its dependents wait.
+            Phase::Done if w.is_held_down => Standing::Pending,
             Phase::Done => match w.outcome {
                 Outcome::Clean => Standing::Satisfied,
                 Outcome::Failed => Standing::Failed,

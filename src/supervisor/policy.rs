@@ -15,6 +15,8 @@ pub enum Cause {
     SpawnFailed,
     /// Stopped after failed health checks, or not ready in time: counted as a crash.
     Unhealthy,
+    /// `fleet-init ctl stop` (or `restart`): never a crash, never budgeted as one.
+    Stopped,
 }
 
 impl Cause {
@@ -26,6 +28,7 @@ impl Cause {
             Cause::Shutdown => "shutdown",
             Cause::SpawnFailed => "spawn_failed",
             Cause::Unhealthy => "unhealthy",
+            Cause::Stopped => "stopped",
         }
     }
 
@@ -47,6 +50,8 @@ pub enum StopReason {
     Shutdown,
     /// Its health checks failed, or it was not ready in time.
     Unhealthy,
+    /// Asked for on the control socket (`ctl stop`, `ctl restart`).
+    Manual,
 }
 
 /// Exit 0 is clean; a death fleet-init caused is the reason it caused it; anything else crashed.
@@ -55,6 +60,7 @@ pub fn classify(exit: Exit, stop: Option<StopReason>) -> Cause {
         Some(StopReason::Shutdown) => Cause::Shutdown,
         Some(StopReason::Watchdog) => Cause::Watchdog,
         Some(StopReason::Unhealthy) => Cause::Unhealthy,
+        Some(StopReason::Manual) => Cause::Stopped,
         None if exit.is_success() => Cause::CleanExit,
         None => Cause::Crash,
     }
@@ -146,6 +152,8 @@ mod tests {
             (Exit::Code(0), Some(Watchdog), Cause::Watchdog),
             (Exit::Signal(15), Some(Unhealthy), Cause::Unhealthy),
             (Exit::Code(0), Some(Unhealthy), Cause::Unhealthy),
+            (Exit::Signal(15), Some(Manual), Cause::Stopped),
+            (Exit::Code(3), Some(Manual), Cause::Stopped),
         ] {
             assert_eq!(classify(exit, stop), want, "{exit:?} {stop:?}");
         }

@@ -61,6 +61,7 @@ impl Worker {
                 ..
             } => State::Backoff,
             Phase::Draining { .. } => State::Stopping,
+            Phase::Done if self.is_held_down => State::Stopped,
             Phase::Done => match self.outcome {
                 Outcome::Clean => State::Completed,
                 Outcome::Failed => State::Failed,

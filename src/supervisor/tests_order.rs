@@ -5,6 +5,7 @@ use super::state::State;
 use super::*;
 use crate::config::probes::{HealthSpec, ReadySpec};
 use crate::config::WorkerSpec;
+use crate::control::protocol::{Request, Verb};
 use std::collections::HashMap;
 
 /// A runtime stand-in: answers `Spawn` with fresh pids, finds groups empty, records probes.
@@ -18,6 +19,7 @@ struct Sim {
     probes: Vec<(usize, i32)>,
     signals: Vec<(i32, i32)>,
     exit: Option<i32>,
+    replies: Vec<Value>,
 }
 
 impl Sim {
@@ -31,6 +33,7 @@ impl Sim {
             probes: Vec::new(),
             signals: Vec::new(),
             exit: None,
+            replies: Vec::new(),
         };
         sim.feed(Input::Tick);
         sim
@@ -51,6 +54,7 @@ impl Sim {
                 Action::SignalGroup { pgid, signal } => self.signals.push((pgid, signal)),
                 Action::SignalProcess { pid, signal } => self.signals.push((pid, signal)),
                 Action::Exit { code } => self.exit = Some(code),
+                Action::Reply { reply, .. } => self.replies.push(reply),
                 _ => {}
             }
         }
@@ -90,6 +94,20 @@ impl Sim {
             ok,
             error: if ok { String::new() } else { "refused".into() },
         });
+    }
+
+    fn ctl(&mut self, verb: Verb, workers: &[&str]) -> Value {
+        let request = Request {
+            verb,
+            workers: workers.iter().map(|w| w.to_string()).collect(),
+            signal: None,
+        };
+        self.feed(Input::Control {
+            client: 1,
+            peer_uid: 0,
+            request,
+        });
+        self.replies.pop().expect("a reply")
     }
 
     fn state(&self, worker: usize) -> State {
@@ -396,5 +414,50 @@ fn a_shutdown_signal_before_the_first_tick_starts_nothing_and_stops_probing() {
         sim.sup.next_deadline(),
         Some(8000),
         "only the shutdown's deadline"
+    );
+}
+
+#[test]
+fn ctl_ready_waits_for_readiness_and_a_dependency_stopped_by_ctl_holds_its_dependents() {
+    let mut sim = Sim::new(vec![
+        with_ready(spec("api", &[]), None),
+        spec("client", &["api"]),
+    ]);
+    assert_eq!(
+        sim.ctl(Verb::Ready, &[])["ready"],
+        false,
+        "api is running, not ready"
+    );
+    sim.answer(0, true);
+    assert_eq!(sim.ctl(Verb::Ready, &[])["ready"], true);
+    // The api stopped on request: the running client goes on; a client restart waits for it.
+    sim.ctl(Verb::Stop, &["api"]);
+    sim.exit(0, Exit::Signal(libc::SIGTERM));
+    assert_eq!(sim.state(0), State::Stopped);
+    assert_eq!(sim.state(1), State::Ready);
+    sim.exit(1, Exit::Code(1));
+    assert_eq!(
+        sim.sup.next_deadline(),
+        None,
+        "nothing to wake up for while it waits"
+    );
+    sim.advance(1000);
+    assert_eq!(
+        sim.started("client"),
+        1,
+        "held back while the api is stopped"
+    );
+    assert_eq!(sim.state(1), State::Backoff);
+    // Once per wait: the first start's, and this restart's.
+    let waiting = sim.named("worker_waiting");
+    assert_eq!(waiting.len(), 2);
+    assert_eq!(field(waiting[1], "on"), serde_json::json!(["api"]));
+    sim.ctl(Verb::Start, &["api"]);
+    assert_eq!(sim.started("api"), 2);
+    sim.answer(0, true);
+    assert_eq!(
+        sim.started("client"),
+        2,
+        "started once the api is ready again"
     );
 }

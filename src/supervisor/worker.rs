@@ -1,8 +1,9 @@
 //! One supervised worker: its spec, its phase in the life cycle and its counters.
 
-use super::policy::{CleanBudget, StopReason};
+use super::policy::{Cause, CleanBudget, StopReason};
 use super::Millis;
 use crate::config::WorkerSpec;
+use crate::exit::Exit;
 
 /// A started run of the worker's main process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +74,12 @@ pub struct Worker {
     pub outcome: Outcome,
     /// Its place in the start order and its probes' state.
     pub order: super::order::WorkerOrder,
+    /// Down on request (`ctl stop`) until `ctl start`: not restarted, keeps fleet-init up.
+    pub is_held_down: bool,
+    /// How the last run ended (before `--remap-exit`) and why, for `ctl status`.
+    pub last_exit: Option<(Exit, Cause)>,
+    /// The last memory reading of the current run's tree, for `ctl status`.
+    pub memory_bytes: Option<u64>,
 }
 
 impl Worker {
@@ -88,6 +95,9 @@ impl Worker {
             forked: None,
             outcome: Outcome::Clean,
             order: super::order::WorkerOrder::default(),
+            is_held_down: false,
+            last_exit: None,
+            memory_bytes: None,
         }
     }
 
