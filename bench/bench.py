@@ -907,6 +907,122 @@ class Bench:
             self._restart_run(fleet, "crash", 1, self.p["crash_window_s"])
         self._tree_figures(fleet)
 
+    # 7b: readiness and health probes ------------------------------------------------------
+    def probe_costs(self):
+        """Wake-ups per minute of 10 ready workers without health checks (should be 0), and
+        the cost of one health check (`true`) every second: wake-ups, fleet-init's own CPU per
+        check (/proc/PID/schedstat), the probe child's CPU (cutime+cstime), and the syscalls
+        of fleet-init per check (strace -c -p, then strace -c -f with the probe children)."""
+        key = "fleet"
+        fleet = self.by_name(FLEET)
+        self.fleet_scenario()
+        if fleet is None:
+            return
+        window = self.p["idle_window_s"]
+        for rep in range(self.p["idle_reps"]):
+            per_minute = self._probe_run(fleet, 10, None, window)
+            if per_minute is not None:
+                self.results.add(key, "wake-ups per minute, 10 ready workers, no health "
+                                 "checks (expect 0)", FLEET, per_minute[0])
+        health = {"command": ["true"], "interval_ms": 1000, "timeout_ms": 2000, "failures": 3}
+        figures = self._probe_run(fleet, 1, health, max(window, 10.0))
+        if figures is None:
+            return
+        per_minute, checks, own_us, child_ms, syscalls, syscalls_f, top = figures
+        self.results.add(key, "wake-ups per minute, 1 worker, health `true` every 1 s", FLEET,
+                         per_minute)
+        if checks:
+            self.results.add(key, "health check: fleet-init CPU per check (µs)", FLEET,
+                             own_us / checks)
+            self.results.add(key, "health check: probe child CPU per check (ms, 10 ms ticks)",
+                             FLEET, child_ms / checks)
+        if syscalls is not None:
+            self.results.add(key, "health check: fleet-init syscalls per check (strace -c)",
+                             FLEET, syscalls)
+            self.results.add(key, "health check: fleet-init's commonest syscalls per check",
+                             FLEET, top, kind="cat")
+        if syscalls_f is not None:
+            self.results.add(key, "health check: syscalls per check with the probe child "
+                             "(strace -c -f)", FLEET, syscalls_f)
+
+    def _probe_run(self, fleet, workers, health, window):
+        wd = self.workdir("probes")
+        conf = os.path.join(wd, "fleet.json")
+        events_path = os.path.join(wd, "events.jsonl")
+        specs = []
+        for i in range(workers):
+            spec = {"name": f"w{i}", "command": ["sleep", "600"],
+                    "ready": {"file": "/", "interval_ms": 50}}
+            if i:
+                spec["after"] = [f"w{i - 1}"]
+            if health:
+                spec["health"] = health
+            specs.append(spec)
+        with open(conf, "w") as f:
+            json.dump({"state_dir": os.path.join(wd, "state"), "workers": specs}, f)
+        run = NsRun(fleet, None, wd, argv=[fleet.binary, "--config", conf],
+                    stdout_path=events_path)
+        try:
+            pid = run.init_pid()
+            if pid is None:
+                return None
+
+            def all_ready():
+                return sum(e["event"] == "worker_ready"
+                           for e in parse_events(events_path)) >= workers
+            if not wait_for(all_ready, 10, interval=0.01):
+                progress("probe run: the workers did not all become ready")
+                return None
+            time.sleep(0.2)
+
+            def cpu():
+                with open(f"/proc/{pid}/schedstat") as f:
+                    own_ns = int(f.read().split()[0])
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks = int(fields[13]) + int(fields[14])  # cutime + cstime
+                return own_ns, ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
+            w0, (own0, child0) = wakeups(pid), cpu()
+            time.sleep(window)
+            w1, (own1, child1) = wakeups(pid), cpu()
+            per_minute = (w1 - w0) * 60.0 / window
+            if not health:
+                return (per_minute,)
+            checks = round(window * 1000 / health["interval_ms"])
+            syscalls, top = self._strace_per_check(pid, window, health, follow=False)
+            syscalls_f, _ = self._strace_per_check(pid, window, health, follow=True)
+            return (per_minute, checks, (own1 - own0) / 1000.0, child1 - child0, syscalls,
+                    syscalls_f, top)
+        finally:
+            run.stop()
+
+    def _strace_per_check(self, pid, window, health, follow):
+        if shutil.which("strace") is None:
+            return None, "strace not installed"
+        out = os.path.join(self.tmp, f"strace-{pid}-{int(follow)}.txt")
+        argv = ["strace", "-c", "-o", out] + (["-f"] if follow else []) + ["-p", str(pid)]
+        tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(window)
+        tracer.send_signal(signal.SIGINT)
+        try:
+            tracer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            tracer.kill()
+            return None, "strace hung"
+        checks = max(1, round(window * 1000 / health["interval_ms"]))
+        rows = []
+        total = None
+        for line in read_text(out).splitlines():
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit():
+                if parts[-1] == "total":
+                    total = int(parts[3])
+                else:
+                    rows.append((int(parts[3]), parts[-1]))
+        rows.sort(reverse=True)
+        top = ", ".join(f"{name} {calls / checks:.1f}" for calls, name in rows[:6])
+        return (None if total is None else total / checks), top
+
     def _tree_figures(self, fleet):
         """Watchdog sample cost and --reap of a 1,000-process tree (examples/tree_bench.rs)."""
         key = "fleet"
@@ -1161,7 +1277,7 @@ def main():
         ROOT, "target/static", STATIC_TRIPLE, "release/fleet-init"))
     parser.add_argument("--inits", help="comma-separated subset of inits")
     parser.add_argument("--only", help="comma-separated subset of scenarios: start,idle,binary,"
-                        "signal,ignore,zombies,exit,fleet")
+                        "signal,ignore,zombies,exit,fleet,probes")
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter, e.g. --set signal_reps=50")
@@ -1194,7 +1310,8 @@ def main():
     plan = [("start", bench.start_exit), ("idle", bench.idle),
             ("binary", lambda: bench.binaries(args.static)),
             ("signal", bench.signal_latency), ("ignore", bench.ignore_term),
-            ("zombies", bench.zombies), ("exit", bench.exit_codes), ("fleet", bench.fleet_only)]
+            ("zombies", bench.zombies), ("exit", bench.exit_codes), ("fleet", bench.fleet_only),
+            ("probes", bench.probe_costs)]
     t0 = time.monotonic()
     try:
         for name, step in plan:

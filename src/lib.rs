@@ -14,6 +14,7 @@ pub mod modes;
 pub mod orphans;
 pub mod output;
 pub mod pidfd;
+pub mod probes;
 pub mod procscan;
 pub mod runtime;
 pub mod signals;

@@ -2,6 +2,7 @@
 //! signals, reap every zombie, feed the supervisor, carry out its actions. Once running it
 //! never ends the program on an error: every failure is logged and the loop goes on.
 
+use crate::config::probes::ProbeKind;
 use crate::control::ControlServer;
 use crate::events::{self, Event};
 use crate::exit::Exit;
@@ -10,6 +11,7 @@ use crate::job_control::JobControl;
 use crate::orphans::leftovers::{self, Scope};
 use crate::output::Output;
 use crate::pidfd;
+use crate::probes::Probes;
 use crate::procscan;
 use crate::signals::{self, SignalInbox};
 use crate::spawn::{self, SpawnOptions};
@@ -21,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -73,6 +75,8 @@ pub struct Runtime {
     job_control: JobControl,
     /// tini's `-w`: warn when reaping a zombie that was not a worker.
     is_warn_on_reap: bool,
+    /// Readiness and health checks in flight, and notify_fd pipes.
+    probes: Probes,
     /// `fleet-init ctl`'s socket, served from this loop.
     control: ControlServer,
     /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
@@ -127,6 +131,7 @@ impl Runtime {
             abnormal_end: None,
             job_control: JobControl::default(),
             is_warn_on_reap: false,
+            probes: Probes::default(),
             control: ControlServer::disabled(),
             is_last_start: false,
             output: Output::default(),
@@ -212,7 +217,7 @@ impl Runtime {
             for (pid, _) in reaped
                 .exits
                 .iter()
-                .filter(|(pid, _)| !worker_pids.contains(pid))
+                .filter(|(pid, _)| !worker_pids.contains(pid) && !self.probes.is_probe(*pid))
             {
                 // tini's wording, which its tests look for.
                 log::warn!("Reaped zombie process with pid={pid}");
@@ -236,7 +241,24 @@ impl Runtime {
         // known (exec'd or failed) before its exit is fed.
         did_act |= self.check_starts();
         for (pid, exit) in reaped.exits {
+            // A probe's exit is its result, not a worker's exit.
+            if self.probes.is_probe(pid) {
+                if let Some(result) = self.probes.on_exit(pid, exit) {
+                    did_act |= self.feed(result);
+                }
+                continue;
+            }
+            self.probes.forget_run(pid);
             did_act |= self.feed(Input::Exited { pid, exit });
+        }
+        let now = self.now();
+        for result in self
+            .probes
+            .collect()
+            .into_iter()
+            .chain(self.probes.expire(now))
+        {
+            did_act |= self.feed(result);
         }
         did_act |= self.feed(Input::Tick);
         did_act |= self.serve_control();
@@ -306,6 +328,7 @@ impl Runtime {
             self.supervisor.next_deadline(),
             self.registry.next_retry(),
             recheck_at,
+            self.probes.next_deadline(),
             self.control.next_deadline(),
         ];
         let timeout = match deadlines.into_iter().flatten().min() {
@@ -328,10 +351,19 @@ impl Runtime {
                 .iter()
                 .map(|(_, started)| PollFd::new(started.as_fd(), PollFlags::POLLIN)),
         );
+        let probes_from = fds.len();
+        fds.extend(self.probes.poll_fds());
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => log::error!("poll failed: {errno}; going on"),
         }
+        let probe_events: Vec<PollFlags> = fds
+            .iter()
+            .skip(probes_from)
+            .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(fds);
+        self.probes.note_events(&probe_events);
     }
 
     /// Hands one input to the supervisor and carries out what it asks; what carrying it out
@@ -404,6 +436,12 @@ impl Runtime {
             Action::Released { pid } => self.registry.forget_pid(pid),
             // A foreign /proc would give a stranger's memory: no reading, no action.
             Action::SampleMemory { .. } if !self.is_proc_ours => {}
+            Action::Probe {
+                worker,
+                pid,
+                kind,
+                timeout_ms,
+            } => self.probe(worker, pid, &kind, timeout_ms),
             Action::SampleMemory { worker, pid } => {
                 let table = self
                     .scan_of_turn
@@ -429,7 +467,28 @@ impl Runtime {
         // No write before the fork: the handoff file already holds this generation's id, which
         // the new process carries in its environment. Its identity follows in this turn's write.
         let run = self.supervisor.next_run(worker);
-        match spawn::start(spec, self.spawn_options) {
+        let notify_fd = match spec.ready.as_ref().map(|ready| &ready.kind) {
+            Some(ProbeKind::NotifyFd(target)) => match self.probes.prepare_notify(worker) {
+                Ok(write) => Some((write, *target)),
+                Err(errno) => {
+                    log::error!("worker {}: notify_fd pipe: {errno}", spec.name);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let fds: Vec<(i32, i32)> = notify_fd
+            .iter()
+            .map(|(write, target)| (write.as_raw_fd(), *target))
+            .collect();
+        let started = spawn::start_with_fds(spec, self.spawn_options, &fds);
+        // Only the worker holds the write end now: its exit closes the pipe.
+        drop(notify_fd);
+        if !fds.is_empty() {
+            let pid = started.as_ref().ok().map(|started| started.pid);
+            self.probes.bind_notify(worker, pid);
+        }
+        match started {
             Ok(mut started) => {
                 if let Some(ends) = started.output.take() {
                     self.output.add(&spec.name, ends);
@@ -461,6 +520,22 @@ impl Runtime {
     }
 
     /// Feeds the outcome of every start whose report pipe has spoken. True if any had.
+    fn probe(&mut self, worker: usize, pid: i32, kind: &ProbeKind, timeout_ms: Millis) {
+        let Some(spec) = self.supervisor.spec(worker) else {
+            return;
+        };
+        let now = self.now();
+        let answer =
+            self.probes
+                .start(worker, pid, kind, timeout_ms, spec, self.spawn_options, now);
+        if matches!(kind, ProbeKind::Command(_)) {
+            // A child of ours now exists: an ECHILD seen before it is stale.
+            self.has_spawned_since_reap = true;
+            self.has_children = true;
+        }
+        self.results.extend(answer);
+    }
+
     fn check_starts(&mut self) -> bool {
         let mut did_act = false;
         let mut index = 0;

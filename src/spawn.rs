@@ -7,7 +7,7 @@ use crate::handoff::Generation;
 use crate::output::pipes::{ReadEnds, WorkerPipes};
 use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -114,6 +114,8 @@ struct Prepared {
     listen_pid_at: Option<usize>,
     /// With `output: "jsonl"`: the write ends the child makes its stdout and stderr.
     stdio: Option<(libc::c_int, libc::c_int)>,
+    /// Descriptors dup'd to the given numbers in the child (a notify_fd's write end).
+    fds: Vec<(RawFd, RawFd)>,
 }
 
 /// A forked worker whose exec has not been confirmed yet.
@@ -149,7 +151,17 @@ pub enum Outcome {
 /// later by [`outcome`]. A failure is also one plain line on stderr (`fleet-init: exec
 /// /app/srv failed: No such file or directory`), as tini prints it, whatever `--events` says.
 pub fn start(spec: &WorkerSpec, options: SpawnOptions) -> Result<Started, SpawnFailure> {
-    fork_child(spec, options).inspect_err(tell)
+    start_with_fds(spec, options, &[])
+}
+
+/// `start`, with each `(fd, target)` of `fds` dup'd to descriptor `target` in the worker
+/// (a notify_fd's write end).
+pub fn start_with_fds(
+    spec: &WorkerSpec,
+    options: SpawnOptions,
+    fds: &[(RawFd, RawFd)],
+) -> Result<Started, SpawnFailure> {
+    fork_child(spec, options, fds).inspect_err(tell)
 }
 
 /// Reads the report without blocking. Once the child is dead (reaped) the pipe is closed, so
@@ -193,15 +205,20 @@ fn program_name(spec: &WorkerSpec) -> String {
         .unwrap_or_default()
 }
 
-fn fork_child(spec: &WorkerSpec, options: SpawnOptions) -> Result<Started, SpawnFailure> {
+fn fork_child(
+    spec: &WorkerSpec,
+    options: SpawnOptions,
+    fds: &[(RawFd, RawFd)],
+) -> Result<Started, SpawnFailure> {
     let program = program_name(spec);
-    let prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
+    let mut prepared = prepare(spec, options.generation).map_err(|error| SpawnFailure {
         pid: None,
         plain: format!("cannot start {program}: {error}"),
         error,
         exit_code: 126,
         is_fork_failure: false,
     })?;
+    prepared.fds = fds.to_vec();
     // Non-blocking on both ends: the loop polls the read end; the child's one 8-byte write into
     // the empty pipe cannot fail for want of room.
     let (report_read, report_write) =
@@ -437,6 +454,7 @@ fn prepare(spec: &WorkerSpec, generation: Generation) -> Result<Prepared, String
         user,
         listen_pid_at,
         stdio: None,
+        fds: Vec::new(),
     })
 }
 
@@ -534,6 +552,36 @@ unsafe fn child(
     report_fd: libc::c_int,
     listen_pid: Option<*mut u8>,
 ) -> ! {
+    // The output pipes become stdout and stderr (dup2 leaves the copies without
+    // close-on-exec; the originals, above 2, close at exec). First: the promised descriptors
+    // below are 3 and up, so they cannot undo this, while they may land on an original.
+    if let Some((stdout, stderr)) = prepared.stdio {
+        libc::dup2(stdout, libc::STDOUT_FILENO);
+        libc::dup2(stderr, libc::STDERR_FILENO);
+    }
+    let fds = prepared.fds.as_slice();
+    // A descriptor the worker is promised (notify_fd N) may be the number the report pipe
+    // got here: the report pipe moves out of the way first.
+    let report_fd = if fds.iter().any(|(_, target)| *target == report_fd) {
+        // Above every promised number, so no dup2 below lands on it.
+        let above = fds
+            .iter()
+            .map(|(_, target)| *target)
+            .max()
+            .unwrap_or(report_fd);
+        libc::fcntl(report_fd, libc::F_DUPFD_CLOEXEC, above.saturating_add(1))
+    } else {
+        report_fd
+    };
+    for (fd, target) in fds {
+        if fd == target {
+            // Same number: only the close-on-exec flag goes.
+            libc::fcntl(*fd, libc::F_SETFD, 0);
+        } else {
+            // dup2 leaves the new descriptor without close-on-exec.
+            libc::dup2(*fd, *target);
+        }
+    }
     let fail = |step: Step, errno: i32| -> ! {
         let mut message = [0u8; 8];
         let (left, right) = message.split_at_mut(4);
@@ -547,12 +595,6 @@ unsafe fn child(
 
     if let Some(buffer) = listen_pid {
         write_listen_pid(buffer, libc::getpid());
-    }
-    // The output pipes become stdout and stderr (dup2 leaves the copies without
-    // close-on-exec; the originals, above 2, close at exec).
-    if let Some((stdout, stderr)) = prepared.stdio {
-        libc::dup2(stdout, libc::STDOUT_FILENO);
-        libc::dup2(stderr, libc::STDERR_FILENO);
     }
     libc::setpgid(0, 0);
     // SIGTTOU is ignored (inherited from fleet-init), so this works from the background.

@@ -22,8 +22,12 @@ fn trace(fleet: &Fleet, worker: &str) -> Vec<String> {
     fleet
         .events
         .iter()
+        .filter(|e| e["worker"] == worker)
+        // Readiness has its own tests (tests/order.rs): a worker without `ready` is ready
+        // once exec succeeded, after each `worker_started`.
+        .filter(|e| e["event"] != "worker_ready")
         // Worker output lines are the worker's too, but not its life story.
-        .filter(|e| e["worker"] == worker && e["event"] != "output")
+        .filter(|e| e["event"] != "output")
         .map(describe)
         .collect()
 }

@@ -3,6 +3,7 @@
 
 mod checker;
 pub mod parse;
+pub mod probes;
 pub mod users;
 
 use std::ffi::OsString;
@@ -78,6 +79,12 @@ pub struct WorkerSpec {
     pub stop_grace_ms: u64,
     pub signal_target: SignalTarget,
     pub on_max_crashes: OnMaxCrashes,
+    /// Workers that must be ready (or completed) before this one starts.
+    pub after: Vec<String>,
+    /// Runs once to completion: exit 0 is done, never restarted.
+    pub oneshot: bool,
+    pub ready: Option<probes::ReadySpec>,
+    pub health: Option<probes::HealthSpec>,
     pub output: OutputMode,
 }
 
@@ -109,6 +116,10 @@ impl WorkerSpec {
             stop_grace_ms: grace_ms,
             signal_target: SignalTarget::Group,
             on_max_crashes: OnMaxCrashes::Shutdown,
+            after: Vec::new(),
+            oneshot: false,
+            ready: None,
+            health: None,
             output: OutputMode::Jsonl,
         }
     }

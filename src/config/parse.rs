@@ -49,6 +49,10 @@ const WORKER_KEYS: &[&str] = &[
     "stop_grace_ms",
     "signal_target",
     "on_max_crashes",
+    "after",
+    "oneshot",
+    "ready",
+    "health",
     "output",
 ];
 
@@ -114,6 +118,7 @@ pub fn parse_config_with_grace(
     let grace_ms = grace_override.or(file_grace_ms).unwrap_or(DEFAULT_GRACE_MS);
     let protected_pids = parse_protected_pids(&mut checker, &top);
     let workers = parse_workers(&mut checker, &top, grace_ms, resolve_user);
+    super::probes::check_order(&mut errors, &workers);
     if errors.is_empty() {
         Ok(Config {
             state_dir,
@@ -280,6 +285,7 @@ fn parse_worker(
         }
     }
     parse_supervision_keys(checker, object, &mut spec);
+    super::probes::parse_order_keys(checker, object, &mut spec);
     command.map(|_| spec)
 }
 
@@ -343,7 +349,10 @@ fn parse_supervision_keys(
     }
 }
 
-fn parse_command(checker: &mut Checker<'_>, value: Option<&Value>) -> Option<Vec<String>> {
+pub(super) fn parse_command(
+    checker: &mut Checker<'_>,
+    value: Option<&Value>,
+) -> Option<Vec<String>> {
     let key = Some("command");
     let items = match value {
         None => {

@@ -3,11 +3,13 @@
 //! runtime feeds it what happened and carries out what it asks for.
 
 mod control;
+mod order;
 pub mod policy;
 mod shutdown;
 pub mod state;
 pub mod worker;
 
+use crate::config::probes::ProbeKind;
 use crate::config::{OnMaxCrashes, RestartPolicy, SignalTarget, WorkerSpec};
 use crate::control::protocol::Request;
 use crate::events::Event;
@@ -69,6 +71,13 @@ pub enum Input {
     },
     /// The cgroup's OOM-kill counter, read at start and before a SIGKILL death is fed.
     OomKills(u64),
+    /// The answer to `Probe` (or a notify_fd line): `pid` is the worker run it was about.
+    ProbeResult {
+        worker: usize,
+        pid: i32,
+        ok: bool,
+        error: String,
+    },
     /// A request from the control socket; answered with `Action::Reply` to that client.
     Control {
         client: u64,
@@ -114,6 +123,14 @@ pub enum Action {
         worker: usize,
         pid: i32,
     },
+    /// Run one readiness or health check of the worker's run `pid`, bounded by `timeout_ms`;
+    /// answer with `ProbeResult`.
+    Probe {
+        worker: usize,
+        pid: i32,
+        kind: ProbeKind,
+        timeout_ms: Millis,
+    },
     /// The reply line to a control client's request.
     Reply {
         client: u64,
@@ -142,7 +159,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(mode: Mode, grace_ms: Millis, specs: Vec<WorkerSpec>) -> Supervisor {
-        Supervisor {
+        let mut supervisor = Supervisor {
             mode,
             grace_ms,
             workers: specs.into_iter().map(Worker::new).collect(),
@@ -150,7 +167,9 @@ impl Supervisor {
             actions: Vec::new(),
             oom_kills: None,
             oom_kills_claimed: 0,
-        }
+        };
+        supervisor.resolve_order();
+        supervisor
     }
 
     pub fn spec(&self, worker: usize) -> Option<&WorkerSpec> {
@@ -199,10 +218,17 @@ impl Supervisor {
 
     /// The earliest deadline of any worker or of the shutdown; `None`: sleep until a signal.
     pub fn next_deadline(&self) -> Option<Millis> {
-        let workers = self.workers.iter().filter_map(|w| {
-            // Waiting workers do not start during a shutdown.
+        let workers = self.workers.iter().enumerate().filter_map(|(index, w)| {
+            // Waiting workers do not start during a shutdown, nor before their dependencies.
             match (&w.phase, &self.shutdown) {
                 (Phase::Waiting { .. }, Some(_)) => None,
+                (Phase::Waiting { .. }, None) if !self.may_start(index) => None,
+                (Phase::Running(run), None) if run.stop.is_none() => {
+                    [w.next_deadline(), w.order.next_deadline()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                }
                 _ => w.next_deadline(),
             }
         });
@@ -250,12 +276,19 @@ impl Supervisor {
                 memory,
             } => self.on_memory_sample(worker, pid, &memory, now),
             Input::OomKills(count) => self.oom_kills = Some(count),
+            Input::ProbeResult {
+                worker,
+                pid,
+                ok,
+                error,
+            } => self.on_probe_result(worker, pid, ok, &error, now),
             Input::Control {
                 client,
                 peer_uid,
                 request,
             } => self.on_control(client, peer_uid, &request, now),
         }
+        self.advance_order(now);
         self.finish_if_nothing_left(now);
         std::mem::take(&mut self.actions)
     }
@@ -281,17 +314,19 @@ impl Supervisor {
     fn on_tick(&mut self, now: Millis) {
         for index in 0..self.workers.len() {
             self.tick_worker(index, now);
+            self.tick_probes(index, now);
         }
         self.tick_shutdown(now);
     }
 
     fn tick_worker(&mut self, index: usize, now: Millis) {
         let shutting_down = self.shutdown.is_some();
+        let may_start = self.may_start(index);
         let Some(w) = self.workers.get_mut(index) else {
             return;
         };
         match &mut w.phase {
-            Phase::Waiting { start_at } if !shutting_down && *start_at <= now => {
+            Phase::Waiting { start_at } if !shutting_down && may_start && *start_at <= now => {
                 w.phase = Phase::Starting;
                 self.actions.push(Action::Spawn { worker: index });
             }
@@ -376,6 +411,10 @@ impl Supervisor {
         } else if self.workers.get(index).is_some_and(|w| w.is_held_down) {
             // `ctl stop` came while it was being started.
             self.stop_worker(index, StopReason::Manual, now);
+        } else {
+            self.on_run_started(index, now);
+            // A readiness check due at once goes out in this same step.
+            self.tick_probes(index, now);
         }
     }
 
@@ -566,6 +605,11 @@ impl Supervisor {
             return After::StayDown;
         };
         let spec = &w.spec;
+        // A oneshot that exited 0 is completed: what is after it may start; never again.
+        if spec.oneshot && cause == Cause::CleanExit {
+            w.outcome = Outcome::Clean;
+            return After::StayDown;
+        }
         if cause.is_crash() && w.crash_count >= spec.max_crashes {
             w.outcome = Outcome::Failed;
             let event = Event::error("max_crashes_exceeded")
@@ -790,9 +834,13 @@ fn remap(mode: &Mode, exit: Exit) -> Exit {
 fn level_of(cause: Cause) -> crate::events::Level {
     match cause {
         Cause::CleanExit | Cause::Shutdown | Cause::Stopped => crate::events::Level::Info,
-        Cause::Watchdog | Cause::Crash | Cause::SpawnFailed => crate::events::Level::Warn,
+        Cause::Watchdog | Cause::Crash | Cause::SpawnFailed | Cause::Unhealthy => {
+            crate::events::Level::Warn
+        }
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_order;

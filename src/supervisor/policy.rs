@@ -13,6 +13,8 @@ pub enum Cause {
     Watchdog,
     Shutdown,
     SpawnFailed,
+    /// Stopped after failed health checks, or not ready in time: counted as a crash.
+    Unhealthy,
     /// `fleet-init ctl stop` (or `restart`): never a crash, never budgeted as one.
     Stopped,
 }
@@ -25,13 +27,14 @@ impl Cause {
             Cause::Watchdog => "watchdog",
             Cause::Shutdown => "shutdown",
             Cause::SpawnFailed => "spawn_failed",
+            Cause::Unhealthy => "unhealthy",
             Cause::Stopped => "stopped",
         }
     }
 
     /// Crashes and spawn failures touch the crash count; nothing else does.
     pub fn is_crash(self) -> bool {
-        matches!(self, Cause::Crash | Cause::SpawnFailed)
+        matches!(self, Cause::Crash | Cause::SpawnFailed | Cause::Unhealthy)
     }
 
     /// Clean-class exits are counted in the clean-restart budget.
@@ -45,6 +48,8 @@ impl Cause {
 pub enum StopReason {
     Watchdog,
     Shutdown,
+    /// Its health checks failed, or it was not ready in time.
+    Unhealthy,
     /// Asked for on the control socket (`ctl stop`, `ctl restart`).
     Manual,
 }
@@ -54,6 +59,7 @@ pub fn classify(exit: Exit, stop: Option<StopReason>) -> Cause {
     match stop {
         Some(StopReason::Shutdown) => Cause::Shutdown,
         Some(StopReason::Watchdog) => Cause::Watchdog,
+        Some(StopReason::Unhealthy) => Cause::Unhealthy,
         Some(StopReason::Manual) => Cause::Stopped,
         None if exit.is_success() => Cause::CleanExit,
         None => Cause::Crash,
@@ -144,6 +150,8 @@ mod tests {
             (Exit::Code(0), Some(Shutdown), Cause::Shutdown),
             (Exit::Signal(9), Some(Watchdog), Cause::Watchdog),
             (Exit::Code(0), Some(Watchdog), Cause::Watchdog),
+            (Exit::Signal(15), Some(Unhealthy), Cause::Unhealthy),
+            (Exit::Code(0), Some(Unhealthy), Cause::Unhealthy),
             (Exit::Signal(15), Some(Manual), Cause::Stopped),
             (Exit::Code(3), Some(Manual), Cause::Stopped),
         ] {

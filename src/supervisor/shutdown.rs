@@ -21,9 +21,16 @@ pub struct Shutdown {
     /// The signal that started it, when one did.
     pub first_signal: Option<i32>,
     is_complete: bool,
+    /// The signal a single command's child gets instead of its stop signal (tini's way).
+    pub forwarded_signal: Option<i32>,
 }
 
 impl Shutdown {
+    /// Workers still get their stop signal as their dependents exit (until the KILL).
+    pub fn is_stopping_in_order(&self) -> bool {
+        !self.is_killed && !self.is_complete
+    }
+
     pub fn next_deadline(&self) -> Option<Millis> {
         (!self.is_killed && !self.is_complete).then_some(self.kill_at)
     }
@@ -66,6 +73,7 @@ impl Supervisor {
             is_signal_initiated: first_signal.is_some(),
             first_signal,
             is_complete: false,
+            forwarded_signal: signal,
         });
         let mut spare_groups = Vec::new();
         let mut to_stop = Vec::new();
@@ -88,6 +96,9 @@ impl Supervisor {
                 Phase::Done => {}
             }
         }
+        // Reverse start order: a worker gets its stop signal once every worker after it has
+        // exited (`advance_order` sends the rest as they do).
+        to_stop.retain(|index| self.are_dependents_gone(*index));
         // The signals first: the event is for the log, the signal is what a worker waits for.
         for index in to_stop {
             self.stop_worker_with(index, StopReason::Shutdown, signal, now);

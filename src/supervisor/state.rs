@@ -41,13 +41,20 @@ impl State {
 }
 
 impl Worker {
+    /// Ready (a service) or completed (a oneshot that exited 0): what `after` waits for.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state(), State::Ready | State::Completed)
+    }
+
     pub fn state(&self) -> State {
         match &self.phase {
             Phase::Waiting { .. } if self.run == 0 => State::Waiting,
             Phase::Waiting { .. } => State::Backoff,
             Phase::Starting => State::Starting,
             Phase::Running(run) if run.stop.is_some() => State::Stopping,
-            // Without readiness checks a worker is ready once exec succeeded.
+            // A oneshot runs until it completes; a service is ready once its readiness check
+            // passed (without one, once exec succeeded).
+            Phase::Running(_) if self.spec.oneshot || !self.order.is_ready => State::Running,
             Phase::Running(_) => State::Ready,
             Phase::Draining {
                 then: After::RestartAt(_),

@@ -72,6 +72,8 @@ pub struct Worker {
     /// The forked child of a start not yet confirmed (`Starting`): signals reach it too.
     pub forked: Option<i32>,
     pub outcome: Outcome,
+    /// Its place in the start order and its probes' state.
+    pub order: super::order::WorkerOrder,
     /// Down on request (`ctl stop`) until `ctl start`: not restarted, keeps fleet-init up.
     pub is_held_down: bool,
     /// How the last run ended (before `--remap-exit`) and why, for `ctl status`.
@@ -92,6 +94,7 @@ impl Worker {
             fork_failures: 0,
             forked: None,
             outcome: Outcome::Clean,
+            order: super::order::WorkerOrder::default(),
             is_held_down: false,
             last_exit: None,
             memory_bytes: None,
