@@ -210,6 +210,43 @@ fn an_idle_jsonl_worker_costs_no_wake_ups() {
     assert_eq!(fleet.wait_exit(BOUND), 0);
 }
 
+/// fleet-init's descriptors that are pipes.
+fn pipe_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_health_command_of_a_jsonl_worker_gets_no_pipes_of_its_own() {
+    let dir = TempDir::new();
+    let runs = dir.path("runs");
+    let probe = format!("echo probe-said >&2; echo run >> {}", runs.display());
+    let config = json!({"workers": [{"name": "checked", "command": sh("echo up; exec sleep 1000"),
+        "health": {"command": ["sh", "-c", probe], "interval_ms": 100}}]});
+    let mut fleet = start_config(&dir, &config, true);
+    fleet.wait_output("up", BOUND);
+    let probes_run = |n: usize| eventually(BOUND, || read_to_string(&runs).lines().count() >= n);
+    assert!(probes_run(2));
+    let pipes = pipe_count(fleet.pid);
+    assert!(probes_run(8));
+    assert!(
+        pipe_count(fleet.pid) <= pipes,
+        "pipes grew from {pipes} to {}",
+        pipe_count(fleet.pid)
+    );
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    // The probe's stderr is fleet-init's own, as with any probe.
+    assert!(fleet.stderr().contains("probe-said"));
+}
+
 #[test]
 fn a_single_command_keeps_its_output_untouched() {
     let mut fleet = pid1(&["--", "sh", "-c", "printf 'raw line\\n'"]).spawn();

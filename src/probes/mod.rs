@@ -123,6 +123,8 @@ impl Probes {
             ProbeKind::Command(argv) => {
                 let mut probe_spec = spec.clone();
                 probe_spec.command = argv.iter().map(OsString::from).collect();
+                // No output pipes of its own (nobody would read them): see below.
+                probe_spec.output = crate::config::OutputMode::Inherit;
                 let options = SpawnOptions {
                     foreground: false,
                     ..options
