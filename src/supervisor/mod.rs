@@ -71,6 +71,9 @@ pub enum Input {
         pid: i32,
         memory: TreeMemory,
     },
+    /// Live processes a SIGKILL of the shutdown hit, as the runtime saw them: counted once each
+    /// in `shutdown_complete.killed`.
+    Killed(Vec<i32>),
     /// The cgroup's OOM-kill counter, read at start and before a SIGKILL death is fed.
     OomKills(u64),
     /// The answer to `Probe` (or a notify_fd line): `pid` is the worker run it was about.
@@ -110,7 +113,7 @@ pub enum Action {
         spare_groups: Vec<i32>,
     },
     /// The grace is over: SIGKILL every process left. The runtime reports the count with
-    /// `note_killed`.
+    /// `Input::Killed`.
     KillAll,
     Exit {
         code: i32,
@@ -238,14 +241,6 @@ impl Supervisor {
         workers.chain(shutdown).min()
     }
 
-    /// How many distinct processes the runtime has SIGKILLed since the shutdown began, for
-    /// `shutdown_complete.killed`.
-    pub fn set_killed(&mut self, count: usize) {
-        if let Some(shutdown) = self.shutdown.as_mut() {
-            shutdown.killed = count;
-        }
-    }
-
     pub fn handle(&mut self, input: Input, now: Millis) -> Vec<Action> {
         match input {
             Input::Tick => self.on_tick(now),
@@ -278,6 +273,11 @@ impl Supervisor {
                 memory,
             } => self.on_memory_sample(worker, pid, &memory, now),
             Input::OomKills(count) => self.oom_kills = Some(count),
+            Input::Killed(pids) => {
+                if let Some(shutdown) = self.shutdown.as_mut() {
+                    shutdown.killed_pids.extend(pids);
+                }
+            }
             Input::ProbeResult {
                 worker,
                 pid,

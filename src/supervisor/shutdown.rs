@@ -5,6 +5,7 @@ use super::policy::StopReason;
 use super::worker::{After, Outcome, Phase};
 use super::{Action, Millis, Mode, Supervisor};
 use crate::events::Event;
+use std::collections::BTreeSet;
 use crate::stop::{Event as StopEvent, Order, Stop};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,8 +15,8 @@ pub struct Shutdown {
     /// SIGTERM went to every other process; SIGKILL to everything at `grace_ms`. Never given up
     /// on: the shutdown ends when nothing is left.
     stop: Stop,
-    /// Processes SIGKILLed, as the runtime counted them.
-    pub killed: usize,
+    /// Distinct processes SIGKILLed, as the runtime saw them (`Input::Killed`).
+    pub killed_pids: BTreeSet<i32>,
     /// The exit code decided when it began (config mode, max crashes); otherwise computed at
     /// the end from the workers' outcomes.
     forced_code: Option<i32>,
@@ -69,7 +70,7 @@ impl Supervisor {
             reason: reason.to_string(),
             started_at: now,
             stop: Stop::asked(libc::SIGTERM, now.saturating_add(self.grace_ms), None),
-            killed: 0,
+            killed_pids: BTreeSet::new(),
             forced_code,
             is_signal_initiated: first_signal.is_some(),
             first_signal,
@@ -162,7 +163,7 @@ impl Supervisor {
             .with("reason", shutdown.reason.clone())
             .with("exit_code", code)
             .with("duration_ms", now.saturating_sub(shutdown.started_at))
-            .with("killed", shutdown.killed);
+            .with("killed", shutdown.killed_pids.len());
         for w in &mut self.workers {
             w.phase = Phase::Done;
         }
