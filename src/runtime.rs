@@ -68,8 +68,6 @@ pub struct Runtime {
     rechecks: BTreeMap<usize, u32>,
     /// When to look again at such a drain.
     recheck_at: Option<Millis>,
-    /// Distinct processes SIGKILLed during the shutdown, for `shutdown_complete.killed`.
-    killed_pids: BTreeSet<i32>,
     /// Set by the test-only fault injection: end as if something went badly wrong.
     abnormal_end: Option<i32>,
     job_control: JobControl,
@@ -119,7 +117,6 @@ impl Runtime {
             oom_counter: OomCounter::locate(),
             scan_of_turn: None,
             registry,
-            killed_pids: BTreeSet::new(),
             awaited: Vec::new(),
             results: VecDeque::new(),
             starting: Vec::new(),
@@ -632,13 +629,13 @@ impl Runtime {
         self.note_killed(pids);
     }
 
-    /// A process hit by several SIGKILLs (its group's, its own, the final one) counts once.
+    /// What a shutdown's SIGKILL hit goes to the core, which counts each process once (its
+    /// group's, its own and the final SIGKILL may all hit it).
     fn note_killed(&mut self, pids: Vec<i32>) {
-        if !self.supervisor.is_shutting_down() {
+        if !self.supervisor.is_shutting_down() || pids.is_empty() {
             return;
         }
-        self.killed_pids.extend(pids);
-        self.supervisor.set_killed(self.killed_pids.len());
+        self.results.push_back(Input::Killed(pids));
     }
 
     /// The grace of a draining worker is over: its escaped leftovers go with its group.

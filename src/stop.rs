@@ -15,8 +15,8 @@ pub type Millis = u64;
 pub enum State {
     /// The stop signal went out; SIGKILL at `kill_at`.
     Asking,
-    /// SIGKILL went out; given up on at `give_up_at` if not empty by then.
-    Killing { give_up_at: Millis },
+    /// SIGKILL went out; given up on at `give_up_at` if not empty by then (never: `None`).
+    Killing { give_up_at: Option<Millis> },
     /// Nothing is left (`is_complete`), or it was given up on.
     Over { is_complete: bool },
 }
@@ -49,15 +49,21 @@ pub struct Stop {
     /// The signal that asks the targets to stop.
     pub signal: i32,
     pub kill_at: Millis,
-    /// How long after the SIGKILL something that still looks alive is waited for.
-    pub settle_ms: Millis,
+    /// How long after the SIGKILL something that still looks alive is waited for; `None`: for
+    /// as long as it takes (a worker's own main process, whose exit is certain to come).
+    pub settle_ms: Option<Millis>,
     pub state: State,
 }
 
 impl Stop {
     /// A stop that starts now: the first order is the signal (or SIGKILL at once for a grace
     /// of 0 or a stop signal that is SIGKILL).
-    pub fn begin(signal: i32, grace_ms: Millis, settle_ms: Millis, now: Millis) -> (Stop, Order) {
+    pub fn begin(
+        signal: i32,
+        grace_ms: Millis,
+        settle_ms: Option<Millis>,
+        now: Millis,
+    ) -> (Stop, Order) {
         let mut stop = Stop {
             signal,
             kill_at: now.saturating_add(grace_ms),
@@ -65,9 +71,7 @@ impl Stop {
             state: State::Asking,
         };
         if signal == libc::SIGKILL {
-            stop.state = State::Killing {
-                give_up_at: now.saturating_add(settle_ms),
-            };
+            stop.state = stop.killed_at(now);
             return (stop, Order::Kill);
         }
         (stop, Order::Signal(signal))
@@ -75,7 +79,7 @@ impl Stop {
 
     /// A stop whose signal went out earlier, by other means (the targets were already asked):
     /// only its deadlines run from here.
-    pub fn asked(signal: i32, kill_at: Millis, settle_ms: Millis) -> Stop {
+    pub fn asked(signal: i32, kill_at: Millis, settle_ms: Option<Millis>) -> Stop {
         Stop {
             signal,
             kill_at,
@@ -90,19 +94,25 @@ impl Stop {
             (State::Over { .. }, _) => (self.state, None),
             (_, Event::Empty) => (State::Over { is_complete: true }, Some(Order::Finished)),
             (State::Asking, Event::Tick) if now < self.kill_at => (self.state, None),
-            (State::Asking, Event::Tick | Event::SkipGrace) => (
-                State::Killing {
-                    give_up_at: now.saturating_add(self.settle_ms),
-                },
-                Some(Order::Kill),
-            ),
-            (State::Killing { give_up_at }, Event::Tick) if now >= give_up_at => {
-                (State::Over { is_complete: false }, Some(Order::GiveUp))
+            (State::Asking, Event::Tick | Event::SkipGrace) => {
+                (self.killed_at(now), Some(Order::Kill))
             }
+            (
+                State::Killing {
+                    give_up_at: Some(at),
+                },
+                Event::Tick,
+            ) if now >= at => (State::Over { is_complete: false }, Some(Order::GiveUp)),
             (State::Killing { .. }, Event::Tick | Event::SkipGrace) => (self.state, None),
         };
         self.state = next;
         order
+    }
+
+    fn killed_at(&self, now: Millis) -> State {
+        State::Killing {
+            give_up_at: self.settle_ms.map(|settle| now.saturating_add(settle)),
+        }
     }
 
     /// The signal a target found only now gets: the stop signal while asking, SIGKILL after.
@@ -125,7 +135,7 @@ impl Stop {
     pub fn next_deadline(&self) -> Option<Millis> {
         match self.state {
             State::Asking => Some(self.kill_at),
-            State::Killing { give_up_at } => Some(give_up_at),
+            State::Killing { give_up_at } => give_up_at,
             State::Over { .. } => None,
         }
     }
@@ -174,7 +184,7 @@ mod tests {
             ),
         ];
         for (name, events, orders, end) in cases {
-            let (mut stop, first) = Stop::begin(libc::SIGTERM, 1000, 1000, 0);
+            let (mut stop, first) = Stop::begin(libc::SIGTERM, 1000, Some(1000), 0);
             assert_eq!(first, Order::Signal(libc::SIGTERM), "{name}");
             let got: Vec<Option<Order>> = events
                 .iter()
@@ -187,7 +197,7 @@ mod tests {
 
     #[test]
     fn deadlines_and_the_signal_for_latecomers_follow_the_state() {
-        let (mut stop, _) = Stop::begin(libc::SIGQUIT, 300, 1000, 100);
+        let (mut stop, _) = Stop::begin(libc::SIGQUIT, 300, Some(1000), 100);
         assert_eq!(stop.next_deadline(), Some(400));
         assert_eq!(stop.current_signal(), libc::SIGQUIT);
         assert_eq!(stop.handle(Event::Tick, 400), Some(Order::Kill));
@@ -200,8 +210,17 @@ mod tests {
 
     #[test]
     fn a_sigkill_stop_signal_kills_at_once() {
-        let (stop, first) = Stop::begin(libc::SIGKILL, 8000, 1000, 0);
+        let (stop, first) = Stop::begin(libc::SIGKILL, 8000, Some(1000), 0);
         assert_eq!(first, Order::Kill);
         assert_eq!(stop.next_deadline(), Some(1000));
+    }
+
+    #[test]
+    fn without_a_settle_time_a_kill_is_waited_out_with_no_deadline() {
+        let (mut stop, _) = Stop::begin(libc::SIGTERM, 100, None, 0);
+        assert_eq!(stop.handle(Event::Tick, 100), Some(Order::Kill));
+        assert_eq!(stop.next_deadline(), None);
+        assert_eq!(stop.handle(Event::Tick, 1_000_000), None);
+        assert_eq!(stop.handle(Event::Empty, 1_000_001), Some(Order::Finished));
     }
 }

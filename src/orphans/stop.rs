@@ -67,7 +67,7 @@ pub fn stop(
     let now = || Millis::try_from(started.elapsed().as_millis()).unwrap_or(Millis::MAX);
     let grace_ms = Millis::try_from(grace.as_millis()).unwrap_or(Millis::MAX);
     // The stop engine decides when; this loop finds the targets and signals them.
-    let (mut engine, _) = Stop::begin(libc::SIGTERM, grace_ms, KILL_WAIT_MS, 0);
+    let (mut engine, _) = Stop::begin(libc::SIGTERM, grace_ms, Some(KILL_WAIT_MS), 0);
     let mut members: BTreeMap<i32, Member> = BTreeMap::new();
     let mut outcome = Outcome::default();
     loop {

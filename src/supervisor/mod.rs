@@ -27,6 +27,8 @@ pub type Millis = u64;
 /// After SIGKILL, how long a group that still looks alive is waited for before moving on.
 const KILL_SETTLE_MS: Millis = 1000;
 
+use crate::stop::{Event as StopEvent, Order, Stop};
+
 /// What happened, as the runtime observed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -69,6 +71,9 @@ pub enum Input {
         pid: i32,
         memory: TreeMemory,
     },
+    /// Live processes a SIGKILL of the shutdown hit, as the runtime saw them: counted once each
+    /// in `shutdown_complete.killed`.
+    Killed(Vec<i32>),
     /// The cgroup's OOM-kill counter, read at start and before a SIGKILL death is fed.
     OomKills(u64),
     /// The answer to `Probe` (or a notify_fd line): `pid` is the worker run it was about.
@@ -108,7 +113,7 @@ pub enum Action {
         spare_groups: Vec<i32>,
     },
     /// The grace is over: SIGKILL every process left. The runtime reports the count with
-    /// `note_killed`.
+    /// `Input::Killed`.
     KillAll,
     Exit {
         code: i32,
@@ -236,14 +241,6 @@ impl Supervisor {
         workers.chain(shutdown).min()
     }
 
-    /// How many distinct processes the runtime has SIGKILLed since the shutdown began, for
-    /// `shutdown_complete.killed`.
-    pub fn set_killed(&mut self, count: usize) {
-        if let Some(shutdown) = self.shutdown.as_mut() {
-            shutdown.killed = count;
-        }
-    }
-
     pub fn handle(&mut self, input: Input, now: Millis) -> Vec<Action> {
         match input {
             Input::Tick => self.on_tick(now),
@@ -276,6 +273,11 @@ impl Supervisor {
                 memory,
             } => self.on_memory_sample(worker, pid, &memory, now),
             Input::OomKills(count) => self.oom_kills = Some(count),
+            Input::Killed(pids) => {
+                if let Some(shutdown) = self.shutdown.as_mut() {
+                    shutdown.killed_pids.extend(pids);
+                }
+            }
             Input::ProbeResult {
                 worker,
                 pid,
@@ -342,41 +344,34 @@ impl Supervisor {
                         pid: run.pid,
                     });
                 }
-                if let Some(kill_at) = run.kill_at {
-                    if !run.is_killed && kill_at <= now {
-                        run.is_killed = true;
-                        let pid = run.pid;
-                        self.actions.push(Action::SignalGroup {
-                            pgid: pid,
-                            signal: libc::SIGKILL,
-                        });
-                        // A process that left its own group is still the worker: kill it too.
-                        self.actions.push(Action::SignalProcess {
-                            pid,
-                            signal: libc::SIGKILL,
-                        });
-                    }
-                }
-            }
-            Phase::Draining {
-                pgid,
-                kill_at,
-                is_killed,
-                give_up_at,
-                then,
-            } => {
-                if !*is_killed && *kill_at <= now {
-                    *is_killed = true;
-                    *give_up_at = Some(now.saturating_add(KILL_SETTLE_MS));
+                let order = run
+                    .stopping
+                    .as_mut()
+                    .and_then(|stop| stop.handle(StopEvent::Tick, now));
+                if order == Some(Order::Kill) {
+                    let pid = run.pid;
                     self.actions.push(Action::SignalGroup {
-                        pgid: *pgid,
+                        pgid: pid,
                         signal: libc::SIGKILL,
                     });
-                } else if give_up_at.is_some_and(|at| at <= now) {
+                    // A process that left its own group is still the worker: kill it too.
+                    self.actions.push(Action::SignalProcess {
+                        pid,
+                        signal: libc::SIGKILL,
+                    });
+                }
+            }
+            Phase::Draining { pgid, stop, then } => match stop.handle(StopEvent::Tick, now) {
+                Some(Order::Kill) => self.actions.push(Action::SignalGroup {
+                    pgid: *pgid,
+                    signal: libc::SIGKILL,
+                }),
+                Some(Order::GiveUp) => {
                     let then = *then;
                     self.leave_draining(index, then, now);
                 }
-            }
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -395,8 +390,7 @@ impl Supervisor {
             pid,
             started_at: now,
             stop: None,
-            kill_at: None,
-            is_killed: false,
+            stopping: None,
             sample_at,
             oom_kills_at_start: self.oom_kills,
         });
@@ -553,11 +547,21 @@ impl Supervisor {
         // phase changes first, so that a shutdown the exit starts (max crashes) spares the
         // group as it spares every draining worker's; and a group that already got the stop
         // signal (a stop, a shutdown) is not sent it again.
+        // A stop already under way goes on with its deadlines; otherwise the group's starts now.
+        let stop = match run.stopping {
+            Some(stop) => Stop {
+                settle_ms: Some(KILL_SETTLE_MS),
+                ..stop
+            },
+            None => Stop::asked(
+                stop_signal,
+                now.saturating_add(grace_ms),
+                Some(KILL_SETTLE_MS),
+            ),
+        };
         w.phase = Phase::Draining {
             pgid: pid,
-            kill_at: run.kill_at.unwrap_or(now.saturating_add(grace_ms)),
-            is_killed: run.is_killed,
-            give_up_at: None,
+            stop,
             then: After::StayDown,
         };
         let was_group_signalled = run.stop.is_some() && target == SignalTarget::Group;
@@ -791,16 +795,27 @@ impl Supervisor {
         };
         run.stop = Some(reason);
         run.sample_at = None;
-        run.kill_at = Some(now.saturating_add(w.spec.stop_grace_ms));
         // A forwarded signal (a single command's, as tini and dumb-init forward it) goes alone;
-        // the worker's own stop signal is followed by SIGCONT.
+        // the worker's own stop signal is followed by SIGCONT. Its main process's exit is
+        // certain to come, so a kill is waited out (no settle time).
         let is_forwarded = signal.is_some();
         let signal = signal.unwrap_or(w.spec.stop_signal);
-        let action = signal_worker(&w.spec, run.pid, signal);
-        self.actions.push(action);
-        if !is_forwarded && signal != libc::SIGKILL && signal != libc::SIGCONT {
-            let resume = signal_worker(&w.spec, run.pid, libc::SIGCONT);
-            self.actions.push(resume);
+        let (stop, order) = Stop::begin(signal, w.spec.stop_grace_ms, None, now);
+        run.stopping = Some(stop);
+        let pid = run.pid;
+        match order {
+            Order::Signal(signal) => {
+                self.actions.push(signal_worker(&w.spec, pid, signal));
+                if !is_forwarded && signal != libc::SIGCONT {
+                    self.actions
+                        .push(signal_worker(&w.spec, pid, libc::SIGCONT));
+                }
+            }
+            // SIGKILL as its stop signal: the group and the process, as at a grace's end.
+            _ => {
+                self.actions
+                    .push(signal_worker(&w.spec, pid, libc::SIGKILL));
+            }
         }
     }
 

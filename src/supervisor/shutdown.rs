@@ -5,15 +5,18 @@ use super::policy::StopReason;
 use super::worker::{After, Outcome, Phase};
 use super::{Action, Millis, Mode, Supervisor};
 use crate::events::Event;
+use std::collections::BTreeSet;
+use crate::stop::{Event as StopEvent, Order, Stop};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shutdown {
     reason: String,
     started_at: Millis,
-    kill_at: Millis,
-    is_killed: bool,
-    /// Processes SIGKILLed, as the runtime counted them.
-    pub killed: usize,
+    /// SIGTERM went to every other process; SIGKILL to everything at `grace_ms`. Never given up
+    /// on: the shutdown ends when nothing is left.
+    stop: Stop,
+    /// Distinct processes SIGKILLed, as the runtime saw them (`Input::Killed`).
+    pub killed_pids: BTreeSet<i32>,
     /// The exit code decided when it began (config mode, max crashes); otherwise computed at
     /// the end from the workers' outcomes.
     forced_code: Option<i32>,
@@ -28,11 +31,11 @@ pub struct Shutdown {
 impl Shutdown {
     /// Workers still get their stop signal as their dependents exit (until the KILL).
     pub fn is_stopping_in_order(&self) -> bool {
-        !self.is_killed && !self.is_complete
+        !self.stop.is_killed() && !self.is_complete
     }
 
     pub fn next_deadline(&self) -> Option<Millis> {
-        (!self.is_killed && !self.is_complete).then_some(self.kill_at)
+        self.stop.next_deadline().filter(|_| !self.is_complete)
     }
 }
 
@@ -66,9 +69,8 @@ impl Supervisor {
         self.shutdown = Some(Shutdown {
             reason: reason.to_string(),
             started_at: now,
-            kill_at: now.saturating_add(self.grace_ms),
-            is_killed: false,
-            killed: 0,
+            stop: Stop::asked(libc::SIGTERM, now.saturating_add(self.grace_ms), None),
+            killed_pids: BTreeSet::new(),
             forced_code,
             is_signal_initiated: first_signal.is_some(),
             first_signal,
@@ -118,32 +120,35 @@ impl Supervisor {
 
     /// A second SIGTERM/SIGINT: the rest of the grace is skipped.
     pub(super) fn skip_grace(&mut self, now: Millis) {
-        if let Some(shutdown) = self.shutdown.as_mut() {
-            shutdown.kill_at = shutdown.kill_at.min(now);
-        }
-        self.tick_shutdown(now);
+        self.step_shutdown(StopEvent::SkipGrace, now);
     }
 
     pub(super) fn tick_shutdown(&mut self, now: Millis) {
+        self.step_shutdown(StopEvent::Tick, now);
+    }
+
+    fn step_shutdown(&mut self, event: StopEvent, now: Millis) {
         let Some(shutdown) = self.shutdown.as_mut() else {
             return;
         };
-        if shutdown.is_killed || shutdown.is_complete || shutdown.kill_at > now {
+        if shutdown.is_complete || shutdown.stop.handle(event, now) != Some(Order::Kill) {
             return;
         }
-        shutdown.is_killed = true;
         self.actions.push(Action::KillAll);
-        // KillAll covers every worker's group: their own kill deadlines are moot.
+        // KillAll covers every worker's group: their own stops are at their kill now. A worker
+        // still waiting for its dependents to exit never got its stop signal: it is stopped
+        // by the shutdown all the same, and its exit says so.
         for w in &mut self.workers {
             match &mut w.phase {
-                Phase::Running(run) => run.is_killed = true,
-                Phase::Draining {
-                    is_killed,
-                    give_up_at,
-                    ..
-                } => {
-                    *is_killed = true;
-                    *give_up_at = Some(now.saturating_add(super::KILL_SETTLE_MS));
+                Phase::Running(run) => {
+                    run.stop.get_or_insert(StopReason::Shutdown);
+                    let stop =
+                        run.stopping
+                            .get_or_insert(Stop::asked(w.spec.stop_signal, now, None));
+                    stop.handle(StopEvent::SkipGrace, now);
+                }
+                Phase::Draining { stop, .. } => {
+                    stop.handle(StopEvent::SkipGrace, now);
                 }
                 _ => {}
             }
@@ -164,7 +169,7 @@ impl Supervisor {
             .with("reason", shutdown.reason.clone())
             .with("exit_code", code)
             .with("duration_ms", now.saturating_sub(shutdown.started_at))
-            .with("killed", shutdown.killed);
+            .with("killed", shutdown.killed_pids.len());
         for w in &mut self.workers {
             w.phase = Phase::Done;
         }

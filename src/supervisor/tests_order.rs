@@ -379,6 +379,28 @@ fn a_second_sigterm_kills_all_even_those_not_yet_signalled() {
 }
 
 #[test]
+fn a_worker_killed_while_it_waited_for_its_dependents_exits_as_shutdown_not_crash() {
+    let mut sim = Sim::new(vec![spec("api", &[]), spec("client", &["api"])]);
+    sim.feed(Input::Signal(libc::SIGTERM));
+    // The client ignores its SIGTERM; the grace ends with the api never signalled.
+    sim.now = 8000;
+    let actions = sim.sup.handle(Input::Tick, sim.now);
+    assert!(actions.contains(&Action::KillAll), "{actions:?}");
+    sim.exit(1, Exit::Signal(libc::SIGKILL));
+    sim.exit(0, Exit::Signal(libc::SIGKILL));
+    let causes: Vec<Value> = sim
+        .named("worker_exited")
+        .iter()
+        .map(|e| field(e, "likely_cause"))
+        .collect();
+    assert_eq!(causes, ["shutdown", "shutdown"]);
+    assert!(sim
+        .named("worker_exited")
+        .iter()
+        .all(|e| field(e, "crash_count") == 0));
+}
+
+#[test]
 fn a_shutdown_signal_before_the_first_tick_starts_nothing_and_stops_probing() {
     let mut api = with_ready(spec("api", &[]), None);
     api.health = Some(HealthSpec {

@@ -4,6 +4,7 @@ use super::policy::{Cause, CleanBudget, StopReason};
 use super::Millis;
 use crate::config::WorkerSpec;
 use crate::exit::Exit;
+use crate::stop::Stop;
 
 /// A started run of the worker's main process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,9 +13,8 @@ pub struct Run {
     pub started_at: Millis,
     /// Set when fleet-init asked it to stop, so its death is classified by that reason.
     pub stop: Option<StopReason>,
-    /// When the stop signal's grace ends and the group gets SIGKILL.
-    pub kill_at: Option<Millis>,
-    pub is_killed: bool,
+    /// The stop under way once asked: SIGKILL when its grace ends.
+    pub stopping: Option<Stop>,
     /// Next memory sample, for workers with a limit.
     pub sample_at: Option<Millis>,
     /// The cgroup's OOM-kill counter when it started.
@@ -37,13 +37,11 @@ pub enum Phase {
     /// `Spawn` was asked for; the runtime answers with `Spawned` or `SpawnFailed`.
     Starting,
     Running(Run),
-    /// The main process is gone; what is left of its group is being stopped.
+    /// The main process is gone; what is left of its group is being stopped (a group held up
+    /// after the SIGKILL by a zombie of a foreign parent is given up on after a while).
     Draining {
         pgid: i32,
-        kill_at: Millis,
-        is_killed: bool,
-        /// After SIGKILL, a group held up by a zombie of a foreign parent is given up on here.
-        give_up_at: Option<Millis>,
+        stop: Stop,
         then: After,
     },
     /// Never started again.
@@ -121,21 +119,10 @@ impl Worker {
         match &self.phase {
             Phase::Waiting { start_at } => Some(*start_at),
             Phase::Running(run) => {
-                let kill = run.kill_at.filter(|_| !run.is_killed);
+                let kill = run.stopping.as_ref().and_then(Stop::next_deadline);
                 [kill, run.sample_at].into_iter().flatten().min()
             }
-            Phase::Draining {
-                kill_at,
-                is_killed,
-                give_up_at,
-                ..
-            } => {
-                if *is_killed {
-                    *give_up_at
-                } else {
-                    Some(*kill_at)
-                }
-            }
+            Phase::Draining { stop, .. } => stop.next_deadline(),
             Phase::Starting | Phase::Done => None,
         }
     }
