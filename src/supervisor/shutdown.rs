@@ -5,8 +5,8 @@ use super::policy::StopReason;
 use super::worker::{After, Outcome, Phase};
 use super::{Action, Millis, Mode, Supervisor};
 use crate::events::Event;
-use std::collections::BTreeSet;
 use crate::stop::{Event as StopEvent, Order, Stop};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shutdown {
@@ -115,7 +115,14 @@ impl Supervisor {
     /// When the shutdown's grace ends (at once after a second SIGTERM/SIGINT); `None` when no
     /// shutdown has begun. The runtime gives the workers' last output lines until then.
     pub fn grace_ends_at(&self) -> Option<Millis> {
-        self.shutdown.as_ref().map(|shutdown| shutdown.kill_at)
+        self.shutdown.as_ref().map(|shutdown| {
+            if shutdown.stop.is_killed() {
+                // Killed at the grace's end or at a second signal: it is over.
+                shutdown.started_at
+            } else {
+                shutdown.stop.kill_at
+            }
+        })
     }
 
     /// A second SIGTERM/SIGINT: the rest of the grace is skipped.
