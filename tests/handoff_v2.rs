@@ -246,8 +246,12 @@ fn a_user_worker_s_leftovers_are_found_without_cap_sys_ptrace() {
     let dir = TempDir::new();
     let state = dir.path("state");
     let name = unique("nobody");
-    // Each run leaves a setsid'd escapee that ignores SIGTERM, then exits with 3.
-    let script = "setsid sh -c 'trap \"\" TERM; exec sleep 1000' >/dev/null 2>&1 </dev/null & echo escapee=$!; exit 3";
+    // Each run leaves a setsid'd escapee that ignores SIGTERM, then exits with 3: once the
+    // escapee runs `sleep`, out of the worker's group and deaf to TERM (exiting sooner races
+    // the group's stop signal against the escapee's setsid).
+    let script = "setsid sh -c 'trap \"\" TERM; exec sleep 1000' >/dev/null 2>&1 </dev/null & \
+                  while [ \"$(cat /proc/$!/comm)\" != sleep ]; do sleep 0.01; done; \
+                  echo escapee=$!; exit 3";
     let config = json!({"workers": [{"name": name, "user": "nobody", "command": ["sh", "-c", script],
         "backoff_initial_ms": 10, "stop_grace_ms": 300, "max_crashes": 100}]});
     let file = dir.write("nobody.json", &config.to_string());

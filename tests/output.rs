@@ -277,6 +277,21 @@ fn a_bad_output_value_is_a_config_error_naming_worker_and_key() {
     }
 }
 
+/// SIGKILLs a namespace's init (and so everything in it) unless disarmed.
+struct KillOnDrop {
+    pid: i32,
+    is_armed: bool,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.is_armed {
+            // SAFETY: killing the init this test started; it has not been waited for.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// The children of `pid` as the host sees them.
 fn children_of(pid: i32) -> Vec<i32> {
     let path = format!("/proc/{pid}/task/{pid}/children");
@@ -348,6 +363,11 @@ fn a_stalled_reader_blocks_the_workers_not_fleet_init_and_loses_nothing() {
         init.get() > 0
     }));
     let init = init.get();
+    // A failed assertion must not leave this namespace running (a flood that ignores TERM).
+    let mut guard = KillOnDrop {
+        pid: init,
+        is_armed: true,
+    };
     let find = |name: &str| {
         children_of(init)
             .into_iter()
@@ -393,6 +413,7 @@ fn a_stalled_reader_blocks_the_workers_not_fleet_init_and_loses_nothing() {
     let mut text = String::new();
     stdout.read_to_string(&mut text).unwrap();
     let status = child.wait().unwrap();
+    guard.is_armed = false;
     let elapsed = signalled.elapsed();
     assert_eq!(status.code(), Some(0));
     assert!(
