@@ -542,8 +542,30 @@ pub fn is_waiting_for_events(pid: i32) -> bool {
     number.is_some_and(|n: libc::c_long| waits.contains(&n))
 }
 
+/// Asleep in its loop with nothing scheduled: `poll` with an infinite timeout (-1 in the third
+/// argument's low 32 bits) or `ppoll` with no timespec. A finite timeout means a deadline is
+/// still pending (a recheck, a retry) and a wake-up is due.
+pub fn is_asleep_with_nothing_scheduled(pid: i32) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let number = fields.first().and_then(|n| n.parse::<libc::c_long>().ok());
+    let timeout = fields
+        .get(3)
+        .and_then(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok());
+    match (number, timeout) {
+        #[cfg(target_arch = "x86_64")]
+        (Some(libc::SYS_poll), Some(t)) => t & 0xffff_ffff == 0xffff_ffff,
+        (Some(libc::SYS_ppoll), Some(t)) => t == 0,
+        _ => false,
+    }
+}
+
 /// Waits (bounded) until fleet-init `pid` has done what its last wake-up brought and sleeps
-/// in its loop: the state in which an idle measurement can start, instead of a settle sleep.
+/// in its loop with nothing scheduled: the state in which an idle measurement can start,
+/// instead of a settle sleep. (Merely being in `poll` is not enough: under load the test can
+/// catch it in a poll whose short deadline, a drain's second look, is still to come.)
 pub fn wait_until_idle(pid: i32, timeout: Duration) -> bool {
-    eventually(timeout, || is_waiting_for_events(pid))
+    eventually(timeout, || {
+        is_waiting_for_events(pid) && is_asleep_with_nothing_scheduled(pid)
+    })
 }
