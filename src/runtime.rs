@@ -79,6 +79,8 @@ pub struct Runtime {
     control: ControlServer,
     /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
     is_last_start: bool,
+    /// The last poll saw the control socket or a client ready (true for the first turn).
+    is_control_due: bool,
     /// The pipes of the `jsonl` workers and what their lines wait for.
     output: Output,
     /// `shutdown_complete`, held until the workers' output is written: it is the last line.
@@ -131,6 +133,7 @@ impl Runtime {
             probes: Probes::default(),
             control: ControlServer::disabled(),
             is_last_start: false,
+            is_control_due: true,
             output: Output::default(),
             final_event: None,
         }
@@ -301,6 +304,16 @@ impl Runtime {
     /// Requests on the control socket go to the supervisor like any input; its replies are
     /// written in `execute`.
     fn serve_control(&mut self) -> bool {
+        // Only when the poll saw the socket or a client move, or a client's deadline is due:
+        // not an accept(2) that fails with EAGAIN on every wake-up (one per reaped orphan).
+        let now = self.now();
+        let is_deadline_due = self
+            .control
+            .next_deadline()
+            .is_some_and(|deadline| deadline <= now);
+        if !std::mem::take(&mut self.is_control_due) && !is_deadline_due {
+            return false;
+        }
         let mut did_act = false;
         for received in self.control.serve(self.now()) {
             did_act |= self.feed(Input::Control {
@@ -341,7 +354,9 @@ impl Runtime {
                 .iter()
                 .map(|(_, pidfd)| PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)),
         );
+        let control_from = fds.len();
         fds.extend(self.control.poll_fds());
+        let control_to = fds.len();
         fds.extend(self.output.poll_fds());
         fds.extend(
             self.starting
@@ -359,6 +374,11 @@ impl Runtime {
             .skip(probes_from)
             .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
             .collect();
+        self.is_control_due |= fds
+            .get(control_from..control_to)
+            .unwrap_or_default()
+            .iter()
+            .any(|fd| fd.revents().is_some_and(|r| !r.is_empty()));
         drop(fds);
         self.probes.note_events(&probe_events);
     }
