@@ -1,6 +1,7 @@
 //! The listener in a temp state dir: creation, stale and planted files, and serving clients
 //! (request, refusals, limits, deadlines) without the loop.
 
+#[cfg(test)]
 use super::*;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

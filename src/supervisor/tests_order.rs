@@ -1,6 +1,7 @@
 //! Start order, oneshots, readiness and health, driven through `handle` with a fake clock: a
 //! table of inputs and the events, states and probes they must lead to.
 
+#[cfg(test)]
 use super::state::State;
 use super::*;
 use crate::config::probes::{HealthSpec, ReadySpec};

@@ -1,5 +1,6 @@
 //! `ctl` requests through `handle`, with a fake clock and a small simulated runtime.
 
+#[cfg(test)]
 use super::super::*;
 use crate::config::WorkerSpec;
 use crate::control::protocol::{Request, Verb};
