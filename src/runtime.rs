@@ -81,6 +81,8 @@ pub struct Runtime {
     is_last_start: bool,
     /// The last poll saw the control socket or a client ready (true for the first turn).
     is_control_due: bool,
+    /// The last poll saw an output pipe or a waiting stream ready (true for the first turn).
+    is_output_due: bool,
     /// The pipes of the `jsonl` workers and what their lines wait for.
     output: Output,
     /// `shutdown_complete`, held until the workers' output is written: it is the last line.
@@ -134,6 +136,7 @@ impl Runtime {
             control: ControlServer::disabled(),
             is_last_start: false,
             is_control_due: true,
+            is_output_due: true,
             output: Output::default(),
             final_event: None,
         }
@@ -194,7 +197,9 @@ impl Runtime {
     fn turn(&mut self) -> bool {
         // Starts first: a worker whose exec is confirmed is running for the signals that follow.
         let mut did_act = self.check_starts();
+        let mut saw_child_exit = false;
         for arrival in self.inbox.drain() {
+            saw_child_exit |= arrival.received == libc::SIGCHLD;
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
                 if signal == libc::SIGCONT {
@@ -207,8 +212,15 @@ impl Runtime {
         }
         // Before the reap: what a worker wrote before it exited goes out before its
         // `worker_exited` (unless its stream is full).
-        let wake_fd = self.inbox.wake_fd();
-        self.output.service(&|| is_readable(wake_fd));
+        // The pipes are read when the poll saw one of them (or a stream with room again), and
+        // on any child's exit, whose last lines must come first; not on every wake-up (a
+        // reaped orphan, a timer), where each pipe would only say EAGAIN.
+        if std::mem::take(&mut self.is_output_due) || saw_child_exit {
+            let wake_fd = self.inbox.wake_fd();
+            self.output.service(&|| is_readable(wake_fd));
+        } else {
+            self.output.flush();
+        }
         self.scan_of_turn = None;
         let reaped = zombies::reap_all();
         let worker_pids = self.supervisor.running_pids();
@@ -358,6 +370,7 @@ impl Runtime {
         fds.extend(self.control.poll_fds());
         let control_to = fds.len();
         fds.extend(self.output.poll_fds());
+        let output_to = fds.len();
         fds.extend(
             self.starting
                 .iter()
@@ -374,11 +387,14 @@ impl Runtime {
             .skip(probes_from)
             .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
             .collect();
-        self.is_control_due |= fds
-            .get(control_from..control_to)
-            .unwrap_or_default()
-            .iter()
-            .any(|fd| fd.revents().is_some_and(|r| !r.is_empty()));
+        let has_events = |range: std::ops::Range<usize>| {
+            fds.get(range)
+                .unwrap_or_default()
+                .iter()
+                .any(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+        };
+        self.is_control_due |= has_events(control_from..control_to);
+        self.is_output_due |= has_events(control_to..output_to);
         drop(fds);
         self.probes.note_events(&probe_events);
     }

@@ -118,6 +118,13 @@ impl Output {
         self.pipes.retain(|pipe| !pipe.is_closed);
     }
 
+    /// Writes what is waiting, reading nothing: a turn whose poll saw no pipe and no stream.
+    pub fn flush(&self) {
+        for stream in Stream::ALL {
+            sink::flush(stream);
+        }
+    }
+
     /// What the loop's poll waits for: the pipes whose stream has room (POLLIN), and the
     /// streams with lines waiting (POLLOUT). A pipe of a full stream is left out, not just
     /// given no events: poll would report its hang-up whatever was asked, and spin.
