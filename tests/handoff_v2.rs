@@ -692,17 +692,23 @@ fn protected_pids_are_skipped_and_their_generation_still_found() {
     );
 }
 
+/// A SIGKILLed generation's worker and its child, both ignoring SIGTERM: what a reap with a
+/// long grace would wait out.
+fn stubborn_orphans(dir: &TempDir, state: &Path) -> Vec<i32> {
+    let name = unique("stubborn");
+    let config = json!({"workers": [{"name": name, "command":
+        ["sh", "-c", "trap '' TERM; exec >/dev/null 2>&1; sleep 1000 & exec sleep 1000"]}]});
+    let fleet = start(dir, state, &config);
+    assert!(eventually(BOUND, || processes_of(&name).len() == 2));
+    kill_init(fleet);
+    processes_of(&name)
+}
+
 #[test]
 fn sigterm_during_the_start_up_reap_cuts_its_grace_and_starts_nothing() {
     let dir = TempDir::new();
     let state = dir.path("state");
-    let name = unique("stubborn");
-    let config = json!({"workers": [{"name": name, "command":
-        ["sh", "-c", "trap '' TERM; exec >/dev/null 2>&1; sleep 1000 & exec sleep 1000"]}]});
-    let fleet = start(&dir, &state, &config);
-    assert!(eventually(BOUND, || processes_of(&name).len() == 2));
-    kill_init(fleet);
-    let orphans = processes_of(&name);
+    let orphans = stubborn_orphans(&dir, &state);
     // The next start reaps them with a 30 s grace they ignore; SIGTERM arrives meanwhile.
     let mut next = subreaper(&[
         "--state-dir",
@@ -734,13 +740,7 @@ fn sigterm_during_the_start_up_reap_cuts_its_grace_and_starts_nothing() {
 fn sigterm_during_reap_mode_cuts_its_grace_instead_of_killing_the_reaper() {
     let dir = TempDir::new();
     let state = dir.path("state");
-    let name = unique("stubborn");
-    let config = json!({"workers": [{"name": name, "command":
-        ["sh", "-c", "trap '' TERM; exec >/dev/null 2>&1; sleep 1000 & exec sleep 1000"]}]});
-    let fleet = start(&dir, &state, &config);
-    assert!(eventually(BOUND, || processes_of(&name).len() == 2));
-    kill_init(fleet);
-    let orphans = processes_of(&name);
+    let orphans = stubborn_orphans(&dir, &state);
     // Not PID 1: an unblocked SIGTERM would kill the reaper halfway, orphans left running.
     let mut reaper = subreaper(&[
         "--reap",
