@@ -2,6 +2,7 @@
 //! never inside a UTF-8 sequence) and rendering each piece as an `output` event line, with a
 //! line that is itself a JSON object embedded as `json`, byte for byte. No system calls.
 
+use super::clean;
 use serde_json::value::RawValue;
 
 /// A line longer than this is split into pieces of at most this many bytes (SPEC, "Worker
@@ -17,30 +18,84 @@ pub struct LineSplitter {
 impl LineSplitter {
     /// Cuts `data` (what one read returned) into pieces: `emit(bytes, is_partial)` for each
     /// complete line (without its newline) and for each full 16 KiB piece of a longer line.
-    /// What is left without a newline waits for the next call or for `finish`.
+    /// What is left without a newline waits for the next call or for `finish`. The reference
+    /// `push_rendered` is tested against.
+    #[cfg(test)]
     pub fn push(&mut self, data: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
-        let mut rest = data;
-        if !self.carry.is_empty() {
-            match find_newline(rest) {
-                Some(end) => {
-                    let (line, after) = rest.split_at(end);
-                    self.carry.extend_from_slice(line);
-                    emit_line(&self.carry, emit);
-                    self.carry.clear();
-                    rest = after.get(1..).unwrap_or_default();
-                }
-                None => {
-                    self.carry.extend_from_slice(rest);
-                    self.emit_full_pieces(emit);
-                    return;
-                }
-            }
-        }
+        let Some(mut rest) = self.complete_carried_line(data, emit) else {
+            return;
+        };
         while let Some(end) = find_newline(rest) {
             let (line, after) = rest.split_at(end);
             emit_line(line, emit);
             rest = after.get(1..).unwrap_or_default();
         }
+        self.hold(rest, emit);
+    }
+
+    /// `push` and `render` in one pass, onto `out`: the hot path of the output. A plain line
+    /// (see `clean::render_line`, most lines) is escaped and copied by the scan that finds its
+    /// newline; any other goes the way of `push`, then `render`. The bytes are the same.
+    pub fn push_rendered(
+        &mut self,
+        data: &[u8],
+        prefix: &[u8],
+        line_prefix: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        let mut rest = {
+            let mut emit = |piece: &[u8], is_partial: bool| render(out, prefix, piece, is_partial);
+            match self.complete_carried_line(data, &mut emit) {
+                Some(rest) => rest,
+                None => return,
+            }
+        };
+        loop {
+            let taken = clean::render_plain_lines(out, line_prefix, rest);
+            rest = rest.get(taken..).unwrap_or_default();
+            match clean::render_line(out, line_prefix, rest) {
+                clean::Line::Rendered(used) => rest = rest.get(used..).unwrap_or_default(),
+                clean::Line::Unended => break,
+                clean::Line::Other => {
+                    let Some(end) = find_newline(rest) else {
+                        break;
+                    };
+                    let (line, after) = rest.split_at(end);
+                    emit_line(line, &mut |piece, is_partial| {
+                        render(out, prefix, piece, is_partial)
+                    });
+                    rest = after.get(1..).unwrap_or_default();
+                }
+            }
+        }
+        self.hold(rest, &mut |piece, is_partial| {
+            render(out, prefix, piece, is_partial)
+        });
+    }
+
+    /// A line begun in an earlier read is ended by the first newline of `data`: emitted, and
+    /// the rest of `data` returned. No newline: all of `data` is carried (None).
+    fn complete_carried_line<'a>(
+        &mut self,
+        data: &'a [u8],
+        emit: &mut impl FnMut(&[u8], bool),
+    ) -> Option<&'a [u8]> {
+        if self.carry.is_empty() {
+            return Some(data);
+        }
+        let Some(end) = find_newline(data) else {
+            self.hold(data, emit);
+            return None;
+        };
+        let (line, after) = data.split_at(end);
+        self.carry.extend_from_slice(line);
+        emit_line(&self.carry, emit);
+        self.carry.clear();
+        Some(after.get(1..).unwrap_or_default())
+    }
+
+    /// Keeps `rest` (no newline in it) for the next read, but no more than 16 KiB of it.
+    fn hold(&mut self, rest: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
         self.carry.extend_from_slice(rest);
         self.emit_full_pieces(emit);
     }
@@ -191,31 +246,16 @@ pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
 /// holds a partial string for the caller to cut); otherwise `bytes` must be valid UTF-8. The runs
 /// between escapes are found eight bytes at a time: this is the hot loop of the output.
 fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], is_ascii_only: bool) -> bool {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
     while let Some(index) = next_escape(bytes, start, is_ascii_only) {
         out.extend_from_slice(bytes.get(start..index).unwrap_or_default());
         let byte = bytes.get(index).copied().unwrap_or(0);
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0x80.. => return false,
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0xF)],
-            ]),
+        if byte >= 0x80 {
+            return false;
         }
+        push_escape(out, byte);
         start = index + 1;
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
@@ -223,9 +263,41 @@ fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], is_ascii_only: bool) -> bool {
     true
 }
 
+/// The JSON escape of `byte`, an ASCII byte `next_escape` stopped at.
+fn push_escape(out: &mut Vec<u8>, byte: u8) {
+    let (sequence, length) = escape(byte);
+    out.extend_from_slice(sequence.get(..length).unwrap_or_default());
+}
+
+/// The JSON escape of a byte below 0x20, `"` or `\\`: its bytes and how many of them count.
+pub(super) fn escape(byte: u8) -> ([u8; 6], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = |letter: u8| ([b'\\', letter, 0, 0, 0, 0], 2);
+    match byte {
+        b'"' | b'\\' => short(byte),
+        b'\n' => short(b'n'),
+        b'\r' => short(b'r'),
+        b'\t' => short(b't'),
+        0x08 => short(b'b'),
+        0x0c => short(b'f'),
+        _ => (
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xF)],
+            ],
+            6,
+        ),
+    }
+}
+
 /// The first byte at or after `from` that JSON needs escaped (below 0x20, `"`, `\\`), or with
 /// `is_ascii_only` that is not ASCII.
-fn next_escape(bytes: &[u8], from: usize, is_ascii_only: bool) -> Option<usize> {
+#[inline]
+pub(super) fn next_escape(bytes: &[u8], from: usize, is_ascii_only: bool) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // A byte of `word` below `n` (n <= 0x80) sets its high bit in this: the lowest flagged

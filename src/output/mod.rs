@@ -7,6 +7,7 @@
 //! are left out of the poll set), so the workers block on their full pipes, as under Docker's
 //! blocking log mode, while PID 1 goes on handling signals, exits and timers.
 
+pub mod clean;
 pub mod lines;
 pub mod pipes;
 pub mod sink;
@@ -87,21 +88,23 @@ impl Output {
                 }
                 let read = read_into(&pipe.fd, &mut self.scratch, &pipe.worker, pipe.stream);
                 lines::line_prefix(&mut self.prefix, &ts, &pipe.head);
-                let prefix = &self.prefix;
+                let base = self.prefix.len();
+                self.prefix.extend_from_slice(clean::LINE_KEY);
+                let line_prefix = &self.prefix;
+                let prefix = line_prefix.get(..base).unwrap_or_default();
                 let splitter = &mut pipe.splitter;
-                let mut render = |piece: &[u8], is_partial: bool| {
-                    lines::render(&mut self.rendered, prefix, piece, is_partial);
-                };
                 match read {
                     Read::Bytes(count) => {
                         let data = self.scratch.get(..count).unwrap_or_default();
-                        splitter.push(data, &mut render);
+                        splitter.push_rendered(data, prefix, line_prefix, &mut self.rendered);
                         budget = budget.saturating_sub(count);
                         has_read = true;
                     }
                     Read::Empty => *is_done = true,
                     Read::End => {
-                        splitter.finish(&mut render);
+                        splitter.finish(&mut |piece: &[u8], is_partial: bool| {
+                            lines::render(&mut self.rendered, prefix, piece, is_partial);
+                        });
                         pipe.is_closed = true;
                         *is_done = true;
                     }
