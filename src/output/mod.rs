@@ -1,7 +1,8 @@
 //! Worker output as JSON lines (`output: "jsonl"`): the table of the workers' pipes, read from
 //! the one loop in `runtime.rs` when `poll` says so, each line an `output` event on the stream
-//! it came from. `lines` cuts and renders (pure), `pipes` makes the pipes of a run, `sink`
-//! holds what fleet-init's stdout and stderr cannot take yet.
+//! it came from. `lines` cuts and renders (pure), `clean` is its fast path for plain lines,
+//! `pipes` makes the pipes of a run, `sink` holds what fleet-init's stdout and stderr cannot
+//! take yet.
 //!
 //! Nothing is lost: a stream that is full stops the reading of the pipes that feed it (they
 //! are left out of the poll set), so the workers block on their full pipes, as under Docker's
@@ -88,15 +89,12 @@ impl Output {
                 }
                 let read = read_into(&pipe.fd, &mut self.scratch, &pipe.worker, pipe.stream);
                 lines::line_prefix(&mut self.prefix, &ts, &pipe.head);
-                let base = self.prefix.len();
-                self.prefix.extend_from_slice(clean::LINE_KEY);
-                let line_prefix = &self.prefix;
-                let prefix = line_prefix.get(..base).unwrap_or_default();
+                let prefix = &self.prefix;
                 let splitter = &mut pipe.splitter;
                 match read {
                     Read::Bytes(count) => {
                         let data = self.scratch.get(..count).unwrap_or_default();
-                        splitter.push_rendered(data, prefix, line_prefix, &mut self.rendered);
+                        splitter.push_rendered(data, prefix, &mut self.rendered);
                         budget = budget.saturating_sub(count);
                         has_read = true;
                     }
