@@ -3,7 +3,6 @@
 
 use crate::cli::{self, Command, Options, SingleOptions};
 use crate::config::{self, Config, OutputMode, RestartPolicy, SignalTarget, WorkerSpec};
-use crate::control::ControlServer;
 use crate::events::{self, Event};
 use crate::handoff::format::Owner;
 use crate::handoff::{Generation, Identity, Registry};
@@ -229,7 +228,7 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
     let mut runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
     runtime.close_inherited_fds_after_start(is_last_start);
     runtime.set_dropin(job_control, options.is_warn_on_reap);
-    runtime.set_control(open_control(&plan.state_dir));
+    runtime.set_control(plan.state_dir.clone());
     let abnormal = AbnormalEnd {
         state_dir,
         grace_ms: plan.grace_ms,
@@ -259,18 +258,12 @@ fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
     crate::control::client::run(&options)
 }
 
-/// The control socket in the state dir; without it (reported once) fleet-init goes on.
-fn open_control(state_dir: &Path) -> ControlServer {
-    let (server, event) = ControlServer::open(state_dir);
-    if let Some(event) = event {
-        events::emit(&event);
-    }
-    server
-}
-
 /// Consumes what previous generations left (before anything of ours runs), then opens this
-/// generation's registry and writes its header: from then on every process this generation
-/// starts is findable by its id.
+/// generation's registry. Not PID 1, it writes the header now: from then on every process this
+/// generation starts is findable by its id, even if fleet-init is killed before the next write.
+/// As PID 1 there is nothing to find after such a death (the kernel kills the whole namespace
+/// with its init, and an abnormal end's `--reap` looks for its own generation without a file),
+/// so the first write is the one after the first fork, made while the worker execs.
 fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     let proc_root = Path::new("/proc");
     let protected = orphans::protected_pids(&plan.protected_pids, proc_root);
@@ -307,8 +300,10 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     if let Some(event) = event {
         events::emit(&event);
     }
-    if let Some(event) = registry.persist(0) {
-        events::emit(&event);
+    if self_pid != 1 {
+        if let Some(event) = registry.persist(0) {
+            events::emit(&event);
+        }
     }
     registry
 }
