@@ -160,9 +160,10 @@ impl Runtime {
     /// Opens the control socket asked for by `set_control`, once; without it (reported once)
     /// fleet-init goes on. Before the first sleep, so before any `worker_started`: a client
     /// that waited for that event finds the socket.
-    fn open_control(&mut self) {
+    /// True the one time it opened (or tried to): the start is over then.
+    fn open_control(&mut self) -> bool {
         let Some(dir) = self.control_dir.take() else {
-            return;
+            return false;
         };
         let (server, event) = ControlServer::open(&dir);
         if let Some(event) = event {
@@ -170,6 +171,7 @@ impl Runtime {
         }
         self.control = server;
         self.is_control_due = true;
+        true
     }
 
     /// A single command never restarted: its start is the last one that needs the inherited
@@ -183,7 +185,7 @@ impl Runtime {
     }
 
     /// Runs until the supervisor says exit.
-    pub fn run(mut self) -> Ending {
+    pub fn run(&mut self) -> Ending {
         if let Some(count) = self.oom_counter.initial {
             self.feed(Input::OomKills(count));
         }
@@ -201,7 +203,9 @@ impl Runtime {
                 return Ending::Exit(code);
             }
             self.persist_registry();
-            self.open_control();
+            if self.open_control() {
+                crate::startup::release_start_memory();
+            }
             if let Some(code) = self.abnormal_end {
                 self.control.close();
                 return Ending::Abnormal(code);
