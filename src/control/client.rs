@@ -291,19 +291,16 @@ pub fn human_bytes(bytes: u64) -> String {
         return format!("{bytes}B");
     }
     // In integers (tenths of the unit, rounded half up): no float formatting in the binary.
-    let mut divisor: u128 = 1024;
+    let mut divisor: u64 = 1024;
     let mut unit = 0;
-    while u128::from(bytes) >= divisor * 1024 && unit + 1 < UNITS.len() {
+    while bytes / divisor >= 1024 && unit + 1 < UNITS.len() {
         divisor *= 1024;
         unit += 1;
     }
-    let tenths = (u128::from(bytes) * 10 + divisor / 2) / divisor;
-    format!(
-        "{}.{}{}",
-        tenths / 10,
-        tenths % 10,
-        UNITS.get(unit).unwrap_or(&"TiB")
-    )
+    // The remainder is below 2^40, so ten times it fits.
+    let tenths = (bytes % divisor * 10 + divisor / 2) / divisor;
+    let (whole, tenths) = (bytes / divisor + tenths / 10, tenths % 10);
+    format!("{whole}.{tenths}{}", UNITS.get(unit).unwrap_or(&"TiB"))
 }
 
 #[cfg(test)]
