@@ -33,8 +33,7 @@ fi
 
 # 2. fleet-init: the release build the tables call fleet-init, and the crt-static one.
 cargo build --release --bin fleet-init --example tree_bench || { say "cargo build --release failed"; exit 1; }
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" CARGO_TARGET_DIR=target/static \
-    cargo build --release --target x86_64-unknown-linux-gnu ||
+CARGO_TARGET_DIR=target/static sh container/build-static ||
     say "static build failed: fleet-init-static is skipped"
 
 # 3. The C helpers (bench.py would build missing ones too).

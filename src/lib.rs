@@ -10,6 +10,7 @@ pub mod events;
 pub mod exit;
 pub mod handoff;
 pub mod job_control;
+pub mod logger;
 pub mod modes;
 pub mod orphans;
 pub mod output;

@@ -3,7 +3,6 @@
 
 use crate::cli::{self, Command, Options, SingleOptions};
 use crate::config::{self, Config, OutputMode, RestartPolicy, SignalTarget, WorkerSpec};
-use crate::control::ControlServer;
 use crate::events::{self, Event};
 use crate::handoff::format::Owner;
 use crate::handoff::{Generation, Identity, Registry};
@@ -48,7 +47,7 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
             return 2;
         }
     };
-    init_logging(options.log_level);
+    crate::logger::init(options.log_level);
     events::set_target(options.events_target());
     match &options.command {
         Command::Help => {
@@ -105,20 +104,6 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
                 }
             }
         }
-    }
-}
-
-/// Diagnostics on stderr at the level the options chose (the level is validated by the
-/// command line, so env_logger never prints a complaint of its own in front of anything).
-fn init_logging(level: log::LevelFilter) {
-    let mut logger = env_logger::Builder::new();
-    logger
-        .filter_level(level)
-        .target(env_logger::Target::Stderr)
-        .format_timestamp_millis();
-    // A second logger cannot exist; if it did, diagnostics would be lost, not fleet-init.
-    if logger.try_init().is_err() {
-        eprintln!("fleet-init: logger already set");
     }
 }
 
@@ -183,7 +168,22 @@ struct Plan {
     is_single: bool,
 }
 
-fn supervise(mut plan: Plan, options: &Options) -> i32 {
+fn supervise(plan: Plan, options: &Options) -> i32 {
+    // The start's locals live in its own frame, gone before the loop runs, and the runtime on
+    // the heap: the stack under the loop (resident while PID 1 sleeps) stays a few pages.
+    let Some((mut runtime, abnormal)) = start(plan, options) else {
+        return 2;
+    };
+    match runtime.run() {
+        Ending::Exit(code) => code,
+        Ending::Abnormal(code) => exec_reap(&abnormal, code),
+    }
+}
+
+/// Everything before the loop: signals, the start-up reap, the registry, the runtime (on the
+/// heap: the loop's frame stays small). None when the signals cannot be set up.
+#[inline(never)]
+fn start(mut plan: Plan, options: &Options) -> Option<(Box<Runtime>, AbnormalEnd)> {
     // The state dir is used again after the move to `/` (the --reap exec): made absolute.
     plan.state_dir = std::path::absolute(&plan.state_dir).unwrap_or(plan.state_dir);
     let pid = std::process::id();
@@ -196,7 +196,7 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
         Ok(inbox) => inbox,
         Err(error) => {
             eprintln!("fleet-init: cannot install signal handlers: {error}");
-            return 2;
+            return None;
         }
     };
     // Whatever arrived meanwhile waits in the signalfd; a mask inherited from whoever started
@@ -226,20 +226,17 @@ fn supervise(mut plan: Plan, options: &Options) -> i32 {
         pdeathsig: options.pdeathsig,
         generation,
     };
-    let mut runtime = Runtime::new(supervisor, inbox, spawn_options, registry);
+    let mut runtime = Box::new(Runtime::new(supervisor, inbox, spawn_options, registry));
     runtime.close_inherited_fds_after_start(is_last_start);
     runtime.set_dropin(job_control, options.is_warn_on_reap);
-    runtime.set_control(open_control(&plan.state_dir));
+    runtime.set_control(plan.state_dir.clone());
     let abnormal = AbnormalEnd {
         state_dir,
         grace_ms: plan.grace_ms,
         generation,
     };
     exec_reap_on_panic(abnormal.clone());
-    match runtime.run() {
-        Ending::Exit(code) => code,
-        Ending::Abnormal(code) => exec_reap(&abnormal, code),
-    }
+    Some((runtime, abnormal))
 }
 
 /// `fleet-init ctl`: usage errors exit 2; the client says the rest.
@@ -259,18 +256,13 @@ fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
     crate::control::client::run(&options)
 }
 
-/// The control socket in the state dir; without it (reported once) fleet-init goes on.
-fn open_control(state_dir: &Path) -> ControlServer {
-    let (server, event) = ControlServer::open(state_dir);
-    if let Some(event) = event {
-        events::emit(&event);
-    }
-    server
-}
-
 /// Consumes what previous generations left (before anything of ours runs), then opens this
-/// generation's registry and writes its header: from then on every process this generation
-/// starts is findable by its id.
+/// generation's registry. Not PID 1, it writes the header now: from then on every process this
+/// generation starts is findable by its id, even if fleet-init is killed before the next write.
+/// As PID 1 there is nothing to find after such a death (the kernel kills the whole namespace
+/// with its init, and an abnormal end's `--reap` looks for its own generation without a file),
+/// so the first write is the one after the first fork, made while the worker execs.
+#[inline(never)]
 fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     let proc_root = Path::new("/proc");
     let protected = orphans::protected_pids(&plan.protected_pids, proc_root);
@@ -307,8 +299,10 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     if let Some(event) = event {
         events::emit(&event);
     }
-    if let Some(event) = registry.persist(0) {
-        events::emit(&event);
+    if self_pid != 1 {
+        if let Some(event) = registry.persist(0) {
+            events::emit(&event);
+        }
     }
     registry
 }

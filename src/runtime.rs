@@ -24,7 +24,7 @@ use nix::sys::signal::killpg;
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const PROC: &str = "/proc";
@@ -77,6 +77,8 @@ pub struct Runtime {
     probes: Probes,
     /// `fleet-init ctl`'s socket, served from this loop.
     control: ControlServer,
+    /// Where the control socket goes, until `open_control` opens it.
+    control_dir: Option<PathBuf>,
     /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
     is_last_start: bool,
     /// The last poll saw the control socket or a client ready (true for the first turn).
@@ -134,6 +136,7 @@ impl Runtime {
             is_warn_on_reap: false,
             probes: Probes::default(),
             control: ControlServer::disabled(),
+            control_dir: None,
             is_last_start: false,
             is_control_due: true,
             is_output_due: true,
@@ -148,8 +151,27 @@ impl Runtime {
         self.is_warn_on_reap = is_warn_on_reap;
     }
 
-    pub fn set_control(&mut self, control: ControlServer) {
-        self.control = control;
+    /// The control socket in `state_dir`, opened once the first workers are forked (a client
+    /// has nothing to ask before that, and the socket's inode write then overlaps their exec).
+    pub fn set_control(&mut self, state_dir: PathBuf) {
+        self.control_dir = Some(state_dir);
+    }
+
+    /// Opens the control socket asked for by `set_control`, once; without it (reported once)
+    /// fleet-init goes on. Before the first sleep, so before any `worker_started`: a client
+    /// that waited for that event finds the socket.
+    /// True the one time it opened (or tried to): the start is over then.
+    fn open_control(&mut self) -> bool {
+        let Some(dir) = self.control_dir.take() else {
+            return false;
+        };
+        let (server, event) = ControlServer::open(&dir);
+        if let Some(event) = event {
+            events::emit(&event);
+        }
+        self.control = server;
+        self.is_control_due = true;
+        true
     }
 
     /// A single command never restarted: its start is the last one that needs the inherited
@@ -163,7 +185,7 @@ impl Runtime {
     }
 
     /// Runs until the supervisor says exit.
-    pub fn run(mut self) -> Ending {
+    pub fn run(&mut self) -> Ending {
         if let Some(count) = self.oom_counter.initial {
             self.feed(Input::OomKills(count));
         }
@@ -181,6 +203,9 @@ impl Runtime {
                 return Ending::Exit(code);
             }
             self.persist_registry();
+            if self.open_control() {
+                crate::startup::release_start_memory();
+            }
             if let Some(code) = self.abnormal_end {
                 self.control.close();
                 return Ending::Abnormal(code);

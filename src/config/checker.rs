@@ -174,7 +174,7 @@ impl Checker<'_> {
             .keys()
             .filter(|key| !known.contains(&key.as_str()))
             .collect();
-        unknown.sort();
+        unknown.sort_unstable();
         for key in unknown {
             self.error(Some(key), "unknown key");
         }

@@ -267,7 +267,7 @@ fn probe_object<'value>(
         .keys()
         .filter(|name| !known.contains(&name.as_str()))
         .collect();
-    unknown.sort();
+    unknown.sort_unstable();
     for name in unknown {
         checker.error(Some(key), format!("unknown key {}", quote(name)));
     }

@@ -290,13 +290,17 @@ pub fn human_bytes(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes}B");
     }
-    let mut value = bytes as f64 / 1024.0;
+    // In integers (tenths of the unit, rounded half up): no float formatting in the binary.
+    let mut divisor: u64 = 1024;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
+    while bytes / divisor >= 1024 && unit + 1 < UNITS.len() {
+        divisor *= 1024;
         unit += 1;
     }
-    format!("{value:.1}{}", UNITS.get(unit).unwrap_or(&"TiB"))
+    // The remainder is below 2^40, so ten times it fits.
+    let tenths = (bytes % divisor * 10 + divisor / 2) / divisor;
+    let (whole, tenths) = (bytes / divisor + tenths / 10, tenths % 10);
+    format!("{whole}.{tenths}{}", UNITS.get(unit).unwrap_or(&"TiB"))
 }
 
 #[cfg(test)]
@@ -312,6 +316,12 @@ mod tests {
         assert_eq!(human_duration(3 * 86_400_000 + 4 * 3_600_000), "3d04h");
         assert_eq!(human_bytes(512), "512B");
         assert_eq!(human_bytes(3 * 1024 * 1024 + 400 * 1024), "3.4MiB");
+        assert_eq!(human_bytes(1024), "1.0KiB");
+        assert_eq!(human_bytes(1536), "1.5KiB");
+        assert_eq!(human_bytes(12 * 1024 + 51), "12.0KiB");
+        assert_eq!(human_bytes(12 * 1024 + 52), "12.1KiB");
+        assert_eq!(human_bytes(5 << 40), "5.0TiB");
+        assert_eq!(human_bytes(u64::MAX), "16777216.0TiB");
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub const SOCKET_NAME: &str = "control.sock";
 pub const MAX_CLIENTS: usize = 64;
 /// A client has this long from its connect to send its request and read the reply.
 pub const CLIENT_DEADLINE_MS: Millis = 5000;
-const READ_CHUNK: usize = 16 * 1024;
+/// A request is one short JSON line: read in small pieces, on a small stack frame (this read
+/// is inlined into the loop, whose frame stays resident while PID 1 sleeps).
+const READ_CHUNK: usize = 1024;
 
 /// A complete request, for the supervisor.
 #[derive(Debug)]

@@ -113,7 +113,7 @@ impl StateDir {
             .filter_map(|entry| entry.file_name().to_str().ok().map(str::to_string))
             .filter(|name| name != "." && name != "..")
             .collect();
-        names.sort();
+        names.sort_unstable();
         Ok(names)
     }
 
