@@ -1,21 +1,9 @@
 //! The fast path of worker output: plain lines (ASCII, not starting with `{`, at most 16 KiB,
 //! ended by a newline), the bulk of most output, rendered by the one pass that finds each
-//! line's newline and escapes while it copies the text. Every other line goes the general way
-//! (`lines`); both give the same bytes.
+//! line's newline and escapes while it copies the text, 32 bytes at a time with AVX2. Every
+//! other line goes the general way (`lines`); both give the same bytes.
 
-use super::lines::{escape, next_escape, MAX_PIECE_BYTES};
-
-/// What `render_line` made of the start of `data`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Line {
-    /// A plain line was rendered onto `out`; it took this many bytes, its newline included.
-    Rendered(usize),
-    /// No newline (nor any other reason to stop) in `data`: a line that the next read goes on.
-    Unended,
-    /// Not a plain line (a `{`, a byte above 0x7f, over 16 KiB): for the general path.
-    /// Nothing was written.
-    Other,
-}
+use super::lines::{escape, MAX_PIECE_BYTES};
 
 /// `"line":"`: after the prefix, where the text of a line starts.
 pub const LINE_KEY: &[u8] = b"\"line\":\"";
@@ -24,8 +12,8 @@ const LINE_END: &[u8] = b"\"}\n";
 
 /// Renders the plain lines at the start of `data` onto `out`, as many as follow each other,
 /// with AVX2 where the CPU has it; returns how many bytes of `data` they took. It stops (0 when
-/// at once) before a line that is not plain or that ends too close to the end of `data` for
-/// whole 32-byte blocks: `render_line` takes that one. `line_prefix` is what
+/// at once, and always without AVX2) before a line that is not plain or that ends too close to
+/// the end of `data` for whole 32-byte blocks: the general path takes that one. `line_prefix` is what
 /// `lines::line_prefix` made (it ends with `LINE_KEY`).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub fn render_plain_lines(out: &mut Vec<u8>, line_prefix: &[u8], data: &[u8]) -> usize {
@@ -35,43 +23,6 @@ pub fn render_plain_lines(out: &mut Vec<u8>, line_prefix: &[u8], data: &[u8]) ->
         return unsafe { avx2::render_lines(out, line_prefix, data) };
     }
     0
-}
-
-/// Renders the line at the start of `data` as `render` would when it is plain (see `Line`),
-/// without SIMD but for the escape scan: the lines `render_plain_lines` leaves.
-pub fn render_line(out: &mut Vec<u8>, line_prefix: &[u8], data: &[u8]) -> Line {
-    if data.first() == Some(&b'{') {
-        return Line::Other;
-    }
-    // A newline after 16 KiB would make this line more than one piece.
-    let bytes = data.get(..MAX_PIECE_BYTES + 1).unwrap_or(data);
-    let start = out.len();
-    out.extend_from_slice(line_prefix);
-    let mut from = 0;
-    while let Some(index) = next_escape(bytes, from, true) {
-        out.extend_from_slice(bytes.get(from..index).unwrap_or_default());
-        match bytes.get(index).copied().unwrap_or(0) {
-            b'\n' => {
-                out.extend_from_slice(LINE_END);
-                return Line::Rendered(index + 1);
-            }
-            0x80.. => {
-                out.truncate(start);
-                return Line::Other;
-            }
-            byte => {
-                let (sequence, length) = escape(byte);
-                out.extend_from_slice(sequence.get(..length).unwrap_or_default());
-            }
-        }
-        from = index + 1;
-    }
-    out.truncate(start);
-    if bytes.len() < data.len() {
-        Line::Other
-    } else {
-        Line::Unended
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -191,12 +142,18 @@ mod avx2 {
     fn copy_prefix(spare: &mut [MaybeUninit<u8>], prefix: &[u8]) -> Option<usize> {
         let last = prefix.len().checked_sub(32)?;
         let mut at = 0;
-        while at < last {
-            copy_block(prefix.get(at..at + 32)?, spare.get_mut(at..at + 32)?)?;
+        loop {
+            // One call site: the block code is inlined once (the static binary's size).
+            let block_at = at.min(last);
+            copy_block(
+                prefix.get(block_at..block_at + 32)?,
+                spare.get_mut(block_at..block_at + 32)?,
+            )?;
+            if block_at == last {
+                return Some(prefix.len());
+            }
             at += 32;
         }
-        copy_block(prefix.get(last..)?, spare.get_mut(last..last + 32)?)?;
-        Some(prefix.len())
     }
 
     /// Stores the 32 bytes of `block` into `slot` and returns the mask of its bytes that stop
@@ -423,21 +380,17 @@ mod tests {
             let text = String::from_utf8(out.clone()).unwrap();
             assert!(text.ends_with(&format!("\"line\":\"{}\"}}\n", "q".repeat(40))));
         }
-        // What either leaves to the general path is left untouched.
-        for (data, want) in [
-            (&data[82..], Line::Other),
-            (b"non-ascii \xc3\xa9 line\n", Line::Other),
-            (b"no newline yet", Line::Unended),
+        // What it leaves to the general path is left untouched: an object, a byte above 0x7f,
+        // a line without a newline, or with its newline too near the end for a whole block.
+        for data in [
+            &data[82..],
+            b"non-ascii \xc3\xa9 line, long enough for more than one block\n",
+            b"no newline yet, but long enough for more than one block",
+            b"short\n",
         ] {
             let before = out.clone();
-            assert_eq!(render_line(&mut out, &line_prefix, data), want);
-            assert_eq!(out, before);
             assert_eq!(render_plain_lines(&mut out, &line_prefix, data), 0);
             assert_eq!(out, before);
         }
-        assert_eq!(
-            render_line(&mut out, &line_prefix, b"short\nnext"),
-            Line::Rendered(6)
-        );
     }
 }

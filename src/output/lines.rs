@@ -35,8 +35,8 @@ impl LineSplitter {
 
     /// `push` and `render` in one pass, onto `out`: the hot path of the output. A plain line
     /// (see `clean`; most lines are) is escaped and copied by the scan that finds its newline;
-    /// any other goes the way of `push`, then `render`. The bytes are the same. `prefix` is
-    /// what `line_prefix` made.
+    /// any other (and every line without AVX2) goes the way of `push`, then `render`. The bytes
+    /// are the same. `prefix` is what `line_prefix` made.
     pub fn push_rendered(&mut self, data: &[u8], prefix: &[u8], out: &mut Vec<u8>) {
         let mut rest = {
             let mut emit = |piece: &[u8], is_partial: bool| render(out, prefix, piece, is_partial);
@@ -48,20 +48,14 @@ impl LineSplitter {
         loop {
             let taken = clean::render_plain_lines(out, prefix, rest);
             rest = rest.get(taken..).unwrap_or_default();
-            match clean::render_line(out, prefix, rest) {
-                clean::Line::Rendered(used) => rest = rest.get(used..).unwrap_or_default(),
-                clean::Line::Unended => break,
-                clean::Line::Other => {
-                    let Some(end) = find_newline(rest) else {
-                        break;
-                    };
-                    let (line, after) = rest.split_at(end);
-                    emit_line(line, &mut |piece, is_partial| {
-                        render(out, prefix, piece, is_partial)
-                    });
-                    rest = after.get(1..).unwrap_or_default();
-                }
-            }
+            let Some(end) = find_newline(rest) else {
+                break;
+            };
+            let (line, after) = rest.split_at(end);
+            emit_line(line, &mut |piece, is_partial| {
+                render(out, prefix, piece, is_partial)
+            });
+            rest = after.get(1..).unwrap_or_default();
         }
         self.hold(rest, &mut |piece, is_partial| {
             render(out, prefix, piece, is_partial)
@@ -295,7 +289,7 @@ pub(super) fn escape(byte: u8) -> ([u8; 6], usize) {
 
 /// The first byte at or after `from` that JSON needs escaped (below 0x20, `"`, `\\`), or with
 /// `is_ascii_only` that is not ASCII.
-pub(super) fn next_escape(bytes: &[u8], from: usize, is_ascii_only: bool) -> Option<usize> {
+fn next_escape(bytes: &[u8], from: usize, is_ascii_only: bool) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // A byte of `word` below `n` (n <= 0x80) sets its high bit in this: the lowest flagged
