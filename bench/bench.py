@@ -57,6 +57,7 @@ FLEET = "fleet-init"
 FLEET_STATIC = "fleet-init-static"
 FLEET_TMPFS = "fleet-init (state on tmpfs)"
 FLEET_ONLY = "fleet-init-only figure (scenario 7)"
+DIRECT_KILL = "direct kill"
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,7 +506,7 @@ def target(results, text, measured, ok):
 
 
 def render_targets(results):
-    lines = ["### Targets of issue 6 (informational)\n", "| target | measured | verdict |",
+    lines = ["### Targets of issues 6 and 10 (informational)\n", "| target | measured | verdict |",
              "|---|---|---|"]
     for t in results.targets:
         verdict = {True: "pass", False: "**FAIL**", None: "n/a"}[t["pass"]]
@@ -698,9 +699,13 @@ class Bench:
     # 3 + 5a -----------------------------------------------------------------------------------
     def signal_latency(self):
         key, key5 = "signal", "shutdown"
+        direct = Init(DIRECT_KILL, "none", "")
         self.results.scenario(
             key, "3. signal forwarding: SIGTERM to PID 1 → received by the child (µs)",
-            notes=["sendsig reads CLOCK_MONOTONIC and calls kill(PID 1, SIGTERM) at once; the "
+            columns=[DIRECT_KILL] + self.results.columns,
+            notes=[f"{DIRECT_KILL}: the same sigwait child with no init (it is PID 1 itself, its "
+                   "SIGTERM blocked and waited for), signalled directly: the floor every init's "
+                   "figure includes","sendsig reads CLOCK_MONOTONIC and calls kill(PID 1, SIGTERM) at once; the "
                    "child (sigwait: SIGTERM blocked, sigwaitinfo) reads CLOCK_MONOTONIC on "
                    "receipt; the child is started, reports ready, then 50 ms pass before the "
                    "signal",
@@ -716,7 +721,7 @@ class Bench:
                    f"wait capped at {self.p['ignore_cap_s']:g} s; all inits side by side in a "
                    "repetition"])
         for rep in range(self.p["signal_reps"]):
-            for init in rotate(self.inits, rep):
+            for init in rotate([direct] + self.inits, rep):
                 wd = self.workdir("signal")
                 out = os.path.join(wd, "sigwait.out")
                 run = NsRun(init, [helper("sigwait"), out, "wait"], wd)
@@ -733,6 +738,8 @@ class Bench:
                             if ln.startswith("recv ")]
                     lat = (recv[0] - r["sent"]) / 1e3 if recv and r["sent"] else None
                     self.results.add(key, "latency (µs)", init.name, lat, none_label="not received")
+                    if init is direct:
+                        continue
                     ex = r["exit"].get(pid)
                     self.results.add(key5, "fast child: SIGTERM → init exit (ms)", init.name,
                                      (ex - r["sent"]) / 1e6 if ex and r["sent"] else None,
@@ -809,7 +816,7 @@ class Bench:
                    "in the namespace's /proc); peak = largest count at every 1000th fork and at "
                    "the last; time to zero = last fork → no grandchild left, alive or zombie "
                    "(scan every 0.5 ms + scan time); PID 1 CPU = utime+stime of /proc/1/stat "
-                   "(10 ms ticks) over the whole run"])
+                   "(10 ms ticks) and the run time of /proc/1/schedstat (ns) over the whole run"])
         for rep in range(self.p["zombie_reps"]):
             for init in rotate(self.inits, rep):
                 wd = self.workdir("zombies")
@@ -835,6 +842,9 @@ class Bench:
                         kv["left"])
                     add("PID 1 CPU time, utime+stime (ms)",
                         kv["pid1_cpu_ticks"] * 1000 / kv["clk_tck"])
+                    add("PID 1 CPU time, schedstat (ms)",
+                        kv["pid1_cpu_ns"] / 1e6 if kv.get("pid1_cpu_ns", -1) >= 0 else None,
+                        none_label="no schedstat")
                     add("fork loop of the workload (ms, informational)",
                         kv["fork_loop_ns"] / 1e6, ratio=False)
                 finally:
@@ -1205,6 +1215,7 @@ def evaluate_targets(b):
             target(r, f"SIGTERM-ignoring child SIGKILLed at grace ± 5 ms (--grace-ms "
                    f"{FLEET_GRACE_MS})",
                    ", ".join(fmt(k) if k is not None else "none" for k in killed) + " ms", ok)
+    issue10_targets(r, samples)
     if "fleet" in sc:
         for suffix, where in (("", "state on disk"), (", state on tmpfs", "state on tmpfs")):
             lat = samples("fleet", "clean-exit restart latency, helper clock (µs)" + suffix, FLEET)
@@ -1213,6 +1224,35 @@ def evaluate_targets(b):
                 target(r, f"clean-exit restart latency < 1 ms median ({where})",
                        f"{fmt(med(lat))} µs (helper clock); events: {fmt(med(ev))} ms",
                        med(lat) < 1000)
+
+
+def issue10_targets(r, samples):
+    """Issue 10's targets for the static build against catatonit, same run, medians."""
+    name, cat = FLEET_STATIC, "catatonit"
+
+    def ratio_target(what, key, label, limit, floor=0.0, unit="ms"):
+        f, c = med(samples(key, label, name)), med(samples(key, label, cat))
+        if f is None or c is None:
+            return
+        ratio = (f - floor) / (c - floor) if c > floor else float("inf")
+        above = f" above the direct kill ({fmt(floor)})" if floor else ""
+        target(r, f"issue 10: {what}{above} ≤ {limit}× catatonit's ({name})",
+               f"{fmt(f)} vs {fmt(c)} {unit} (×{ratio:.2f})", ratio <= limit)
+
+    ratio_target("start + exit overhead", "start", "overhead over no init (ms)", 1.2)
+    direct = med(samples("signal", "latency (µs)", DIRECT_KILL))
+    if direct is not None:
+        ratio_target("SIGTERM → child", "signal", "latency (µs)", 1.5, floor=direct, unit="µs")
+    ratio_target("fast-child shutdown", "shutdown", "fast child: SIGTERM → init exit (ms)", 1.2)
+    ratio_target("PID 1 CPU for 10,000 orphans (schedstat)", "zombies",
+                 "PID 1 CPU time, schedstat (ms)", 1.2)
+    rss = med(samples("idle", "VmRSS of PID 1 (KiB)", name))
+    anon = med(samples("idle", "RssAnon of PID 1 (KiB)", name))
+    if anon is not None:
+        target(r, f"issue 10: idle RssAnon ≤ 100 kB ({name})", f"{fmt(anon)} KiB",
+               anon * 1024 <= 100_000)
+    if rss is not None:
+        target(r, f"issue 10: idle VmRSS ≤ 1 MiB ({name})", f"{fmt(rss)} KiB", rss <= 1024)
 
 
 # --------------------------------------------------------------------------------------------
