@@ -305,6 +305,22 @@ mod tests {
     }
 
     #[test]
+    fn many_short_lines_render_to_many_times_their_size_in_one_read() {
+        // Empty and one-byte lines grow a hundredfold: the output outgrows the room reserved
+        // for the read over and over, and each time more is reserved between two lines.
+        let mut data = Vec::new();
+        for i in 0..50_000 {
+            data.extend_from_slice(if i % 3 == 0 { &b"x\n"[..] } else { b"\n" });
+        }
+        data.extend_from_slice(&[b'y'; 40]);
+        data.push(b'\n');
+        let prefix = batch_prefix();
+        let want = general(&prefix, &[&data]);
+        assert!(want.len() > 100 * data.len() / 2);
+        assert_eq!(fast(&prefix, &[&data]), want);
+    }
+
+    #[test]
     fn every_byte_that_needs_escaping_is_escaped_at_every_position_of_a_block() {
         let prefix = batch_prefix();
         for special in (0u8..0x20)
