@@ -426,7 +426,6 @@ fn parse_env(checker: &mut Checker<'_>, value: Option<&Value>) -> Vec<(String, S
             checker.error(key, message);
         }
     }
-    pairs.sort_unstable();
     pairs
 }
 

@@ -263,11 +263,10 @@ fn probe_object<'value>(
         checker.wrong(Some(key), "an object", value);
         return None;
     };
-    let mut unknown: Vec<&String> = object
+    let unknown: Vec<&String> = object
         .keys()
         .filter(|name| !known.contains(&name.as_str()))
         .collect();
-    unknown.sort_unstable();
     for name in unknown {
         checker.error(Some(key), format!("unknown key {}", quote(name)));
     }
