@@ -1,6 +1,7 @@
-//! fleet-init's diagnostics (the `log` macros) as plain lines on stderr, written the way the
-//! events are: one non-blocking write per line, behind any worker output waiting there. A
-//! stalled stderr drops a diagnostic; it never stalls PID 1.
+//! fleet-init's diagnostics (the `log` macros) as plain lines on stderr, through
+//! `events::diagnostic`: one write when a poll says there is room, of at most PIPE_BUF bytes (a
+//! pipe takes it whole without blocking), behind any worker output waiting there. A stalled
+//! stderr drops a diagnostic; it never stalls PID 1.
 
 use crate::events;
 use std::time::SystemTime;
@@ -24,7 +25,7 @@ impl log::Log for Diagnostics {
 }
 
 /// `[2026-12-01T08:12:06.031Z WARN  fleet_init::spawn] message`, on one line whatever the
-/// message holds.
+/// message holds, cut to leave room for the newline within PIPE_BUF.
 fn line(record: &log::Record, at: SystemTime) -> String {
     let text = format!(
         "[{} {:<5} {}] {}",
@@ -33,8 +34,20 @@ fn line(record: &log::Record, at: SystemTime) -> String {
         record.target(),
         record.args()
     );
-    crate::cli::one_line(&text)
+    let mut line = crate::cli::one_line(&text);
+    if line.len() >= events::MAX_LINE_BYTES {
+        let mut end = events::MAX_LINE_BYTES - CUT_MARK.len() - 1;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push_str(CUT_MARK);
+    }
+    line
 }
+
+/// What ends a diagnostic that was cut.
+const CUT_MARK: &str = " [cut]";
 
 /// Diagnostics at `level` and above from now on. A logger already installed (only possible
 /// in tests) keeps its place; the level still applies.
@@ -64,5 +77,21 @@ mod tests {
             text,
             "[2025-12-01T08:12:06.031Z WARN  fleet_init::spawn] cannot remove /run/x:\\nENOENT"
         );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_to_fit_one_pipe_write_at_a_character_boundary() {
+        let at = UNIX_EPOCH;
+        let long = "é".repeat(5000);
+        let text = line(
+            &log::Record::builder()
+                .args(format_args!("{long}"))
+                .level(log::Level::Error)
+                .target("fleet_init")
+                .build(),
+            at,
+        );
+        assert!(text.len() < events::MAX_LINE_BYTES, "{}", text.len());
+        assert!(text.ends_with("é [cut]"), "{}", &text[text.len() - 20..]);
     }
 }

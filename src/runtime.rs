@@ -159,8 +159,8 @@ impl Runtime {
 
     /// Opens the control socket asked for by `set_control`, once; without it (reported once)
     /// fleet-init goes on. Before the first sleep, so before any `worker_started`: a client
-    /// that waited for that event finds the socket.
-    /// True the one time it opened (or tried to): the start is over then.
+    /// that waited for that event finds the socket. True the one time it opened (or tried
+    /// to): the start is over then.
     fn open_control(&mut self) -> bool {
         let Some(dir) = self.control_dir.take() else {
             return false;
