@@ -79,6 +79,9 @@ pub struct Runtime {
     control: ControlServer,
     /// Where the control socket goes, until `open_control` opens it.
     control_dir: Option<PathBuf>,
+    /// A signal of the actions being carried out reached someone: yield before the next
+    /// non-signal action (see `yield_to_receivers`). A group already empty is no one to yield to.
+    has_delivered: bool,
     /// The one start there will be: once it runs, fleet-init drops its inherited descriptors.
     is_last_start: bool,
     /// The last poll saw the control socket or a client ready (true for the first turn).
@@ -137,6 +140,7 @@ impl Runtime {
             probes: Probes::default(),
             control: ControlServer::disabled(),
             control_dir: None,
+            has_delivered: false,
             is_last_start: false,
             is_control_due: true,
             is_output_due: true,
@@ -434,20 +438,17 @@ impl Runtime {
             let now = self.now();
             let actions = self.supervisor.handle(input, now);
             did_act |= !actions.is_empty();
-            let mut has_signalled = false;
             for action in actions {
                 let is_signal = matches!(
                     action,
                     Action::SignalGroup { .. } | Action::SignalProcess { .. }
                 );
-                if has_signalled && !is_signal {
+                if !is_signal && std::mem::take(&mut self.has_delivered) {
                     yield_to_receivers();
-                    has_signalled = false;
                 }
                 self.execute(action);
-                has_signalled |= is_signal;
             }
-            if has_signalled {
+            if std::mem::take(&mut self.has_delivered) {
                 yield_to_receivers();
             }
         }
@@ -456,7 +457,6 @@ impl Runtime {
 
     fn execute(&mut self, action: Action) {
         match action {
-            // The shutdown's summary is the last line: it may wait a little for room.
             // The shutdown's summary is the last line: it waits for the workers' output.
             Action::Emit(event) if event.name == "shutdown_complete" => {
                 self.final_event = Some(event);
@@ -470,14 +470,14 @@ impl Runtime {
                 if signal == libc::SIGKILL {
                     self.count_killed(|p| p.pid == pid);
                 }
-                signal_process(pid, signal);
+                self.has_delivered |= signal_process(pid, signal);
             }
             Action::SignalGroup { pgid, signal } => {
                 if signal == libc::SIGKILL {
                     self.count_killed(|p| p.pgrp == pgid);
                     self.kill_leftovers_of_group(pgid);
                 }
-                signal_group(pgid, signal);
+                self.has_delivered |= signal_group(pgid, signal);
             }
             Action::SignalOthers {
                 signal,
@@ -859,29 +859,39 @@ fn raw_kill(pid: i32, signal: i32) -> Result<(), Errno> {
     }
 }
 
-fn signal_process(pid: i32, signal: i32) {
+/// True when the signal was delivered (someone may now run on it).
+fn signal_process(pid: i32, signal: i32) -> bool {
     if pid <= 0 {
-        return;
+        return false;
     }
-    signal_process_raw(pid, signal);
+    signal_process_raw(pid, signal)
 }
 
 /// Also for pid -1 (every process the caller may signal; as PID 1, its namespace).
-fn signal_process_raw(pid: i32, signal: i32) {
+fn signal_process_raw(pid: i32, signal: i32) -> bool {
     match raw_kill(pid, signal) {
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(errno) => log::warn!("kill({pid}, {}) failed: {errno}", signals::name(signal)),
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(errno) => {
+            log::warn!("kill({pid}, {}) failed: {errno}", signals::name(signal));
+            false
+        }
     }
 }
 
-fn signal_group(pgid: i32, signal: i32) {
+/// True when the signal was delivered to the group.
+fn signal_group(pgid: i32, signal: i32) -> bool {
     if pgid <= 1 {
-        return;
+        return false;
     }
     match raw_kill(-pgid, signal) {
+        Ok(()) => true,
         // ESRCH: the group is already empty.
-        Ok(()) | Err(Errno::ESRCH) => {}
-        Err(errno) => log::warn!("killpg({pgid}, {}) failed: {errno}", signals::name(signal)),
+        Err(Errno::ESRCH) => false,
+        Err(errno) => {
+            log::warn!("killpg({pgid}, {}) failed: {errno}", signals::name(signal));
+            false
+        }
     }
 }
 
