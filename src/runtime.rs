@@ -879,20 +879,9 @@ fn signal_process_raw(pid: i32, signal: i32) -> bool {
     }
 }
 
-/// True when the signal was delivered to the group.
+/// True when the signal was delivered to the group (ESRCH: the group is already empty).
 fn signal_group(pgid: i32, signal: i32) -> bool {
-    if pgid <= 1 {
-        return false;
-    }
-    match raw_kill(-pgid, signal) {
-        Ok(()) => true,
-        // ESRCH: the group is already empty.
-        Err(Errno::ESRCH) => false,
-        Err(errno) => {
-            log::warn!("killpg({pgid}, {}) failed: {errno}", signals::name(signal));
-            false
-        }
-    }
+    pgid > 1 && signal_process_raw(-pgid, signal)
 }
 
 /// Whether `fd` has something to read now (a signal waiting on the signalfd).
