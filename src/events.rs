@@ -68,23 +68,36 @@ impl Event {
         self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    /// The line as written: `{"ts":…,"level":…,"event":…,<fields>}` and a newline.
+    /// The line as written: `{"ts":…,"level":…,"event":…,<fields>}` and a newline. Built in
+    /// one buffer, each value serialized straight into it: an event on the way out of a
+    /// shutdown costs a few microseconds less than through a `String` per field.
     pub fn render(&self, at: SystemTime) -> String {
-        let mut line = String::with_capacity(128);
-        line.push_str("{\"ts\":\"");
-        line.push_str(&rfc3339_millis(at));
-        line.push_str("\",\"level\":\"");
-        line.push_str(self.level.as_str());
-        line.push_str("\",\"event\":");
-        line.push_str(&Value::from(self.name).to_string());
+        let mut line = Vec::with_capacity(160);
+        line.extend_from_slice(b"{\"ts\":\"");
+        push_rfc3339_millis(&mut line, at);
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(self.level.as_str().as_bytes());
+        line.extend_from_slice(b"\",\"event\":");
+        push_json(&mut line, self.name);
         for (key, value) in &self.fields {
-            line.push(',');
-            line.push_str(&Value::from(*key).to_string());
-            line.push(':');
-            line.push_str(&value.to_string());
+            line.push(b',');
+            push_json(&mut line, key);
+            line.push(b':');
+            push_json(&mut line, value);
         }
-        line.push_str("}\n");
-        line
+        line.extend_from_slice(b"}\n");
+        // serde_json writes UTF-8 only; the lossy path is never taken.
+        String::from_utf8(line)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    }
+}
+
+/// Appends `value` as JSON. A string, a number or a `Value` (whose keys are strings) always
+/// serializes, and a `Vec` always takes the bytes.
+fn push_json<T: serde::Serialize + ?Sized>(line: &mut Vec<u8>, value: &T) {
+    if let Err(error) = serde_json::to_writer(&mut *line, value) {
+        log::debug!("an event field did not serialize: {error}");
+        line.extend_from_slice(b"null");
     }
 }
 
@@ -317,18 +330,49 @@ fn is_writable(fd: i32) -> bool {
 
 /// RFC 3339 UTC with milliseconds: `2026-11-22T02:28:10.123Z`.
 pub fn rfc3339_millis(at: SystemTime) -> String {
+    let mut text = Vec::with_capacity(24);
+    push_rfc3339_millis(&mut text, at);
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// `rfc3339_millis`, appended to `out` (digits only: no formatting machinery on the way).
+fn push_rfc3339_millis(out: &mut Vec<u8>, at: SystemTime) {
     let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
-    let millis = since_epoch.subsec_millis();
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    push_digits(out, year, 4);
+    out.push(b'-');
+    push_digits(out, month, 2);
+    out.push(b'-');
+    push_digits(out, day, 2);
+    out.push(b'T');
+    push_digits(out, rem / 3600, 2);
+    out.push(b':');
+    push_digits(out, (rem % 3600) / 60, 2);
+    out.push(b':');
+    push_digits(out, rem % 60, 2);
+    out.push(b'.');
+    push_digits(out, u64::from(since_epoch.subsec_millis()), 3);
+    out.push(b'Z');
+}
+
+/// `value` in decimal, zero-padded to at least `width` digits.
+fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    let mut rest = value;
+    for slot in digits.iter_mut().rev() {
+        if rest == 0 {
+            break;
+        }
+        *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        start -= 1;
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's `civil_from_days`
@@ -414,5 +458,44 @@ mod tests {
             .map(|s| s.split('"').next().unwrap())
             .collect();
         assert_eq!(&keys[1..], ["level", "event", "worker", "pid", "code"]);
+    }
+
+    #[test]
+    fn a_line_is_what_serde_json_writes_for_each_field_byte_for_byte() {
+        let event = Event::error("odd \"name\"")
+            .with("text", "tab\tnewline\nquote\"back\\slash\u{1}é😀")
+            .with("negative", -17)
+            .with("big", u64::MAX)
+            .with("ratio", 0.25)
+            .with("flag", false)
+            .with("none", Value::Null)
+            .with("list", serde_json::json!([1, "two", {"three": [3]}]))
+            .with("object", serde_json::json!({"b": 1, "a": {"c": null}}));
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_314_490_007);
+        let mut want = format!(
+            "{{\"ts\":\"2026-11-22T02:28:10.007Z\",\"level\":\"error\",\"event\":{}",
+            Value::from(event.name)
+        );
+        for (key, value) in &event.fields {
+            want.push_str(&format!(",{}:{}", Value::from(*key), value));
+        }
+        want.push_str("}\n");
+        assert_eq!(event.render(at), want);
+    }
+
+    #[test]
+    fn digits_are_zero_padded_to_their_width_and_never_cut() {
+        for (value, width, want) in [
+            (0, 3, "000"),
+            (7, 2, "07"),
+            (59, 2, "59"),
+            (2026, 4, "2026"),
+            (12_345, 4, "12345"),
+            (u64::MAX, 2, "18446744073709551615"),
+        ] {
+            let mut out = Vec::new();
+            push_digits(&mut out, value, width);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 }

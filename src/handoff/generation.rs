@@ -33,10 +33,14 @@ impl Generation {
 
 impl std::fmt::Display for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 32];
+        for (pair, byte) in text.chunks_exact_mut(2).zip(self.0) {
+            for (slot, nibble) in pair.iter_mut().zip([byte >> 4, byte & 0x0f]) {
+                *slot = DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0');
+            }
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&text).unwrap_or_default())
     }
 }
 
@@ -75,6 +79,19 @@ pub fn random_bytes() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_is_written_as_32_lowercase_hex_digits_and_parses_back() {
+        let id = Generation([
+            0x00, 0x01, 0x0f, 0x10, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff, 0x12, 0x34, 0x56, 0x78,
+            0x9a, 0xbc,
+        ]);
+        let text = id.to_string();
+        assert_eq!(text, "00010f107f80abcdefff123456789abc");
+        let want: String = id.0.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(text, want);
+        assert_eq!(Generation::parse(&text), Some(id));
+    }
 
     #[test]
     fn round_trips_and_refuses_anything_else() {
