@@ -239,6 +239,7 @@ impl Runtime {
             }
             self.job_control.after_forwarding(arrival.received);
         }
+        self.is_control_due |= self.inbox.take_io_due();
         // Before the reap: what a worker wrote before it exited goes out before its
         // `worker_exited` (unless its stream is full).
         // The pipes are read when the poll saw one of them (or a stream with room again), and
@@ -382,12 +383,26 @@ impl Runtime {
             self.probes.next_deadline(),
             self.control.next_deadline(),
         ];
-        let timeout = match deadlines.into_iter().flatten().min() {
+        let wait_ms = deadlines
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_sub(self.now()));
+        // Nothing but signals can wake the loop (no pipe, pidfd, probe or client; connections
+        // raise SIGIO): one sigtimedwait, as catatonit's one read, instead of a poll and a read.
+        if self.awaited.is_empty()
+            && self.starting.is_empty()
+            && self.control.is_signal_driven()
+            && self.output.is_quiet()
+            && !self.probes.has_poll_fds()
+        {
+            self.inbox
+                .wait(wait_ms.map(std::time::Duration::from_millis));
+            return;
+        }
+        let timeout = match wait_ms {
             None => PollTimeout::NONE,
-            Some(deadline) => {
-                let ms = deadline.saturating_sub(self.now());
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
+            Some(ms) => PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
         };
         let mut fds = vec![PollFd::new(self.inbox.wake_fd(), PollFlags::POLLIN)];
         fds.extend(
@@ -725,7 +740,9 @@ impl Runtime {
     }
 
     fn escaped_leftovers(&self, worker: usize, pgid: i32) -> leftovers::Escaped {
-        if !self.is_proc_ours {
+        // An escapee is a child of fleet-init (reparented when its parent died, before that
+        // parent's exit was reaped): when the last reap said ECHILD, there is none to look for.
+        if !self.is_proc_ours || !self.has_children {
             return leftovers::Escaped::default();
         }
         let Some(spec) = self.supervisor.spec(worker) else {

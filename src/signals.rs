@@ -190,6 +190,18 @@ pub struct SignalInbox {
     set: libc::sigset_t,
     rewrite: Rewrite,
     self_pid: u32,
+    /// The signal `wait` took off the pending set, for the next `drain`.
+    waited: Option<Received>,
+    /// A SIGIO the kernel raised (the control socket's O_ASYNC): a wake-up, not an arrival.
+    is_io_due: bool,
+}
+
+/// What `drain` needs of one pending signal, from signalfd or from sigtimedwait.
+#[derive(Clone, Copy, Debug)]
+struct Received {
+    signal: u32,
+    code: i32,
+    pid: u32,
 }
 
 impl SignalInbox {
@@ -208,11 +220,16 @@ impl SignalInbox {
                 unsafe { libc::signal(signal, libc::SIG_IGN) };
             }
         }
+        SignalInbox::taking(&signals, rewrite)
+    }
+
+    /// Blocks `signals` in the calling thread and opens their signalfd.
+    fn taking(signals: &[i32], rewrite: Rewrite) -> std::io::Result<SignalInbox> {
         // SAFETY: sigset_t is plain data, written only by sigemptyset/sigaddset.
         let set = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
-            for signal in &signals {
+            for signal in signals {
                 // A signal this system (or valgrind, which keeps SIGRTMAX) does not let us have
                 // is left out, not fatal.
                 if libc::sigaddset(&mut set, *signal) != 0 {
@@ -238,6 +255,8 @@ impl SignalInbox {
             set,
             rewrite,
             self_pid: std::process::id(),
+            waited: None,
+            is_io_due: false,
         })
     }
 
@@ -251,13 +270,56 @@ impl SignalInbox {
         self.fd.as_fd()
     }
 
+    /// Sleeps until a signal is pending, or for `timeout` (`None`: for as long as it takes), in
+    /// one sigtimedwait(2), which takes the signal off the pending set for the next `drain`.
+    /// The loop's wait when nothing but signals can wake it (no pipe, no pidfd, no client):
+    /// one system call, as catatonit's read of its signalfd, where `poll` and then `read` are
+    /// two, and the poll's wake-up is the slower.
+    pub fn wait(&mut self, timeout: Option<std::time::Duration>) {
+        let limit = timeout.map(|timeout| libc::timespec {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
+        });
+        let limit_ptr = limit
+            .as_ref()
+            .map_or(std::ptr::null(), |limit| limit as *const libc::timespec);
+        // SAFETY: siginfo_t is plain data the kernel fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid set, a siginfo_t we own, and a timespec that outlives the call (or
+        // null: no limit).
+        let signal = unsafe { libc::sigtimedwait(&self.set, &mut info, limit_ptr) };
+        // EAGAIN (the time is up) or EINTR: nothing taken; the loop looks at its deadlines.
+        let Ok(signal) = u32::try_from(signal) else {
+            return;
+        };
+        // SAFETY: si_pid is the sender's pid for kill(2)-sent signals and zero otherwise (the
+        // union's first word past the header is read either way, never out of bounds).
+        let pid = unsafe { info.si_pid() };
+        self.waited = Some(Received {
+            signal,
+            code: info.si_code,
+            pid: u32::try_from(pid).unwrap_or(0),
+        });
+    }
+
+    /// Whether a SIGIO the kernel raised came since the last call: the control socket has a
+    /// connection waiting.
+    pub fn take_io_due(&mut self) -> bool {
+        std::mem::take(&mut self.is_io_due)
+    }
+
     /// Reads every pending signal: each once per arrival the kernel kept (a standard signal
     /// pending twice is one; that is enough to tell a "second SIGTERM" apart), in the order
     /// read, with what `-r` makes of it. A fault signal the kernel raised, or fleet-init's own
-    /// SIGPIPE, is not an arrival.
+    /// SIGPIPE, is not an arrival. After a `wait` that took one, only that one: the rest are
+    /// still pending, and the next `wait` or `poll` returns at once for them.
     pub fn drain(&mut self) -> Vec<Arrival> {
         const SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
         let mut arrived = Vec::new();
+        if let Some(received) = self.waited.take() {
+            self.accept(received, &mut arrived);
+            return self.acted_as(arrived);
+        }
         loop {
             let mut buffer = [0u8; SIZE * 16];
             // SAFETY: read(2) into a buffer we own, at most its length.
@@ -280,18 +342,35 @@ impl SignalInbox {
                 // with the byte buffer's alignment.
                 let info: libc::signalfd_siginfo =
                     unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast()) };
-                let Ok(signal) = i32::try_from(info.ssi_signo) else {
-                    continue;
+                let received = Received {
+                    signal: info.ssi_signo,
+                    code: info.ssi_code,
+                    pid: info.ssi_pid,
                 };
-                if FAULTS.contains(&signal) && !self.is_sent(&info) {
-                    continue;
-                }
-                arrived.push(signal);
+                self.accept(received, &mut arrived);
             }
             if read < buffer.len() {
                 break;
             }
         }
+        self.acted_as(arrived)
+    }
+
+    fn accept(&mut self, received: Received, arrived: &mut Vec<i32>) {
+        let Ok(signal) = i32::try_from(received.signal) else {
+            return;
+        };
+        if FAULTS.contains(&signal) && !self.is_sent(&received) {
+            return;
+        }
+        if signal == libc::SIGIO && !self.is_sent(&received) {
+            self.is_io_due = true;
+            return;
+        }
+        arrived.push(signal);
+    }
+
+    fn acted_as(&self, arrived: Vec<i32>) -> Vec<Arrival> {
         arrived
             .into_iter()
             .map(|received| Arrival {
@@ -303,8 +382,8 @@ impl SignalInbox {
 
     /// Sent by another process with kill(2), tkill(2) or sigqueue(3) (si_code <= 0), not raised
     /// by the kernel for fleet-init itself.
-    fn is_sent(&self, info: &libc::signalfd_siginfo) -> bool {
-        info.ssi_code <= 0 && info.ssi_pid != self.self_pid
+    fn is_sent(&self, received: &Received) -> bool {
+        received.code <= 0 && received.pid != self.self_pid
     }
 }
 
@@ -335,6 +414,55 @@ mod tests {
         for signal in 1..=31 {
             assert_eq!(parse(&name(signal)), Some(signal));
         }
+    }
+
+    /// `wait` sleeps until its limit with nothing pending, and takes a pending signal off the
+    /// set for `drain`, which hands it over once (signalfd then has nothing left).
+    #[test]
+    fn wait_times_out_or_takes_one_signal_for_drain() {
+        let mut inbox = SignalInbox::taking(&[libc::SIGUSR2], Rewrite::default()).unwrap();
+        let started = std::time::Instant::now();
+        inbox.wait(Some(std::time::Duration::from_millis(30)));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(29));
+        assert!(inbox.drain().is_empty());
+        // SAFETY: SIGUSR2 to this thread, which blocks it: it stays pending for the wait.
+        assert_eq!(
+            unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGUSR2) },
+            0
+        );
+        inbox.wait(None);
+        let want = Arrival {
+            received: libc::SIGUSR2,
+            acted_as: Some(libc::SIGUSR2),
+        };
+        assert_eq!(inbox.drain(), [want]);
+        assert!(inbox.drain().is_empty(), "taken once");
+        assert!(!inbox.take_io_due());
+    }
+
+    /// The kernel's SIGIO (the control socket's O_ASYNC, si_code SI_KERNEL) is a wake-up for
+    /// the control socket; one sent with kill(2) is an arrival to forward.
+    #[test]
+    fn the_kernel_s_sigio_is_a_wake_up_and_a_sent_one_an_arrival() {
+        let mut inbox = SignalInbox::taking(&[libc::SIGUSR2], Rewrite::default()).unwrap();
+        let mut arrived = Vec::new();
+        let from_kernel = Received {
+            signal: libc::SIGIO as u32,
+            code: libc::SI_KERNEL,
+            pid: 0,
+        };
+        inbox.accept(from_kernel, &mut arrived);
+        assert!(arrived.is_empty());
+        assert!(inbox.take_io_due());
+        assert!(!inbox.take_io_due(), "taken once");
+        let sent = Received {
+            signal: libc::SIGIO as u32,
+            code: libc::SI_USER,
+            pid: inbox.self_pid.wrapping_add(1),
+        };
+        inbox.accept(sent, &mut arrived);
+        assert_eq!(arrived, [libc::SIGIO]);
+        assert!(!inbox.take_io_due());
     }
 
     #[test]

@@ -653,6 +653,50 @@ fn idle_with_the_socket_open_costs_no_wake_ups() {
     assert_eq!(wake_ups(fleet.pid), before, "fleet-init woke up while idle");
 }
 
+/// Idle with nothing to poll, the loop sleeps in one sigtimedwait, and a connection reaches it
+/// as the kernel's SIGIO (O_ASYNC on the listener). That SIGIO is a wake-up, never forwarded:
+/// a worker trapping SIGIO sees none for ten requests, and one a user sends with kill(2) still
+/// goes through, as before.
+#[test]
+fn a_request_to_an_idle_fleet_init_wakes_it_and_its_sigio_reaches_no_worker() {
+    let dir = TempDir::new();
+    let got = dir.path("got-io");
+    let ready = dir.path("ready");
+    let script = format!(
+        "trap 'echo io >> {got}' IO; touch {ready}; while :; do sleep 0.05; done",
+        got = got.display(),
+        ready = ready.display()
+    );
+    // `inherit`: a jsonl worker's pipes would be polled, and the loop would not be signal-only.
+    let trap = json!({"name": "trap", "output": "inherit", "command": ["sh", "-c", script]});
+    let (_dir, mut fleet) = start(json!([trap]));
+    assert!(eventually(BOUND, || ready.exists()), "the trap never set");
+    assert!(wait_until_idle(fleet.pid, BOUND), "fleet-init never waited");
+    assert!(
+        is_waiting_for_signals_only(fleet.pid),
+        "idle with only signals to wait for, the loop is not in sigtimedwait: {}",
+        read_to_string(Path::new(&format!("/proc/{}/syscall", fleet.pid)))
+    );
+    for round in 0..10 {
+        let out = ctl(&fleet, &["status", "--json"]);
+        assert_eq!(out.code, 0, "request {round}: {}", out.stderr);
+        assert!(wait_until_idle(fleet.pid, BOUND), "no sleep after {round}");
+    }
+    fleet.wait_nth("control", 10, BOUND);
+    // The worker's loop runs 20 times a second: a SIGIO sent to it would be trapped by now.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!got.exists(), "the kernel's SIGIO was forwarded");
+    fleet.signal(libc::SIGIO);
+    assert!(
+        eventually(BOUND, || std::fs::read_to_string(&got)
+            .is_ok_and(|text| text.lines().count() == 1)),
+        "a SIGIO sent with kill(2) did not reach the worker"
+    );
+    fleet.wait_event_where("signal_forwarded", |e| e["signal"] == "SIGIO", BOUND);
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+}
+
 #[test]
 fn ctl_usage_errors_exit_2() {
     let dir = TempDir::new();

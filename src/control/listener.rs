@@ -5,7 +5,7 @@
 use super::SOCKET_NAME;
 use crate::handoff::statedir::{Refusal, StateDir};
 use nix::errno::Errno;
-use nix::fcntl::AtFlags;
+use nix::fcntl::{fcntl, AtFlags, FcntlArg, OFlag};
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 use nix::sys::stat;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -19,6 +19,8 @@ pub(super) struct Listener {
     pub(super) dir: StateDir,
     /// (device, inode) of the socket file this listener bound: only that one is removed.
     pub(super) file_id: (u64, u64),
+    /// A connection raises SIGIO for fleet-init (O_ASYNC): the idle loop need not poll it.
+    pub(super) is_signal_driven: bool,
 }
 
 /// (device, inode) of the socket file, if `control.sock` is a socket.
@@ -58,7 +60,50 @@ impl Listener {
             }
             return Err(format!("listen: {}", errno.desc()));
         }
-        Ok(Listener { fd, dir, file_id })
+        let is_signal_driven = signal_on_connection(&fd);
+        Ok(Listener {
+            fd,
+            dir,
+            file_id,
+            is_signal_driven,
+        })
+    }
+}
+
+/// Asks the kernel for a SIGIO to fleet-init when a connection arrives (F_SETOWN, then
+/// O_ASYNC), so that the loop can sleep in sigtimedwait with nothing else to watch. SIGIO is
+/// blocked and read like every signal; the kernel's (si_code SI_KERNEL) is a wake-up, one sent
+/// with kill(2) is forwarded as before. False if the kernel refuses, or if SIGIO is not blocked
+/// (no signal inbox in this process: its default action would end it): the listener is polled.
+fn signal_on_connection(fd: &OwnedFd) -> bool {
+    // SAFETY: sigset_t is plain data; pthread_sigmask only reads the current mask into it.
+    let is_sigio_blocked = unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask) == 0
+            && libc::sigismember(&mask, libc::SIGIO) == 1
+    };
+    if !is_sigio_blocked {
+        return false;
+    }
+    let pid = nix::unistd::getpid().as_raw();
+    // SAFETY: fcntl on a descriptor we own; failure is an errno, not UB.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETOWN, pid) } < 0 {
+        log::debug!("F_SETOWN on the control socket: {}", Errno::last());
+        return false;
+    }
+    let flags = match fcntl(fd, FcntlArg::F_GETFL) {
+        Ok(flags) => OFlag::from_bits_truncate(flags),
+        Err(errno) => {
+            log::debug!("F_GETFL on the control socket: {errno}");
+            return false;
+        }
+    };
+    match fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_ASYNC)) {
+        Ok(_) => true,
+        Err(errno) => {
+            log::debug!("O_ASYNC on the control socket: {errno}");
+            false
+        }
     }
 }
 

@@ -100,6 +100,15 @@ impl ControlServer {
         self.listener.is_some()
     }
 
+    /// Nothing to poll for: no client, and no listener or one whose connections raise SIGIO.
+    pub fn is_signal_driven(&self) -> bool {
+        self.clients.is_empty()
+            && self
+                .listener
+                .as_ref()
+                .is_none_or(|listener| listener.is_signal_driven)
+    }
+
     /// What the loop's poll waits for: new connections, requests to read, replies to write.
     pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
         let listener = self

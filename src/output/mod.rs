@@ -146,6 +146,14 @@ impl Output {
         fds
     }
 
+    /// Nothing for the loop's poll: no pipe to read, no stream waiting for room.
+    pub fn is_quiet(&self) -> bool {
+        self.pipes.is_empty()
+            && Stream::ALL
+                .iter()
+                .all(|stream| sink::waiting_fd(*stream).is_none())
+    }
+
     /// Every pipe reached EOF and every line went out.
     pub fn is_drained(&self) -> bool {
         self.pipes.is_empty() && Stream::ALL.iter().all(|stream| !sink::is_pending(*stream))

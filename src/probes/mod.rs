@@ -246,6 +246,11 @@ impl Probes {
         results
     }
 
+    /// Whether `poll_fds` has anything to watch.
+    pub fn has_poll_fds(&self) -> bool {
+        !self.connects.is_empty() || !self.notifies.is_empty()
+    }
+
     /// The descriptors the loop's `poll` must watch: connects in flight, then notify pipes.
     pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
         let connects = self

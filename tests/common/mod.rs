@@ -527,7 +527,8 @@ pub fn skip(test: &str, reason: &str) {
 }
 
 /// Whether `pid` is blocked waiting for events: /proc/PID/syscall (proc(5)) names poll(2),
-/// ppoll(2) or an epoll wait, the one place the loop of an idle fleet-init sleeps.
+/// ppoll(2), an epoll wait, or rt_sigtimedwait(2) (the loop's wait when only signals can wake
+/// it), the places the loop of an idle fleet-init sleeps.
 pub fn is_waiting_for_events(pid: i32) -> bool {
     let waits = [
         #[cfg(target_arch = "x86_64")]
@@ -536,15 +537,25 @@ pub fn is_waiting_for_events(pid: i32) -> bool {
         #[cfg(target_arch = "x86_64")]
         libc::SYS_epoll_wait,
         libc::SYS_epoll_pwait,
+        libc::SYS_rt_sigtimedwait,
     ];
     let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
     let number = text.split_whitespace().next().and_then(|n| n.parse().ok());
     number.is_some_and(|n: libc::c_long| waits.contains(&n))
 }
 
+/// Whether `pid` sleeps in rt_sigtimedwait(2): the loop's one-syscall wait, taken when nothing
+/// but a signal can wake it (no pipe, pidfd, probe or control client to poll).
+pub fn is_waiting_for_signals_only(pid: i32) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let number = text.split_whitespace().next().and_then(|n| n.parse().ok());
+    number == Some(libc::SYS_rt_sigtimedwait)
+}
+
 /// Asleep in its loop with nothing scheduled: `poll` with an infinite timeout (-1 in the third
-/// argument's low 32 bits) or `ppoll` with no timespec. A finite timeout means a deadline is
-/// still pending (a recheck, a retry) and a wake-up is due.
+/// argument's low 32 bits), or `ppoll` or `rt_sigtimedwait` with no timespec (a null third
+/// argument). A finite timeout means a deadline is still pending (a recheck, a retry) and a
+/// wake-up is due.
 pub fn is_asleep_with_nothing_scheduled(pid: i32) -> bool {
     let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
     let fields: Vec<&str> = text.split_whitespace().collect();
@@ -555,7 +566,7 @@ pub fn is_asleep_with_nothing_scheduled(pid: i32) -> bool {
     match (number, timeout) {
         #[cfg(target_arch = "x86_64")]
         (Some(libc::SYS_poll), Some(t)) => t & 0xffff_ffff == 0xffff_ffff,
-        (Some(libc::SYS_ppoll), Some(t)) => t == 0,
+        (Some(libc::SYS_ppoll | libc::SYS_rt_sigtimedwait), Some(t)) => t == 0,
         _ => false,
     }
 }
