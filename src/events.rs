@@ -8,7 +8,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 use serde_json::Value;
 use std::os::fd::{BorrowedFd, IntoRawFd};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +116,11 @@ static EVENTS_FD: AtomicI32 = AtomicI32::new(1);
 /// into a pipe whole or not at all.
 pub const MAX_LINE_BYTES: usize = 4096;
 
+/// Whether a line may find the events' descriptor full: false for a regular file and for a
+/// device that is not a terminal (`/dev/null`), which take every write, so that no `poll`
+/// precedes each line there. True until `set_target` has looked.
+static MAY_BE_FULL: AtomicBool = AtomicBool::new(true);
+
 /// Where the events go from now on (`--events`).
 pub fn set_target(target: crate::cli::EventsTarget) {
     let fd = match target {
@@ -129,7 +134,21 @@ pub fn set_target(target: crate::cli::EventsTarget) {
     } else {
         None
     };
+    let may_be_full = private.is_some() || (fd >= 0 && !is_never_full(fd));
+    MAY_BE_FULL.store(may_be_full, Ordering::Relaxed);
     EVENTS_FD.store(private.unwrap_or(fd), Ordering::Relaxed);
+}
+
+/// A regular file, or a device that is not a terminal: a write never waits for a reader.
+fn is_never_full(fd: i32) -> bool {
+    // SAFETY: fd 1 or 2, borrowed only for this fstat.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Ok(stat) = nix::sys::stat::fstat(borrowed) else {
+        return false;
+    };
+    let kind = stat.st_mode & libc::S_IFMT;
+    // SAFETY: isatty only looks at the descriptor.
+    kind == libc::S_IFREG || (kind == libc::S_IFCHR && unsafe { libc::isatty(fd) } != 1)
 }
 
 /// A pipe's own open file description, reopened through /proc with O_NONBLOCK: a write that
@@ -174,8 +193,11 @@ pub fn emit(event: &Event) {
     if fd < 0 {
         return;
     }
-    // Without a private non-blocking descriptor, look before writing.
-    if fd == TARGET.load(Ordering::Relaxed) && !is_writable(fd) {
+    // Without a private non-blocking descriptor, look before writing (a terminal, a socket).
+    if fd == TARGET.load(Ordering::Relaxed)
+        && MAY_BE_FULL.load(Ordering::Relaxed)
+        && !is_writable(fd)
+    {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -303,7 +325,7 @@ fn write_all(fd: i32, mut bytes: &[u8]) {
 /// dropped, and so that what was dropped before is reported on it.
 pub fn emit_final(event: &Event) {
     let fd = EVENTS_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
+    if fd >= 0 && MAY_BE_FULL.load(Ordering::Relaxed) {
         // SAFETY: a descriptor of ours that lives as long as the process, borrowed for a poll.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];

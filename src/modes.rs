@@ -175,9 +175,20 @@ fn supervise(plan: Plan, options: &Options) -> i32 {
         return 2;
     };
     match runtime.run() {
-        Ending::Exit(code) => code,
+        Ending::Exit(code) => exit_now(code),
         Ending::Abnormal(code) => exec_reap(&abnormal, code),
     }
+}
+
+/// The end of a supervising run: the last line is out, the registry and the socket are gone.
+/// What is left (the runtime's destructors, std's exit-time cleanup of the signal stack) would
+/// only free memory and close descriptors the kernel reclaims anyway, and on the way out of a
+/// shutdown it touched code for the first time (page faults, measured ~25 us with perf).
+fn exit_now(code: i32) -> ! {
+    // Nothing of fleet-init writes through std's buffered stdout; flushed all the same.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: _exit ends the process at once; nothing of ours runs after it.
+    unsafe { libc::_exit(code) }
 }
 
 /// Everything before the loop: signals, the start-up reap, the registry, the runtime (on the

@@ -801,7 +801,7 @@ impl Runtime {
             }
             return Vec::new();
         }
-        let table = procscan::scan(Path::new(PROC));
+        let table = procscan::scan_except(Path::new(PROC), self.scope.self_pid);
         let targets = leftovers::targets(&table, self.scope, spare_groups);
         let mut signalled = Vec::with_capacity(targets.len());
         for process in targets

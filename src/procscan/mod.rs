@@ -10,10 +10,12 @@ mod status;
 mod tree;
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 
 pub use cmdline::{environ_value, parse_cmdline};
 pub use stat::{parse_stat, ProcStat};
@@ -65,7 +67,7 @@ impl<T> Lookup<T> {
 
 /// The identity and parentage of `pid`, from `proc_root/PID/stat`.
 pub fn read_stat(proc_root: &Path, pid: i32) -> Lookup<ProcStat> {
-    read_proc_file(proc_root, pid, "stat").and_then(|bytes| match parse_stat(&bytes) {
+    read_proc_record(proc_root, pid, "stat").and_then(|bytes| match parse_stat(&bytes) {
         Some(stat) if stat.pid == pid => Lookup::Found(stat),
         // A read that raced the exit can come back short; if the directory is gone, so is the
         // process, and that is what the caller needs to know.
@@ -80,7 +82,13 @@ pub fn read_stat(proc_root: &Path, pid: i32) -> Lookup<ProcStat> {
 /// vanish mid-scan are skipped; an unreadable `proc_root` is logged and gives an empty table
 /// (use `try_scan` where "no processes" and "could not look" must differ).
 pub fn scan(proc_root: &Path) -> Vec<ProcStat> {
-    try_scan(proc_root).unwrap_or_else(|error| {
+    scan_except(proc_root, 0)
+}
+
+/// `scan` without the stat of `skip` (fleet-init's own: a shutdown's scan for the others has
+/// no use for it, and each stat is three system calls).
+pub fn scan_except(proc_root: &Path, skip: i32) -> Vec<ProcStat> {
+    try_scan_except(proc_root, skip).unwrap_or_else(|error| {
         log::warn!("cannot list {}: {error}", proc_root.display());
         Vec::new()
     })
@@ -88,18 +96,15 @@ pub fn scan(proc_root: &Path) -> Vec<ProcStat> {
 
 /// Like `scan`, but failing to list `proc_root` at all is an error.
 pub fn try_scan(proc_root: &Path) -> io::Result<Vec<ProcStat>> {
+    try_scan_except(proc_root, 0)
+}
+
+fn try_scan_except(proc_root: &Path, skip: i32) -> io::Result<Vec<ProcStat>> {
     let mut table = Vec::new();
-    for entry in std::fs::read_dir(proc_root)? {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(error) => {
-                log::debug!("skipping an entry of {}: {error}", proc_root.display());
-                continue;
-            }
-        };
-        let Some(pid) = entry.file_name().to_str().and_then(parse_pid_name) else {
-            continue; // self, sys, net, ...: not a process
-        };
+    for pid in list_pids(proc_root)? {
+        if pid == skip {
+            continue;
+        }
         match read_stat(proc_root, pid) {
             Lookup::Found(stat) => table.push(stat),
             Lookup::Gone => {} // exited since the directory was listed
@@ -253,6 +258,37 @@ fn read_proc_file(proc_root: &Path, pid: i32, name: &str) -> Lookup<Vec<u8>> {
     }
 }
 
+/// A file of one record that procfs writes whole in one read (`stat`: a seq_file shown at
+/// once): a read that does not fill the buffer is the end, without a second read for the
+/// zero that says so.
+fn read_proc_record(proc_root: &Path, pid: i32, name: &str) -> Lookup<Vec<u8>> {
+    if pid <= 0 {
+        return Lookup::Gone;
+    }
+    let read =
+        std::fs::File::open(proc_root.join(pid.to_string()).join(name)).and_then(|mut file| {
+            let mut bytes = vec![0u8; PROC_READ_BYTES];
+            let count = loop {
+                match io::Read::read(&mut file, &mut bytes) {
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other?,
+                }
+            };
+            if count < bytes.len() {
+                bytes.truncate(count);
+                return Ok(bytes);
+            }
+            // Longer than a page: read the rest as any file.
+            let rest = read_whole(&mut file)?;
+            bytes.extend_from_slice(&rest);
+            Ok(bytes)
+        });
+    match read {
+        Ok(bytes) => Lookup::Found(bytes),
+        Err(error) => lookup_error(error),
+    }
+}
+
 const PROC_READ_BYTES: usize = 4096;
 
 /// Reads a /proc file to its end with plain read(2)s into a page-sized buffer. Not fs::read
@@ -293,6 +329,67 @@ fn lookup_error<T>(error: io::Error) -> Lookup<T> {
 }
 
 /// A /proc directory name that is a pid: digits only, 1..=i32::MAX.
+/// The numeric entries of `proc_root` (self, sys, net, ...: not processes), read with
+/// getdents64 into a buffer on the stack: not `read_dir`, whose `opendir` mallocs 32 KiB for
+/// every scan (a heap growth, its page faults and a trim, on a shutdown's path).
+fn list_pids(proc_root: &Path) -> io::Result<Vec<i32>> {
+    let dir = nix::fcntl::open(
+        proc_root,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut pids = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        // SAFETY: getdents64 writes at most `buffer.len()` bytes into the buffer we own, from a
+        // directory descriptor we own.
+        let read = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buffer.as_mut_ptr(),
+                buffer.len(),
+            )
+        };
+        let Ok(read) = usize::try_from(read) else {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        };
+        if read == 0 {
+            return Ok(pids);
+        }
+        pids.extend(
+            dirent_names(buffer.get(..read).unwrap_or_default())
+                .filter_map(|name| std::str::from_utf8(name).ok().and_then(parse_pid_name)),
+        );
+    }
+}
+
+/// The names in a getdents64 buffer: records of d_ino (8 bytes), d_off (8), d_reclen (2),
+/// d_type (1), then the name up to its NUL, the record padded to d_reclen. A record that does
+/// not fit ends the walk.
+fn dirent_names(buffer: &[u8]) -> impl Iterator<Item = &[u8]> {
+    const NAME_AT: usize = 19;
+    let mut rest = buffer;
+    std::iter::from_fn(move || {
+        let length = rest
+            .get(16..18)
+            .and_then(|bytes| <[u8; 2]>::try_from(bytes).ok())
+            .map(|pair| usize::from(u16::from_ne_bytes(pair)))?;
+        let record = rest.get(..length).filter(|_| length > NAME_AT)?;
+        rest = rest.get(length..).unwrap_or_default();
+        let name = record.get(NAME_AT..).unwrap_or_default();
+        let end = name
+            .iter()
+            .position(|byte| *byte == 0)
+            .unwrap_or(name.len());
+        name.get(..end)
+    })
+}
+
 fn parse_pid_name(name: &str) -> Option<i32> {
     if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
@@ -347,6 +444,62 @@ mod tests {
                 self.write(&format!("{pid}/status"), status.as_bytes());
             }
         }
+    }
+
+    #[test]
+    fn pids_are_listed_through_several_getdents_reads() {
+        let fake = FakeProc::new("many");
+        for pid in 1..=600 {
+            fs::create_dir_all(fake.root.join(pid.to_string())).unwrap();
+        }
+        for other in ["self", "sys", "0", "12a", "-3"] {
+            fs::create_dir_all(fake.root.join(other)).unwrap();
+        }
+        let mut pids = list_pids(&fake.root).unwrap();
+        pids.sort_unstable();
+        assert_eq!(pids, (1..=600).collect::<Vec<i32>>());
+        assert!(list_pids(&fake.root.join("nowhere")).is_err());
+    }
+
+    #[test]
+    fn dirent_records_are_walked_by_their_length_and_a_cut_one_ends_the_walk() {
+        fn record(name: &str, padded_to: usize) -> Vec<u8> {
+            let mut bytes = vec![0u8; 19];
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.push(0);
+            bytes.resize(padded_to.max(bytes.len()), 0);
+            let length = u16::try_from(bytes.len()).unwrap().to_ne_bytes();
+            bytes[16..18].copy_from_slice(&length);
+            bytes
+        }
+        let mut buffer = [record("1", 24), record("self", 32), record("4242", 24)].concat();
+        let names: Vec<&[u8]> = dirent_names(&buffer).collect();
+        assert_eq!(names, [&b"1"[..], b"self", b"4242"]);
+        buffer.truncate(buffer.len() - 3);
+        assert_eq!(dirent_names(&buffer).count(), 2, "a cut record is not read");
+        assert_eq!(dirent_names(&[0u8; 10]).count(), 0);
+        let zero_length = vec![0u8; 40];
+        assert_eq!(dirent_names(&zero_length).count(), 0, "no endless walk");
+    }
+
+    #[test]
+    fn a_scan_for_the_others_skips_the_given_pid_and_a_long_stat_is_read_whole() {
+        let fake = FakeProc::new("except");
+        for pid in [1, 7, 9] {
+            fake.process(pid, 0, 100, None);
+        }
+        let pids = |table: Vec<ProcStat>| table.iter().map(|p| p.pid).collect::<Vec<_>>();
+        assert_eq!(pids(scan(&fake.root)), [1, 7, 9]);
+        assert_eq!(pids(scan_except(&fake.root, 1)), [7, 9]);
+        assert_eq!(pids(scan_except(&fake.root, 7)), [1, 9]);
+        // A record over one page (no real stat is) still comes back whole.
+        let long = format!(
+            "12 ({}) S 1 12 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 1000 10 0\n",
+            "n".repeat(9000)
+        );
+        fake.write("12/stat", long.as_bytes());
+        let stat = read_stat(&fake.root, 12).found().unwrap();
+        assert_eq!((stat.start_time, stat.comm.len()), (555, 9000));
     }
 
     impl Drop for FakeProc {
