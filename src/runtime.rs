@@ -59,6 +59,10 @@ pub struct Runtime {
     /// ones, whose parent is outside the namespace): waitpid cannot see them exit, their
     /// pidfds can. The shutdown is complete only once they are gone too.
     awaited: Vec<(i32, OwnedFd)>,
+    /// The shutdown's signal to every other process, due after this turn's reap: a worker
+    /// that died of the group's signal meanwhile (the yield gives it the CPU) is reaped first,
+    /// and then, as PID 1, kill(-1, 0) says whether anybody at all is left to scan /proc for.
+    others_due: Option<(i32, Vec<i32>)>,
     /// Forked workers whose exec is not confirmed yet, by worker.
     starting: Vec<(usize, spawn::Started)>,
     /// Inputs that carrying out actions produced, waiting for the core (see `feed`).
@@ -127,6 +131,7 @@ impl Runtime {
             scan_of_turn: None,
             registry,
             awaited: Vec::new(),
+            others_due: None,
             results: VecDeque::new(),
             starting: Vec::new(),
             rechecks: BTreeMap::new(),
@@ -196,6 +201,7 @@ impl Runtime {
         loop {
             let did_act = self.turn();
             if let Some(code) = self.exit_code {
+                self.signal_others_due();
                 self.finish_output();
                 // Nothing is left below fleet-init: the generation leaves nothing to reap, and
                 // the file goes without a last write of its now empty list.
@@ -293,6 +299,7 @@ impl Runtime {
             self.probes.forget_run(pid);
             did_act |= self.feed(Input::Exited { pid, exit });
         }
+        self.signal_others_due();
         let now = self.now();
         for result in self
             .probes
@@ -316,6 +323,8 @@ impl Runtime {
                 did_act |= self.feed(Input::GroupEmpty { worker });
             }
         }
+        // Before the verdict on "nobody left": what the shutdown signals now, it waits for.
+        self.signal_others_due();
         self.awaited.retain(|(_, pidfd)| !pidfd::has_exited(pidfd));
         if !reaped.has_children && !self.has_spawned_since_reap && self.awaited.is_empty() {
             did_act |= self.feed(Input::ChildrenGone);
@@ -497,9 +506,7 @@ impl Runtime {
             Action::SignalOthers {
                 signal,
                 spare_groups,
-            } => {
-                self.signal_others(signal, &spare_groups);
-            }
+            } => self.others_due = Some((signal, spare_groups)),
             Action::KillAll => {
                 let killed = self.signal_others(libc::SIGKILL, &[]);
                 self.note_killed(killed);
@@ -775,6 +782,12 @@ impl Runtime {
         }
     }
 
+    fn signal_others_due(&mut self) {
+        if let Some((signal, spare_groups)) = self.others_due.take() {
+            self.signal_others(signal, &spare_groups);
+        }
+    }
+
     /// Signals every process left but the spared groups; returns the pids signalled.
     ///
     /// As PID 1 with a /proc that is not this namespace's, the scan would name strangers: the
@@ -799,6 +812,11 @@ impl Runtime {
                     signals::name(signal)
                 );
             }
+            return Vec::new();
+        }
+        // As PID 1, kill(-1, 0) reaches every other process of the namespace (zombies too):
+        // ESRCH says there is none, and the scan would find nothing.
+        if self.scope.is_pid1 && raw_kill(-1, 0) == Err(Errno::ESRCH) {
             return Vec::new();
         }
         let table = procscan::scan_except(Path::new(PROC), self.scope.self_pid);
