@@ -140,7 +140,7 @@ pub fn set_target(target: crate::cli::EventsTarget) {
 }
 
 /// A regular file, or a device that is not a terminal: a write never waits for a reader.
-fn is_never_full(fd: i32) -> bool {
+pub(crate) fn is_never_full(fd: i32) -> bool {
     // SAFETY: fd 1 or 2, borrowed only for this fstat.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let Ok(stat) = nix::sys::stat::fstat(borrowed) else {

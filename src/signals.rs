@@ -280,9 +280,7 @@ impl SignalInbox {
             tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
             tv_nsec: libc::c_long::from(timeout.subsec_nanos()),
         });
-        let limit_ptr = limit
-            .as_ref()
-            .map_or(std::ptr::null(), |limit| limit as *const libc::timespec);
+        let limit_ptr = limit.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
         // SAFETY: siginfo_t is plain data the kernel fills in.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: a valid set, a siginfo_t we own, and a timespec that outlives the call (or

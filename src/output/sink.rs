@@ -180,15 +180,7 @@ fn open_writer(fd: i32) -> Writer {
         }
         return Writer::Private(private);
     }
-    // SAFETY: fd 1 or 2, borrowed for this fstat only.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let Ok(stat) = nix::sys::stat::fstat(borrowed) else {
-        return Writer::Polled(fd);
-    };
-    let kind = stat.st_mode & libc::S_IFMT;
-    // SAFETY: isatty only looks at the descriptor.
-    let is_terminal = unsafe { libc::isatty(fd) } == 1;
-    if kind == libc::S_IFREG || (kind == libc::S_IFCHR && !is_terminal) {
+    if crate::events::is_never_full(fd) {
         Writer::Direct(fd)
     } else {
         Writer::Polled(fd)

@@ -247,46 +247,49 @@ fn read_memory_of_same_process(
 
 /// The whole of `proc_root/PID/NAME`. Pids below 1 name no process.
 fn read_proc_file(proc_root: &Path, pid: i32, name: &str) -> Lookup<Vec<u8>> {
-    if pid <= 0 {
-        return Lookup::Gone;
-    }
-    let read = std::fs::File::open(proc_root.join(pid.to_string()).join(name))
-        .and_then(|mut file| read_whole(&mut file));
-    match read {
-        Ok(bytes) => Lookup::Found(bytes),
-        Err(error) => lookup_error(error),
-    }
+    read_proc_with(proc_root, pid, name, read_whole)
 }
 
 /// A file of one record that procfs writes whole in one read (`stat`: a seq_file shown at
 /// once): a read that does not fill the buffer is the end, without a second read for the
 /// zero that says so.
 fn read_proc_record(proc_root: &Path, pid: i32, name: &str) -> Lookup<Vec<u8>> {
+    read_proc_with(proc_root, pid, name, read_record)
+}
+
+fn read_proc_with(
+    proc_root: &Path,
+    pid: i32,
+    name: &str,
+    read: fn(&mut std::fs::File) -> io::Result<Vec<u8>>,
+) -> Lookup<Vec<u8>> {
     if pid <= 0 {
         return Lookup::Gone;
     }
-    let read =
-        std::fs::File::open(proc_root.join(pid.to_string()).join(name)).and_then(|mut file| {
-            let mut bytes = vec![0u8; PROC_READ_BYTES];
-            let count = loop {
-                match io::Read::read(&mut file, &mut bytes) {
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other?,
-                }
-            };
-            if count < bytes.len() {
-                bytes.truncate(count);
-                return Ok(bytes);
-            }
-            // Longer than a page: read the rest as any file.
-            let rest = read_whole(&mut file)?;
-            bytes.extend_from_slice(&rest);
-            Ok(bytes)
-        });
-    match read {
+    match std::fs::File::open(proc_root.join(pid.to_string()).join(name))
+        .and_then(|mut file| read(&mut file))
+    {
         Ok(bytes) => Lookup::Found(bytes),
         Err(error) => lookup_error(error),
     }
+}
+
+fn read_record(file: &mut std::fs::File) -> io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; PROC_READ_BYTES];
+    let count = loop {
+        match io::Read::read(file, &mut bytes) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    if count < bytes.len() {
+        bytes.truncate(count);
+        return Ok(bytes);
+    }
+    // Longer than a page: the rest as any file.
+    let rest = read_whole(file)?;
+    bytes.extend_from_slice(&rest);
+    Ok(bytes)
 }
 
 const PROC_READ_BYTES: usize = 4096;
