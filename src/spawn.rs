@@ -76,28 +76,50 @@ pub fn set_start_directory(dir: &std::path::Path) {
 /// installs any handler of its own.
 static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
 
+/// Signals a child must set back to SIG_DFL before its exec, same bits: those with a handler
+/// when `main` began (Rust's runtime installs its stack-overflow handlers for SIGSEGV and
+/// SIGBUS), those fleet-init ignores itself (SIGPIPE by Rust's runtime, SIGTTIN and SIGTTOU by
+/// the signal inbox), and glibc's own 32 and 33, which its wrappers cannot query, in case an
+/// ancestor ignored them. Nothing else of fleet-init changes a disposition, and exec itself
+/// resets a handler: the child need not reset all 64 (64 system calls on the way to every
+/// worker's exec, measured).
+static CHILD_RESETS: AtomicU64 = AtomicU64::new(0);
+
+/// Bit N-1 for signal N.
+fn bit(signal: i32) -> u64 {
+    u32::try_from(signal - 1)
+        .ok()
+        .and_then(|shift| 1u64.checked_shl(shift))
+        .unwrap_or(0)
+}
+
 /// Records which signals are ignored now; called once, first thing in `main`. SIGPIPE is left
 /// out: Rust's runtime ignores it before `main`, so who ignored it cannot be told, and a worker
 /// that ignored it would never die of a closed pipe. glibc's own signals 32 and 33 cannot be
 /// queried through it and are not kept.
 pub fn record_inherited_ignores() {
-    let mut mask = 0u64;
+    let mut ignored = 0u64;
+    let mut resets = [libc::SIGPIPE, libc::SIGTTIN, libc::SIGTTOU, 32, 33]
+        .into_iter()
+        .fold(0u64, |mask, signal| mask | bit(signal));
     for signal in 1..=crate::signals::MAX_SIGNAL {
         if signal == libc::SIGPIPE || signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
         // SAFETY: sigaction only reads the disposition into `old`; a signal glibc refuses
         // (32, 33) is an error, not UB.
-        let is_ignored = unsafe {
+        let disposition = unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(signal, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
+            (libc::sigaction(signal, std::ptr::null(), &mut old) == 0).then_some(old.sa_sigaction)
         };
-        if is_ignored {
-            mask |= 1u64 << (signal - 1);
+        match disposition {
+            Some(libc::SIG_IGN) => ignored |= bit(signal),
+            Some(libc::SIG_DFL) | None => {}
+            Some(_handler) => resets |= bit(signal),
         }
     }
-    INHERITED_IGNORED.store(mask, Ordering::Relaxed);
+    INHERITED_IGNORED.store(ignored, Ordering::Relaxed);
+    CHILD_RESETS.store(resets, Ordering::Relaxed);
 }
 
 /// Everything the child needs, allocated before fork so the child allocates nothing.
@@ -626,13 +648,15 @@ unsafe fn child(
     if let Some(signal) = options.pdeathsig {
         libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong);
     }
-    // Every disposition back to the default first (ignored signals survive exec, handlers of
-    // fleet-init's must not). The raw syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an
-    // ancestor may have left those ignored too. An all-zero kernel sigaction is SIG_DFL with
-    // no flags and an empty mask, whichever of the kernel's layouts this architecture uses.
+    // What fleet-init changed back to the default first (`CHILD_RESETS`: ignored signals
+    // survive exec, and a handler of fleet-init's must not run here before it). The raw
+    // syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an ancestor
+    // may have left those ignored too. An all-zero kernel sigaction is SIG_DFL with no flags
+    // and an empty mask, whichever of the kernel's layouts this architecture uses.
     let default_action = [0u64; 4];
+    let resets = CHILD_RESETS.load(Ordering::Relaxed);
     for signal in 1..=crate::signals::MAX_SIGNAL {
-        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+        if resets & bit(signal) != 0 {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 signal,
@@ -647,7 +671,7 @@ unsafe fn child(
     let mut ignore: libc::sigaction = std::mem::zeroed();
     ignore.sa_sigaction = libc::SIG_IGN;
     for signal in 1..=crate::signals::MAX_SIGNAL {
-        if inherited & (1u64 << (signal - 1)) != 0 {
+        if inherited & bit(signal) != 0 {
             libc::sigaction(signal, &ignore, std::ptr::null_mut());
         }
     }
