@@ -62,6 +62,9 @@ struct Client {
 #[derive(Default)]
 pub struct ControlServer {
     listener: Option<Listener>,
+    /// The last `accept_all` stopped before EAGAIN (its bound, EMFILE): connections may be
+    /// waiting, and no new SIGIO will say so.
+    is_backlog_left: bool,
     clients: Vec<Client>,
     next_id: u64,
     euid: u32,
@@ -100,9 +103,11 @@ impl ControlServer {
         self.listener.is_some()
     }
 
-    /// Nothing to poll for: no client, and no listener or one whose connections raise SIGIO.
+    /// Nothing to poll for: no client, no connection left in the backlog, and no listener or
+    /// one whose connections raise SIGIO.
     pub fn is_signal_driven(&self) -> bool {
         self.clients.is_empty()
+            && !self.is_backlog_left
             && self
                 .listener
                 .as_ref()
@@ -221,12 +226,16 @@ impl ControlServer {
             return;
         };
         // Bounded per turn: a flood of connections cannot keep the loop from signals.
+        self.is_backlog_left = true;
         for _ in 0..MAX_CLIENTS {
             let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
             let fd = match socket::accept4(listener.fd.as_raw_fd(), flags) {
                 // SAFETY: accept4 returned a new descriptor that nothing else owns.
                 Ok(raw) => unsafe { OwnedFd::from_raw_fd(raw) },
-                Err(Errno::EAGAIN) => return,
+                Err(Errno::EAGAIN) => {
+                    self.is_backlog_left = false;
+                    return;
+                }
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
                 Err(errno) => {
                     // EMFILE and the like: the connection waits in the backlog for a later turn.
