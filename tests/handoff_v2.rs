@@ -650,13 +650,22 @@ fn protected_pids_are_skipped_and_their_generation_still_found() {
         &json!({"protected_pids": [3], "workers": [{"name": "w", "command": ["sh", "-c", worker]}]})
             .to_string(),
     );
+    // Both sleeps have exec'd before the reap looks (a process in the middle of an exec shows
+    // an empty environment for a moment), and kill -9, which returns before its target is
+    // dead, has done its work: the reap must find the owner gone (a zombie or no process), or
+    // it rightly skips a live owner's file.
     let script = format!(
         r#"{bin} --state-dir {state} --config {config} >/dev/null 2>&1 &
         read up < {fifo}
         i=0; while [ -z "$(cat /proc/3/task/3/children 2>/dev/null)" ] && [ $i -lt 1000 ]; do
           sleep 0.01; i=$((i+1)); done
+        child=$(cat /proc/3/task/3/children | tr -d ' ')
+        i=0; while {{ [ "$(cat /proc/3/comm)" != sleep ] || [ "$(cat /proc/$child/comm)" != sleep ]; }} \
+          && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
         grep -o '"entries":\[[^]]*\]' {state}/handoff-*.json
         kill -9 2
+        i=0; while [ -e /proc/2 ] && ! grep -q '^State:[[:space:]]*Z' /proc/2/status 2>/dev/null \
+          && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
         {bin} --reap --protect 3 --state-dir {state} | grep -o '"reason":"protected pid"\|"event":"reaped"'
         [ -e /proc/3 ] && echo worker=alive
         kill -9 3"#,
