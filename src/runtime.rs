@@ -299,7 +299,6 @@ impl Runtime {
             self.probes.forget_run(pid);
             did_act |= self.feed(Input::Exited { pid, exit });
         }
-        self.signal_others_due();
         let now = self.now();
         for result in self
             .probes
@@ -323,7 +322,8 @@ impl Runtime {
                 did_act |= self.feed(Input::GroupEmpty { worker });
             }
         }
-        // Before the verdict on "nobody left": what the shutdown signals now, it waits for.
+        // After the exits of this turn's reap, before the verdict on "nobody left": what the
+        // shutdown signals now, it waits for.
         self.signal_others_due();
         self.awaited.retain(|(_, pidfd)| !pidfd::has_exited(pidfd));
         if !reaped.has_children && !self.has_spawned_since_reap && self.awaited.is_empty() {
