@@ -8,6 +8,8 @@ Python 3 standard library only; run as root (after bench/run.sh built the releas
      writes each line as an `output` event to its stdout, a pipe this script drains;
    - `output: "inherit"`: the worker writes to that pipe itself;
    - `lines | cat`: the same bytes through one plain copy in a pipe;
+   - `lines | relay` (bench/relay.c): the bytes of the `output` events written by a C program
+     that checks and escapes nothing, the floor for any process writing what the SPEC asks;
    repetitions interleaved. Throughput is input bytes per second from the start to the arrival
    of the last line (END-OF-BENCH) at the reader; PID 1's CPU is utime+stime of fleet-init from
    /proc/PID/stat read once the last line arrived (its worker then sleeps; nothing is left to
@@ -107,15 +109,16 @@ def write_config(workdir, workers, grace_ms=2000):
 
 def run_throughput(kind, size, workdir):
     lines = helper("lines")
-    if kind == "cat":
-        command = ["sh", "-c", f"{lines} {size} | cat"]
+    if kind in ("cat", "relay"):
+        copier = "cat" if kind == "cat" else helper("relay")
+        command = ["sh", "-c", f"{lines} {size} | {copier}"]
     else:
         worker = {"name": "gen", "restart": "never", "output": kind,
                   "command": ["sh", "-c", f"{lines} {size}; exec sleep 1000"]}
         command = UNSHARE + [FLEET, "--config", write_config(workdir, [worker])]
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    init = namespace_init(process.pid) if kind != "cat" else None
+    init = namespace_init(process.pid) if kind in ("jsonl", "inherit") else None
     try:
         read, arrived = drain_until_mark(process.stdout, timeout=600)
         cpu = cpu_seconds(init) if init else None
@@ -172,10 +175,11 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results-output.json"))
     args = parser.parse_args()
     size = int(args.gib * 2**30) // 100 * 100
-    samples = {"jsonl": [], "inherit": [], "cat": [], "idle": [], "flood": []}
+    kinds = ["jsonl", "inherit", "cat", "relay"]
+    samples = {kind: [] for kind in kinds + ["idle", "flood"]}
     with tempfile.TemporaryDirectory() as workdir:
         for rep in range(args.reps):
-            for kind in ["jsonl", "inherit", "cat"][rep % 3:] + ["jsonl", "inherit", "cat"][:rep % 3]:
+            for kind in kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]:
                 sample = run_throughput(kind, size, workdir)
                 samples[kind].append(sample)
                 print(f"output bench: {kind} rep {rep + 1}: {sample['mib_per_s']:.0f} MiB/s",
@@ -188,7 +192,7 @@ def main():
           f"(load {open('/proc/loadavg').read().split()[0]})\n")
     print("| path | MiB/s median (min-max) | PID 1 CPU s/GiB | stdout bytes/input byte |")
     print("| --- | --- | --- | --- |")
-    for kind in ["jsonl", "inherit", "cat"]:
+    for kind in kinds:
         rates = [s["mib_per_s"] for s in samples[kind]]
         cpus = [s["pid1_cpu_s"] / gib for s in samples[kind] if s["pid1_cpu_s"] is not None]
         ratio = median([s["stdout_bytes"] for s in samples[kind]]) / size
@@ -197,12 +201,15 @@ def main():
               f"| {ratio:.2f} |")
     jsonl = median([s["mib_per_s"] for s in samples["jsonl"]])
     cat = median([s["mib_per_s"] for s in samples["cat"]])
+    relay = median([s["mib_per_s"] for s in samples["relay"]])
     idle, flood = median(samples["idle"]), median(samples["flood"])
     print(f"\nSIGTERM to a worker: idle {idle:.2f} ms ({min(samples['idle']):.2f}-"
           f"{max(samples['idle']):.2f}), beside a flood {flood:.2f} ms "
           f"({min(samples['flood']):.2f}-{max(samples['flood']):.2f})\n")
     print(f"- jsonl >= 1/2 of cat: {jsonl:.0f} vs {cat:.0f} MiB/s: "
           f"{'pass' if jsonl >= cat / 2 else 'FAIL'}")
+    print(f"- for reference, the C relay writing the same bytes: {relay:.0f} MiB/s, "
+          f"{relay / cat:.2f} of cat; jsonl is {jsonl / relay:.2f} of it")
     print(f"- SIGTERM latency beside a flood <= 2x idle: "
           f"{'pass' if flood <= 2 * idle else 'FAIL'}")
     with open(args.out, "w") as f:

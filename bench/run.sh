@@ -44,10 +44,12 @@ done
 cc -O2 -Wall -static -o bench/build/stamp bench/stamp.c 2>/dev/null ||
     cc -O2 -Wall -o bench/build/stamp bench/stamp.c || { say "cc stamp.c failed"; exit 1; }
 
-# 4. Worker output (issue 14): jsonl vs inherit vs cat, and SIGTERM latency beside a flood.
+# 4. Worker output (issue 14): jsonl vs inherit vs cat vs a C relay of the same bytes, and SIGTERM latency beside a flood.
 #    Its own script and table; OUTPUT_BENCH=0 skips it, OUTPUT_GIB / OUTPUT_REPS size it.
 if [ "${OUTPUT_BENCH:-1}" != 0 ]; then
-    cc -O2 -Wall -o bench/build/lines bench/lines.c || { say "cc lines.c failed"; exit 1; }
+    for helper in lines relay; do
+        cc -O2 -Wall -o "bench/build/$helper" "bench/$helper.c" || { say "cc $helper.c failed"; exit 1; }
+    done
     python3 bench/output.py || say "bench/output.py failed"
 fi
 
