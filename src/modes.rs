@@ -252,6 +252,10 @@ fn start(mut plan: Plan, options: &Options) -> Option<(Box<Runtime>, AbnormalEnd
 
 /// `fleet-init ctl`: usage errors exit 2; the client says the rest.
 fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
+    // A server that closed the connection is an error reply (exit 3), not a death by SIGPIPE;
+    // Rust's runtime, which fleet-init starts without, would have ignored it for every mode.
+    // SAFETY: installing SIG_IGN has no handler to run.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let options = match cli::ctl::parse(args, &|key| std::env::var_os(key)) {
         Ok(options) => options,
         Err(error) => {

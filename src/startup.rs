@@ -9,6 +9,32 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+/// Descriptors 0, 1 and 2 are open before fleet-init opens anything: one that is closed gets
+/// /dev/null, as Rust's runtime would have done (`main.rs` says why fleet-init starts without
+/// it). Otherwise the first descriptor fleet-init opens would take its number, and the events
+/// meant for stderr would go into, say, the state dir's descriptor or a worker's pipe.
+pub fn open_standard_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        // SAFETY: open of constant C strings. The lower standard descriptors are open by now,
+        // so the lowest free number is `fd`; dup2 makes sure of it.
+        unsafe {
+            let mut opened = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if opened < 0 {
+                // No /dev/null (a bare chroot): a descriptor nothing can be written through.
+                opened = libc::open(c"/".as_ptr(), libc::O_PATH);
+            }
+            if opened >= 0 && opened != fd {
+                libc::dup2(opened, fd);
+                libc::close(opened);
+            }
+        }
+    }
+}
+
 /// Descriptors above 2 that fleet-init was started with (`docker run` leaks, `podman
 /// --preserve-fds`, socket activation's LISTEN_FDS), recorded before fleet-init opens any.
 static INHERITED_FDS: OnceLock<Vec<i32>> = OnceLock::new();

@@ -96,3 +96,28 @@ fn a_restarted_command_gets_its_inherited_descriptors_at_every_run() {
     let runs = fleet.output.iter().filter(|l| *l == "has-7").count();
     assert_eq!(runs, 2, "{:?}", fleet.output);
 }
+
+#[test]
+fn a_closed_standard_descriptor_is_opened_on_dev_null_before_anything_else() {
+    // Rust's runtime did this before `main`; fleet-init starts without it. Without the check,
+    // the first descriptor fleet-init opens (close-on-exec) would take number 0, and the
+    // worker would start with no stdin at all.
+    let mut fleet = pid1(&[
+        "--",
+        "sh",
+        "-c",
+        "echo \"stdin=$(readlink /proc/self/fd/0)\"",
+    ])
+    .pre_exec(|| {
+        // SAFETY: close between fork and exec, in the test's child.
+        unsafe { libc::close(0) };
+        Ok(())
+    })
+    .spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert!(
+        fleet.output.iter().any(|l| l == "stdin=/dev/null"),
+        "{:?}",
+        fleet.output
+    );
+}
