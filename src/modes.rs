@@ -39,7 +39,6 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
     // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
     // sent before the handlers exist waits here instead of being lost.
     set_signal_mask(true, &[]);
-    crate::startup::record_inherited_fds();
     let options = match cli::parse(&args, &|key| std::env::var_os(key)) {
         Ok(options) => options,
         Err(error) => {

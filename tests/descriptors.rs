@@ -121,3 +121,84 @@ fn a_closed_standard_descriptor_is_opened_on_dev_null_before_anything_else() {
         fleet.output
     );
 }
+
+/// Whether `/proc/PID/fdinfo/FD` says close-on-exec (`flags:` is octal; O_CLOEXEC 02000000).
+fn is_cloexec(pid: i32, fd: &str) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+        .is_some_and(|flags| flags & 0o2000000 != 0)
+}
+
+#[test]
+fn every_descriptor_fleet_init_opens_is_close_on_exec() {
+    // How fleet-init tells the descriptors it inherited (closed once a single command runs)
+    // from its own: an inherited one cannot be close-on-exec, so every one of fleet-init's own
+    // must be. Its descriptors while it holds the most kinds at once: the signalfd, the events'
+    // private descriptor, the state dir, the control socket and a client's connection, a
+    // worker's output pipes and another's readiness pipe.
+    let dir = TempDir::new();
+    let config = serde_json::json!({
+        "workers": [
+            {"name": "talker", "command": sh("echo up; exec sleep 30")},
+            {"name": "waiter", "command": sh("exec sleep 30"), "output": "inherit",
+             "ready": {"notify_fd": 3}},
+        ]
+    });
+    let mut fleet = start_config(&dir, &config, true);
+    fleet.wait_event_where("output", |e| e["line"] == "up", BOUND);
+    // A control client that sends nothing keeps its connection open on fleet-init's side.
+    let state = fleet.state_dir.path("state");
+    let _client = std::os::unix::net::UnixStream::connect(state.join("control.sock"))
+        .expect("connect to the control socket");
+    let fds = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/fd", fleet.pid))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|fd| fd.parse::<i32>().is_ok_and(|fd| fd > 2))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let counts = |fds: &[String]| -> (usize, usize) {
+        let targets: Vec<String> = fds
+            .iter()
+            .filter_map(|fd| std::fs::read_link(format!("/proc/{}/fd/{fd}", fleet.pid)).ok())
+            .map(|t| t.display().to_string())
+            .collect();
+        let count = |kind: &str| targets.iter().filter(|t| t.starts_with(kind)).count();
+        (count("socket:"), count("pipe:"))
+    };
+    // Two sockets (the listener, the client's accepted connection), and at least three pipes
+    // of fleet-init's own (2 output, 1 readiness) besides the inherited ones.
+    assert!(
+        eventually(BOUND, || {
+            let (sockets, pipes) = counts(&fds());
+            sockets >= 2 && pipes >= 3
+        }),
+        "fleet-init's descriptors: {:?}",
+        fds()
+    );
+    // What this test process passes on (cargo's jobserver pipe, the caller's leaks) fleet-init
+    // inherited and keeps, workers being restartable: not its own.
+    let target = |pid: &str, fd: &str| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok();
+    let own_pid = std::process::id();
+    let is_inherited = |fd: &String| {
+        !is_cloexec(i32::try_from(own_pid).unwrap(), fd)
+            && target("self", fd).is_some()
+            && target("self", fd) == target(&fleet.pid.to_string(), fd)
+    };
+    let open: Vec<String> = fds().into_iter().filter(|fd| !is_inherited(fd)).collect();
+    let leaking: Vec<&String> = open
+        .iter()
+        .filter(|fd| !is_cloexec(fleet.pid, fd))
+        .collect();
+    assert!(
+        leaking.is_empty(),
+        "not close-on-exec: {leaking:?} of {open:?}"
+    );
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+}
