@@ -279,7 +279,10 @@ fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
 #[inline(never)]
 fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     let proc_root = Path::new("/proc");
-    let protected = orphans::protected_pids(&plan.protected_pids, proc_root);
+    let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    // Read once: the protected ancestors start from its parent, the registry's owner is it.
+    let own = procscan::read_stat(proc_root, self_pid).found();
+    let protected = orphans::protected_pids_above(&plan.protected_pids, proc_root, own.as_ref());
     if procscan::is_own_namespace(proc_root) {
         // The shutdown signals end the reap's grace; they stay pending for the loop, which then
         // starts nothing.
@@ -295,11 +298,7 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     } else {
         warn_foreign_proc();
     }
-    let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-    let start_time = procscan::read_stat(proc_root, self_pid)
-        .found()
-        .map(|stat| stat.start_time)
-        .unwrap_or_default();
+    let start_time = own.map(|stat| stat.start_time).unwrap_or_default();
     let identity = Identity {
         generation,
         boot_id: procscan::read_boot_id(proc_root).unwrap_or_default(),

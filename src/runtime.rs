@@ -45,7 +45,9 @@ pub struct Runtime {
     exit_code: Option<i32>,
     /// A worker was spawned after the last reap: its ECHILD verdict is stale.
     has_spawned_since_reap: bool,
-    oom_counter: OomCounter,
+    /// Located after the first turn, which forks the first worker: its /proc and cgroup reads
+    /// (~15 system calls) then run beside that worker's exec, not before its fork.
+    oom_counter: Option<OomCounter>,
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
     registry: Registry,
@@ -127,7 +129,7 @@ impl Runtime {
             spawn_options,
             exit_code: None,
             has_spawned_since_reap: false,
-            oom_counter: OomCounter::locate(),
+            oom_counter: None,
             scan_of_turn: None,
             registry,
             awaited: Vec::new(),
@@ -195,11 +197,9 @@ impl Runtime {
 
     /// Runs until the supervisor says exit.
     pub fn run(&mut self) -> Ending {
-        if let Some(count) = self.oom_counter.initial {
-            self.feed(Input::OomKills(count));
-        }
         loop {
             let did_act = self.turn();
+            self.locate_oom_counter();
             if let Some(code) = self.exit_code {
                 self.signal_others_due();
                 self.finish_output();
@@ -226,6 +226,20 @@ impl Runtime {
                 self.sleep();
             }
         }
+    }
+
+    /// The cgroup's oom_kill counter, its count now the baseline. Once, after the first turn:
+    /// a worker cannot be OOM-killed in the microseconds between its fork and this read, while
+    /// it is still on its way to exec, and its first turn's start no longer waits for the read.
+    fn locate_oom_counter(&mut self) {
+        if self.oom_counter.is_some() {
+            return;
+        }
+        let counter = OomCounter::locate();
+        if let Some(count) = counter.initial {
+            self.feed(Input::OomKills(count));
+        }
+        self.oom_counter = Some(counter);
     }
 
     /// One wake-up: signals, zombies, deadlines, draining groups. True if anything was done.
@@ -278,7 +292,7 @@ impl Runtime {
             .iter()
             .any(|(_, exit)| *exit == Exit::Signal(libc::SIGKILL))
         {
-            if let Some(count) = self.oom_counter.read() {
+            if let Some(count) = self.oom_counter.as_ref().and_then(OomCounter::read) {
                 did_act |= self.feed(Input::OomKills(count));
             }
         }

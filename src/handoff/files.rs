@@ -24,12 +24,16 @@ pub enum Loaded {
 
 /// Every handoff file in `dir` but `skip` (the caller's own).
 pub fn load_all(dir: &StateDir, skip: Option<&str>) -> Result<Vec<Loaded>, nix::errno::Errno> {
-    Ok(dir
-        .names()?
-        .into_iter()
+    Ok(load_named(dir, &dir.names()?, skip))
+}
+
+/// `load_all` on a listing the caller already made (`StateDir::names`).
+pub fn load_named(dir: &StateDir, names: &[String], skip: Option<&str>) -> Vec<Loaded> {
+    names
+        .iter()
         .filter(|name| format::is_handoff_name(name) && Some(name.as_str()) != skip)
-        .map(|name| load(dir, name))
-        .collect())
+        .map(|name| load(dir, name.clone()))
+        .collect()
 }
 
 fn load(dir: &StateDir, name: String) -> Loaded {

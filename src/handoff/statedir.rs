@@ -103,16 +103,20 @@ impl StateDir {
         stat::fstat(&self.fd).is_ok_and(|stat| stat.st_nlink == 0)
     }
 
-    /// The names in the dir, sorted; names that are not UTF-8 are not ours.
+    /// The names in the dir, sorted; names that are not UTF-8 are not ours. Read through the
+    /// dir's own descriptor, rewound: two system calls and no allocation but the names, on
+    /// every start's way to the first fork.
     pub fn names(&self) -> Result<Vec<String>, Errno> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let mut dir = nix::dir::Dir::openat(&self.fd, ".", flags, Mode::empty())?;
-        let mut names: Vec<String> = dir
-            .iter()
-            .filter_map(Result::ok)
-            .filter_map(|entry| entry.file_name().to_str().ok().map(str::to_string))
-            .filter(|name| name != "." && name != "..")
-            .collect();
+        nix::unistd::lseek(&self.fd, 0, nix::unistd::Whence::SeekSet)?;
+        let mut names = Vec::new();
+        crate::procscan::for_each_dir_entry(self.fd.as_fd(), |name| {
+            if let Ok(name) = std::str::from_utf8(name) {
+                if name != "." && name != ".." {
+                    names.push(name.to_string());
+                }
+            }
+        })
+        .map_err(|error| Errno::from_raw(error.raw_os_error().unwrap_or(libc::EIO)))?;
         names.sort_unstable();
         Ok(names)
     }
@@ -275,6 +279,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fleet-statedir-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn names_are_listed_whole_every_time_through_the_one_descriptor() {
+        // The listing rewinds the dir's descriptor: a second one sees what the first saw, plus
+        // what was made since, and a dir of more entries than one getdents64 buffer holds.
+        let path = fresh("names");
+        let dir = StateDir::open(&path.join("state"), true).unwrap();
+        assert_eq!(dir.names().unwrap(), Vec::<String>::new());
+        let many: Vec<String> = (0..300).map(|n| format!("handoff-{n:03}.json")).collect();
+        for name in &many {
+            dir.replace(name, b"{}").unwrap();
+        }
+        assert_eq!(dir.names().unwrap(), many);
+        dir.replace("zz.json", b"{}").unwrap();
+        let again = dir.names().unwrap();
+        assert_eq!(again.len(), 301);
+        assert_eq!(again.last().map(String::as_str), Some("zz.json"));
+        let _ = std::fs::remove_dir_all(&path);
     }
 
     #[test]

@@ -45,13 +45,31 @@ const MAX_ANCESTORS: usize = 4096;
 /// Who must never be signalled: the given pids, fleet-init itself and its ancestors.
 pub fn protected_pids(extra: &[i32], proc_root: &Path) -> Vec<i32> {
     let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let own = procscan::read_stat(proc_root, self_pid).found();
+    protected_pids_above(extra, proc_root, own.as_ref())
+}
+
+/// `protected_pids`, given fleet-init's own stat (read once by a caller that needs it too).
+pub fn protected_pids_above(
+    extra: &[i32],
+    proc_root: &Path,
+    own: Option<&procscan::ProcStat>,
+) -> Vec<i32> {
+    let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     let mut protected: Vec<i32> = extra.to_vec();
     protected.push(self_pid);
     // Up the parent chain, one stat each: a full /proc scan here cost 18 ms of start-up on a
     // host with a thousand processes.
     let mut pid = self_pid;
+    let parent_of = |pid: i32| {
+        if pid == self_pid {
+            own.map(|stat| stat.ppid)
+        } else {
+            procscan::read_stat(proc_root, pid).found().map(|s| s.ppid)
+        }
+    };
     for _ in 0..MAX_ANCESTORS {
-        let Some(parent) = procscan::read_stat(proc_root, pid).found().map(|s| s.ppid) else {
+        let Some(parent) = parent_of(pid) else {
             break;
         };
         if parent <= 0 || protected.contains(&parent) {
@@ -100,9 +118,10 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
             None
         }
     };
-    let loaded = match dir.as_ref().map(|dir| files::load_all(dir, None)) {
+    // One listing for the handoff files and the stale temps alike.
+    let names = match dir.as_ref().map(StateDir::names) {
         None => Vec::new(),
-        Some(Ok(loaded)) => loaded,
+        Some(Ok(names)) => names,
         Some(Err(errno)) => {
             events::emit(
                 &Event::error("reap_skipped")
@@ -113,9 +132,13 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
             return finish(report, started);
         }
     };
+    let loaded = match &dir {
+        Some(dir) => files::load_named(dir, &names, None),
+        None => Vec::new(),
+    };
     if loaded.is_empty() && request.own_generation.is_none() && request.is_quiet_when_empty {
         if let Some(dir) = &dir {
-            remove_stale_temps(dir, &[]);
+            remove_stale_temps(dir, &names, &[]);
         }
         return report;
     }
@@ -250,7 +273,7 @@ pub fn reap(state_dir: &Path, request: &Request<'_>) -> Report {
             }
             settle(dir, name, is_clear);
         }
-        remove_stale_temps(dir, &kept);
+        remove_stale_temps(dir, &names, &kept);
     }
     finish(report, started)
 }
@@ -341,18 +364,21 @@ fn settle(dir: &StateDir, name: &str, is_clear: bool) {
 
 /// Temp files whose handoff file belongs to nobody alive (a writer killed between create and
 /// rename): removed, so they do not pile up.
-fn remove_stale_temps(dir: &StateDir, kept: &[String]) {
-    let Ok(names) = dir.names() else { return };
+/// The temp files of `names` (the reap's listing: a temp made since is a live writer's) whose
+/// handoff is not in `kept`.
+fn remove_stale_temps(dir: &StateDir, names: &[String], kept: &[String]) {
     for name in names {
-        let Some(target) = statedir::temp_target(&name) else {
+        let Some(target) = statedir::temp_target(name) else {
             continue;
         };
         if kept.iter().any(|k| k == target) {
             continue;
         }
-        match dir.remove(&name) {
-            Ok(()) => log::info!("removed the stale temp file {}", dir.display_path(&name)),
-            Err(errno) => log::warn!("cannot remove {}: {errno}", dir.display_path(&name)),
+        match dir.remove(name) {
+            Ok(()) => log::info!("removed the stale temp file {}", dir.display_path(name)),
+            // Renamed into place by its writer since the listing: not stale after all.
+            Err(Errno::ENOENT) => {}
+            Err(errno) => log::warn!("cannot remove {}: {errno}", dir.display_path(name)),
         }
     }
 }

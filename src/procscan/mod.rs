@@ -10,7 +10,7 @@ mod status;
 mod tree;
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -202,7 +202,19 @@ pub fn is_own_namespace(proc_root: &Path) -> bool {
 
 pub fn read_boot_id(proc_root: &Path) -> Option<String> {
     let path = proc_root.join("sys/kernel/random/boot_id");
-    match std::fs::read_to_string(&path) {
+    // One read of a UUID and its newline; no stat and no read to EOF as read_to_string does.
+    let mut bytes = [0u8; 64];
+    let read = std::fs::File::open(&path).and_then(|mut file| loop {
+        match io::Read::read(&mut file, &mut bytes) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    });
+    let text = read.and_then(|count| {
+        std::str::from_utf8(bytes.get(..count).unwrap_or_default())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+    });
+    match text {
         Ok(text) => Some(text.trim().to_string()).filter(|id| !id.is_empty()),
         Err(error) => {
             log::debug!("cannot read {}: {error}", path.display());
@@ -342,10 +354,22 @@ fn list_pids(proc_root: &Path) -> io::Result<Vec<i32>> {
         nix::sys::stat::Mode::empty(),
     )?;
     let mut pids = Vec::new();
+    for_each_dir_entry(dir.as_fd(), |name| {
+        if let Some(pid) = std::str::from_utf8(name).ok().and_then(parse_pid_name) {
+            pids.push(pid);
+        }
+    })?;
+    Ok(pids)
+}
+
+/// Calls `each` with the name of every entry of the open directory `dir`, from its current
+/// position (a fresh descriptor, or one rewound with lseek), `.` and `..` included. getdents64
+/// into a buffer on the stack: no `opendir`, no 32 KiB malloc, no fstat or fcntl.
+pub fn for_each_dir_entry(dir: BorrowedFd<'_>, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     let mut buffer = [0u8; 4096];
     loop {
         // SAFETY: getdents64 writes at most `buffer.len()` bytes into the buffer we own, from a
-        // directory descriptor we own.
+        // directory descriptor the caller keeps open.
         let read = unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
@@ -362,12 +386,9 @@ fn list_pids(proc_root: &Path) -> io::Result<Vec<i32>> {
             return Err(error);
         };
         if read == 0 {
-            return Ok(pids);
+            return Ok(());
         }
-        pids.extend(
-            dirent_names(buffer.get(..read).unwrap_or_default())
-                .filter_map(|name| std::str::from_utf8(name).ok().and_then(parse_pid_name)),
-        );
+        dirent_names(buffer.get(..read).unwrap_or_default()).for_each(&mut each);
     }
 }
 
