@@ -280,10 +280,15 @@ fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
 fn open_registry(plan: &Plan, generation: Generation) -> Registry {
     let proc_root = Path::new("/proc");
     let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
-    // Read once: the protected ancestors start from its parent, the registry's owner is it.
-    let own = procscan::read_stat(proc_root, self_pid).found();
+    // PID 1 has no ancestor in its namespace to protect, and its registry reads its own stat
+    // after the first fork (`Registry::deferred`): nothing to read here.
+    let own = (self_pid != 1)
+        .then(|| procscan::read_stat(proc_root, self_pid).found())
+        .flatten();
     let protected = orphans::protected_pids_above(&plan.protected_pids, proc_root, own.as_ref());
-    if procscan::is_own_namespace(proc_root) {
+    if !procscan::is_own_namespace(proc_root) {
+        warn_foreign_proc();
+    } else if orphans::has_leftovers(&plan.state_dir) {
         // The shutdown signals end the reap's grace; they stay pending for the loop, which then
         // starts nothing.
         let interrupt = crate::signals::watch(&[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT]);
@@ -295,29 +300,41 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
             interrupt: interrupt.as_ref().map(AsFd::as_fd),
         };
         orphans::reap(&plan.state_dir, &request);
-    } else {
-        warn_foreign_proc();
     }
-    let start_time = own.map(|stat| stat.start_time).unwrap_or_default();
-    let identity = Identity {
-        generation,
-        boot_id: procscan::read_boot_id(proc_root).unwrap_or_default(),
-        pid_ns: procscan::read_pid_ns(proc_root).unwrap_or_default(),
-        owner: Owner {
-            pid: self_pid,
-            start_time,
-        },
-    };
+    if self_pid == 1 {
+        return Registry::deferred(&plan.state_dir, generation, protected, read_identity);
+    }
+    let identity = identity_of(generation, own.as_ref());
     let (mut registry, event) = Registry::open(&plan.state_dir, identity, protected);
     if let Some(event) = event {
         events::emit(&event);
     }
-    if self_pid != 1 {
-        if let Some(event) = registry.persist(0) {
-            events::emit(&event);
-        }
+    if let Some(event) = registry.persist(0) {
+        events::emit(&event);
     }
     registry
+}
+
+/// Who fleet-init is, for its handoff file: this boot, this PID namespace, its pid and start
+/// time.
+fn read_identity(generation: Generation) -> Identity {
+    let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let own = procscan::read_stat(Path::new("/proc"), self_pid).found();
+    identity_of(generation, own.as_ref())
+}
+
+/// `read_identity` with fleet-init's own stat already read.
+fn identity_of(generation: Generation, own: Option<&procscan::ProcStat>) -> Identity {
+    let proc_root = Path::new("/proc");
+    Identity {
+        generation,
+        boot_id: procscan::read_boot_id(proc_root).unwrap_or_default(),
+        pid_ns: procscan::read_pid_ns(proc_root).unwrap_or_default(),
+        owner: Owner {
+            pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+            start_time: own.map(|stat| stat.start_time).unwrap_or_default(),
+        },
+    }
 }
 
 /// `--reap`: consume the handoff files, stop the orphans, exit 0 when nothing recorded is left.

@@ -31,6 +31,9 @@ pub struct Identity {
     pub owner: Owner,
 }
 
+/// Reads the identity of the given generation (`Registry::deferred`).
+pub type ReadIdentity = fn(Generation) -> Identity;
+
 pub struct Registry {
     path: PathBuf,
     /// `None` while the dir is missing (deleted while running, not yet created again).
@@ -46,6 +49,9 @@ pub struct Registry {
     has_failed: bool,
     has_persisted: bool,
     retry_at: Option<Millis>,
+    /// A registry opened `deferred`: reads the rest of the identity (boot id, pid namespace,
+    /// the owner's start time) at the first `persist`, which then opens the state dir.
+    pending_identity: Option<(ReadIdentity, Generation)>,
 }
 
 impl Registry {
@@ -53,7 +59,39 @@ impl Registry {
     /// refused, the registry is disabled and the returned event says so, once. The header is
     /// written by the first `persist`, which the caller makes before spawning anything.
     pub fn open(dir: &Path, identity: Identity, protected: Vec<i32>) -> (Registry, Option<Event>) {
-        let mut registry = Registry {
+        let mut registry = Registry::unopened(dir, identity, protected);
+        let event = registry.open_dir();
+        (registry, event)
+    }
+
+    /// A registry whose state dir is opened, and whose identity is read with
+    /// `read_identity`, only by the first `persist`: what PID 1 does, whose first write comes
+    /// after its first fork anyway (when PID 1 dies the kernel ends every process of the
+    /// namespace, so a file written before the fork protects nothing). Its reads of /proc and
+    /// of the state dir (~15 system calls, two of them mkdir) then run beside the first
+    /// worker's exec. A refused state dir is reported by that `persist`, as `open` would have.
+    pub fn deferred(
+        dir: &Path,
+        generation: Generation,
+        protected: Vec<i32>,
+        read_identity: ReadIdentity,
+    ) -> Registry {
+        let identity = Identity {
+            generation,
+            boot_id: String::new(),
+            pid_ns: 0,
+            owner: Owner {
+                pid: 0,
+                start_time: 0,
+            },
+        };
+        let mut registry = Registry::unopened(dir, identity, protected);
+        registry.pending_identity = Some((read_identity, generation));
+        registry
+    }
+
+    fn unopened(dir: &Path, identity: Identity, protected: Vec<i32>) -> Registry {
+        Registry {
             path: dir.to_path_buf(),
             dir: None,
             file_name: format::file_name(identity.generation),
@@ -71,26 +109,31 @@ impl Registry {
             has_failed: false,
             has_persisted: false,
             retry_at: None,
-        };
-        let event = match StateDir::open(dir, true) {
+            pending_identity: None,
+        }
+    }
+
+    /// Opens (creating it 0700 if needed) the state dir; when it cannot exist at all or is
+    /// refused, disables the registry and returns the event that says so.
+    fn open_dir(&mut self) -> Option<Event> {
+        match StateDir::open(&self.path, true) {
             Ok(state_dir) => {
-                registry.dir = Some(state_dir);
+                self.dir = Some(state_dir);
                 None
             }
             Err(refusal) => {
-                registry.is_disabled = true;
+                self.is_disabled = true;
                 let why = match refusal {
                     Refusal::Refused(reason) => format!("state dir refused ({reason})"),
                     Refusal::Failed(errno) => format!("state dir unusable ({})", errno.desc()),
                 };
                 Some(
                     Event::error("handoff_persist_failed")
-                        .with("path", dir.display().to_string())
+                        .with("path", self.path.display().to_string())
                         .with("error", format!("{why}, running without a registry")),
                 )
             }
-        };
-        (registry, event)
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -147,6 +190,15 @@ impl Registry {
     /// Returns the event to emit, if any: the first success, the first failure of a run of
     /// failures, and the success that ends it.
     pub fn persist(&mut self, now: Millis) -> Option<Event> {
+        if let Some((read_identity, generation)) = self.pending_identity.take() {
+            let identity = read_identity(generation);
+            self.handoff.boot_id = identity.boot_id;
+            self.handoff.pid_ns = identity.pid_ns;
+            self.handoff.owner = identity.owner;
+            if let Some(event) = self.open_dir() {
+                return Some(event);
+            }
+        }
         if self.is_disabled || !self.is_dirty {
             return None;
         }

@@ -147,3 +147,45 @@ fn a_state_dir_that_cannot_exist_or_is_refused_disables_the_registry_once() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_deferred_registry_touches_nothing_until_its_first_write_then_writes_the_whole_identity() {
+    let dir = temp_dir("deferred");
+    let read_identity: ReadIdentity = |generation| Identity {
+        generation,
+        ..identity()
+    };
+    let mut registry = Registry::deferred(&dir, Generation([9; 16]), vec![1], read_identity);
+    registry.add("api", 1, 42, 7, &["sleep".into()]);
+    assert!(!dir.exists(), "no state dir before the first write");
+    let first = registry.persist(0).unwrap();
+    assert_eq!(first.name, "handoff_persisted");
+    let on_disk = read(&registry.path());
+    assert_eq!(on_disk.generation, "09".repeat(16));
+    assert_eq!(
+        (
+            on_disk.boot_id.as_str(),
+            on_disk.pid_ns,
+            on_disk.owner.start_time
+        ),
+        ("boot", 4026531836, 10),
+        "the identity read at the first write"
+    );
+    assert_eq!(on_disk.entries.len(), 1);
+    registry.remove();
+    assert!(!registry.path().exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_deferred_registry_on_a_refused_state_dir_says_so_at_its_first_write_and_runs_without() {
+    let dir = temp_dir("deferred-refused");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut registry = Registry::deferred(&dir, Generation([9; 16]), vec![1], |_| identity());
+    let event = registry.persist(0).unwrap();
+    assert_eq!(event.name, "handoff_persist_failed");
+    assert!(registry.is_disabled());
+    assert!(registry.persist(5000).is_none(), "said once");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -83,6 +83,20 @@ pub fn protected_pids_above(
     protected
 }
 
+/// Whether the state dir holds anything a start-up reap acts on: a handoff file or a temp
+/// file. Most starts find none, and then need neither the reap's signal watch nor its reads
+/// of /proc. A dir that cannot be opened has nothing a quiet reap would act on either.
+pub fn has_leftovers(state_dir: &Path) -> bool {
+    let Ok(dir) = StateDir::open(state_dir, false) else {
+        return false;
+    };
+    dir.names().is_ok_and(|names| {
+        names.iter().any(|name| {
+            crate::handoff::format::is_handoff_name(name) || statedir::temp_target(name).is_some()
+        })
+    })
+}
+
 /// What a reap is asked to do besides reading the state dir.
 pub struct Request<'a> {
     pub grace: Duration,
