@@ -1,6 +1,7 @@
 //! The durable registry of every process fleet-init is responsible for, kept as one handoff
-//! file per generation in the state dir. The file is written before the first worker starts,
-//! so the generation id it holds finds every process of the generation whatever happens next;
+//! file per generation in the state dir. The file is written before the first worker starts
+//! (as PID 1, right after its first fork: `Registry::deferred`), so the generation id it holds
+//! finds every process of the generation whatever happens next;
 //! the entries (pid and start time of each worker process) follow with at most one write per
 //! loop turn. The in-memory entries are the truth: a failed write keeps both the old file and
 //! every in-memory entry, is reported, and is retried on a deadline of the loop.
