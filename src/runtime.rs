@@ -48,6 +48,8 @@ pub struct Runtime {
     /// Located after the first turn, which forks the first worker: its /proc and cgroup reads
     /// (~15 system calls) then run beside that worker's exec, not before its fork.
     oom_counter: Option<OomCounter>,
+    /// The group the last group signal found empty (ESRCH), within one turn's actions.
+    empty_group: Option<i32>,
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
     registry: Registry,
@@ -130,6 +132,7 @@ impl Runtime {
             exit_code: None,
             has_spawned_since_reap: false,
             oom_counter: None,
+            empty_group: None,
             scan_of_turn: None,
             registry,
             awaited: Vec::new(),
@@ -244,6 +247,7 @@ impl Runtime {
 
     /// One wake-up: signals, zombies, deadlines, draining groups. True if anything was done.
     fn turn(&mut self) -> bool {
+        self.empty_group = None;
         // Starts first: a worker whose exec is confirmed is running for the signals that follow.
         let mut did_act = self.check_starts();
         let mut saw_child_exit = false;
@@ -515,7 +519,14 @@ impl Runtime {
                     self.count_killed(|p| p.pgrp == pgid);
                     self.kill_leftovers_of_group(pgid);
                 }
-                self.has_delivered |= signal_group(pgid, signal);
+                // The stop signal found the group empty (its main process gone, nothing left
+                // in it): the SIGCONT that follows it would find it empty too.
+                if signal == libc::SIGCONT && self.empty_group == Some(pgid) {
+                    return;
+                }
+                let is_delivered = signal_group(pgid, signal);
+                self.empty_group = (!is_delivered).then_some(pgid);
+                self.has_delivered |= is_delivered;
             }
             Action::SignalOthers {
                 signal,
