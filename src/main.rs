@@ -8,9 +8,11 @@
 //! read from a signalfd; SIGPIPE is left as inherited, so a worker gets it as fleet-init's parent
 //! left it). The one part it does need, descriptors 0-2 open, is `startup::open_standard_fds`.
 //! The arguments come from std, which takes them from glibc before `main`.
-#![no_main]
+// The test harness (`cargo test --bins`) brings its own `main`.
+#![cfg_attr(not(test), no_main)]
 
 /// The C entry point glibc's start code calls.
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     fleet_init::startup::open_standard_fds();
