@@ -354,18 +354,32 @@ impl SignalInbox {
         self.acted_as(arrived)
     }
 
+    /// What the signal `wait` took will arrive as in the next `drain`, known before it: `None`
+    /// when it took none, or one that is no arrival or that `-r S:0` drops.
+    pub fn waited_acted_as(&self) -> Option<i32> {
+        let received = self.waited.as_ref()?;
+        let signal = i32::try_from(received.signal).ok()?;
+        if self.is_raised(signal, received) {
+            return None;
+        }
+        self.rewrite.apply(signal)
+    }
+
     fn accept(&mut self, received: Received, arrived: &mut Vec<i32>) {
         let Ok(signal) = i32::try_from(received.signal) else {
             return;
         };
-        if FAULTS.contains(&signal) && !self.is_sent(&received) {
-            return;
-        }
-        if signal == libc::SIGIO && !self.is_sent(&received) {
-            self.is_io_due = true;
+        if self.is_raised(signal, &received) {
+            // The kernel's SIGIO: the control socket has a connection waiting.
+            self.is_io_due |= signal == libc::SIGIO;
             return;
         }
         arrived.push(signal);
+    }
+
+    /// A fault signal or a SIGIO the kernel raised for fleet-init itself, not an arrival.
+    fn is_raised(&self, signal: i32, received: &Received) -> bool {
+        (FAULTS.contains(&signal) || signal == libc::SIGIO) && !self.is_sent(received)
     }
 
     fn acted_as(&self, arrived: Vec<i32>) -> Vec<Arrival> {

@@ -515,3 +515,53 @@ fn wait_until_pipe_is_full(reader: &impl std::os::fd::AsRawFd, timeout: Duration
     );
     true
 }
+
+/// The signal that wakes fleet-init from its one-syscall wait goes to the child before the
+/// turn (catatonit's read-then-kill), and the turn does not send it again: fleet-init's own
+/// kill(2) calls are counted with strace, one per signal, and its debug line says the signal
+/// went ahead (the path under test, not the turn's).
+#[test]
+fn a_signal_sent_on_ahead_of_the_turn_reaches_the_child_once() {
+    let dir = TempDir::new();
+    let trace = dir.path("trace");
+    let trace_arg = trace.display().to_string();
+    let script = "trap 'echo got-HUP' HUP; trap 'echo got-TERM; exit 0' TERM; echo ready; \
+                  while :; do sleep 0.05; done";
+    let strace = [
+        "strace",
+        "-qq",
+        "-o",
+        &trace_arg,
+        "-e",
+        "trace=kill",
+        "-e",
+        "signal=none",
+    ];
+    let mut fleet = wrapped(&strace, &["--verbose", "--", "sh", "-c", script]).spawn();
+    let init = fleet.wait_event("init_started")["pid"].as_i64().unwrap() as i32;
+    let child = fleet.wait_event("worker_started")["pid"].as_i64().unwrap();
+    fleet.wait_output("ready", BOUND);
+    for (signal, line) in [(libc::SIGHUP, "got-HUP"), (libc::SIGTERM, "got-TERM")] {
+        assert!(
+            eventually(BOUND, || is_waiting_for_signals_only(init)),
+            "fleet-init never slept in rt_sigtimedwait"
+        );
+        // SAFETY: signalling the fleet-init this test started.
+        assert_eq!(unsafe { libc::kill(init, signal) }, 0);
+        fleet.wait_output(line, BOUND);
+    }
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let stderr = fleet.stderr();
+    let calls = read_to_string(&trace);
+    for name in ["SIGHUP", "SIGTERM"] {
+        assert!(
+            stderr.contains(&format!("sent {name} on ahead of the turn")),
+            "{name} took the turn's path: {stderr}"
+        );
+        let to_child = calls
+            .lines()
+            .filter(|l| l.starts_with(&format!("kill(-{child}, {name})")))
+            .count();
+        assert_eq!(to_child, 1, "{name}: {calls}");
+    }
+}

@@ -59,6 +59,9 @@ pub enum Input {
         exit: Exit,
     },
     Signal(i32),
+    /// A signal the runtime already sent on as `first_signal_action` said, the moment it woke:
+    /// handled as `Signal`, without that action again.
+    SignalSentAhead(i32),
     /// The runtime found a draining worker's process group empty.
     GroupEmpty {
         worker: usize,
@@ -265,6 +268,14 @@ impl Supervisor {
             } => self.on_spawn_failed(worker, pid, &error, exit_code, now),
             Input::Exited { pid, exit } => self.on_exited(pid, exit, now),
             Input::Signal(signal) => self.on_signal(signal, now),
+            Input::SignalSentAhead(signal) => {
+                let sent = self.first_signal_action(signal);
+                self.on_signal(signal, now);
+                if let Some(at) = sent.and_then(|sent| self.actions.iter().position(|a| *a == sent))
+                {
+                    self.actions.remove(at);
+                }
+            }
             Input::GroupEmpty { worker } => self.on_group_empty(worker, now),
             Input::ChildrenGone => self.on_children_gone(now),
             Input::MemorySample {
@@ -742,6 +753,36 @@ impl Supervisor {
             libc::SIGQUIT if self.mode == Mode::Config => self.on_stop_signal(signal, now),
             _ => self.forward(signal),
         }
+    }
+
+    /// What `Input::Signal(signal)` makes the core do first, where that is certain before the
+    /// signal comes and is a signal to a worker: a single command's running child gets every
+    /// signal as it is (tini's way), the first SIGTERM/SIGINT too (it begins the shutdown). The
+    /// runtime sends it the moment it wakes, as catatonit goes from its read of the signalfd
+    /// straight to kill(2), and then feeds `SignalSentAhead`, handled from the same state.
+    /// `None` where the answer takes more: config mode (stop order, a stop signal per worker),
+    /// a repeated stop signal (the kill), a child not exec'd yet or already stopping, SIGCHLD,
+    /// and the job-control signals, around which the runtime does more.
+    pub fn first_signal_action(&self, signal: i32) -> Option<Action> {
+        let is_plain = !matches!(signal, libc::SIGCHLD | libc::SIGCONT | libc::SIGSTOP)
+            && !signals::JOB_CONTROL.contains(&signal);
+        let (Mode::Single { .. }, [w], true) = (&self.mode, self.workers.as_slice(), is_plain)
+        else {
+            return None;
+        };
+        let Phase::Running(run) = &w.phase else {
+            return None;
+        };
+        let is_stop = matches!(signal, libc::SIGTERM | libc::SIGINT);
+        let is_forwarded = match &self.shutdown {
+            // The first stop signal: the shutdown forwards it to a child not yet stopping.
+            None if is_stop => run.stop.is_none(),
+            None => true,
+            // During the shutdown another signal (another stop signal too) is forwarded; the
+            // same stop signal again is the kill.
+            Some(shutdown) => shutdown.first_signal != Some(signal),
+        };
+        is_forwarded.then(|| signal_worker(&w.spec, run.pid, signal))
     }
 
     /// A shutdown signal: the first starts the shutdown, a second skips the rest of the grace.

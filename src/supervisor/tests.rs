@@ -898,3 +898,125 @@ fn a_start_not_yet_confirmed_gets_forwarded_signals_and_its_stop_once_it_runs() 
     sim.exit_worker(0, Exit::Signal(libc::SIGTERM));
     assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "shutdown");
 }
+
+/// `first_signal_action` is what `Signal` does first, and `SignalSentAhead` does the rest: in
+/// every state below, for every kind of signal, from two copies of the same history.
+#[test]
+fn a_signal_sent_ahead_is_the_first_action_of_its_input_and_is_not_sent_again() {
+    fn single(target: SignalTarget) -> Sim {
+        let mut main = spec("main");
+        main.signal_target = target;
+        Sim::new(Mode::Single { remap_exit: vec![] }, vec![main])
+    }
+    fn after(mut sim: Sim, signal: i32) -> Sim {
+        sim.feed(Input::Signal(signal));
+        sim
+    }
+    type Scenario = (&'static str, fn() -> Sim);
+    let scenarios: Vec<Scenario> = vec![
+        ("single, running", || single(SignalTarget::Group)),
+        ("single, running, -s", || single(SignalTarget::Process)),
+        ("single, after SIGINT", || {
+            after(single(SignalTarget::Group), libc::SIGINT)
+        }),
+        ("single, after SIGTERM", || {
+            after(single(SignalTarget::Group), libc::SIGTERM)
+        }),
+        ("single, exec unconfirmed", || {
+            let mut sim = Sim {
+                hold_starts: true,
+                ..Sim::config(vec![])
+            };
+            sim.sup = Supervisor::new(
+                Mode::Single { remap_exit: vec![] },
+                8000,
+                vec![spec("main")],
+            );
+            sim.feed(Input::Tick);
+            sim
+        }),
+        ("single, main exited, group draining", || {
+            let mut sim = single(SignalTarget::Group);
+            sim.groups_linger = true;
+            sim.exit_worker(0, Exit::Code(0));
+            sim
+        }),
+        ("single, stopping by ctl", || {
+            let mut sim = single(SignalTarget::Group);
+            sim.feed(Input::Control {
+                client: 7,
+                peer_uid: 0,
+                request: crate::control::protocol::Request {
+                    verb: crate::control::protocol::Verb::Stop,
+                    workers: vec!["main".into()],
+                    signal: None,
+                },
+            });
+            sim
+        }),
+        ("config, running", || Sim::config(vec![spec("api")])),
+    ];
+    let signals = [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGWINCH,
+        libc::SIGKILL,
+        libc::SIGRTMIN() + 1,
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ];
+    let mut sent_ahead = Vec::new();
+    for (name, scenario) in &scenarios {
+        for signal in signals {
+            let (mut plain, mut ahead) = (scenario(), scenario());
+            let want = plain.sup.handle(Input::Signal(signal), plain.now);
+            let sent = ahead.sup.first_signal_action(signal);
+            let rest = ahead.sup.handle(Input::SignalSentAhead(signal), ahead.now);
+            let context = format!("{name}, {}", signals::name(signal));
+            match &sent {
+                Some(sent) => {
+                    assert_eq!(want.first(), Some(sent), "{context}: {want:?}");
+                    assert_eq!(
+                        rest.as_slice(),
+                        want.get(1..).unwrap_or_default(),
+                        "{context}"
+                    );
+                    sent_ahead.push(context);
+                }
+                None => assert_eq!(rest, want, "{context}"),
+            }
+        }
+    }
+    // Sent ahead: a single command's running child, every signal but SIGCHLD and the job-control
+    // ones, except the stop signal that began the shutdown (a second one is the kill) and a
+    // first stop signal to a child already stopping (the shutdown leaves it to its own stop).
+    let plain = [
+        "SIGTERM",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGHUP",
+        "SIGUSR1",
+        "SIGWINCH",
+        "SIGKILL",
+        "SIGRTMIN+1",
+    ];
+    let mut want: Vec<String> = Vec::new();
+    for (name, except) in [
+        ("single, running", &[][..]),
+        ("single, running, -s", &[]),
+        ("single, after SIGINT", &["SIGINT"]),
+        ("single, after SIGTERM", &["SIGTERM"]),
+        ("single, stopping by ctl", &["SIGTERM", "SIGINT"]),
+    ] {
+        let sent = plain.iter().filter(|signal| !except.contains(signal));
+        want.extend(sent.map(|signal| format!("{name}, {signal}")));
+    }
+    assert_eq!(sent_ahead, want);
+}
