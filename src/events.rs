@@ -7,6 +7,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 use serde_json::Value;
+use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -109,7 +110,7 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 static TARGET: AtomicI32 = AtomicI32::new(1);
 
 /// The descriptor events are written through: the stream itself, or, when it is a pipe, a
-/// private non-blocking descriptor for it (see `private_descriptor`).
+/// private non-blocking descriptor for it (see `writer_of`).
 static EVENTS_FD: AtomicI32 = AtomicI32::new(1);
 
 /// A line longer than this is cut (`truncated: true`): it is also PIPE_BUF, so a line goes
@@ -129,39 +130,54 @@ pub fn set_target(target: crate::cli::EventsTarget) {
         crate::cli::EventsTarget::Off => -1,
     };
     TARGET.store(fd, Ordering::Relaxed);
-    let private = if fd >= 0 {
-        private_descriptor(fd)
+    let (events_fd, may_be_full) = if fd < 0 {
+        (fd, false)
     } else {
-        None
+        match writer_of(fd) {
+            StreamWriter::Private(private) => (private, true),
+            StreamWriter::NeverFull => (fd, false),
+            StreamWriter::MayBeFull => (fd, true),
+        }
     };
-    let may_be_full = private.is_some() || (fd >= 0 && !is_never_full(fd));
     MAY_BE_FULL.store(may_be_full, Ordering::Relaxed);
-    EVENTS_FD.store(private.unwrap_or(fd), Ordering::Relaxed);
+    EVENTS_FD.store(events_fd, Ordering::Relaxed);
 }
 
-/// A regular file, or a device that is not a terminal: a write never waits for a reader.
-pub(crate) fn is_never_full(fd: i32) -> bool {
+/// How fleet-init writes to its stdout or stderr without ever blocking on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamWriter {
+    /// A pipe, through this private non-blocking descriptor (`private_descriptor`).
+    Private(i32),
+    /// A regular file, or a device that is not a terminal: a write never waits for a reader.
+    NeverFull,
+    /// Anything else (a terminal, a socket, a pipe without /proc): poll before writing.
+    MayBeFull,
+}
+
+/// The writer for stream `fd` (1 or 2), from one look at what it is.
+pub(crate) fn writer_of(fd: i32) -> StreamWriter {
     // SAFETY: fd 1 or 2, borrowed only for this fstat.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let Ok(stat) = nix::sys::stat::fstat(borrowed) else {
-        return false;
+        return StreamWriter::MayBeFull;
     };
     let kind = stat.st_mode & libc::S_IFMT;
+    if kind == libc::S_IFIFO {
+        return private_descriptor(fd).map_or(StreamWriter::MayBeFull, StreamWriter::Private);
+    }
     // SAFETY: isatty only looks at the descriptor.
-    kind == libc::S_IFREG || (kind == libc::S_IFCHR && unsafe { libc::isatty(fd) } != 1)
+    if kind == libc::S_IFREG || (kind == libc::S_IFCHR && unsafe { libc::isatty(fd) } != 1) {
+        StreamWriter::NeverFull
+    } else {
+        StreamWriter::MayBeFull
+    }
 }
 
 /// A pipe's own open file description, reopened through /proc with O_NONBLOCK: a write that
 /// would block fails with EAGAIN instead, and the workers, who share the stream's original
-/// description, keep their blocking writes. `None` for anything but a pipe (a file or a
-/// terminal does not fill up; a socket cannot be reopened), or without /proc.
-pub(crate) fn private_descriptor(fd: i32) -> Option<i32> {
-    // SAFETY: fd 1 or 2, borrowed only for this fstat.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stat = nix::sys::stat::fstat(borrowed).ok()?;
-    if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
-        return None;
-    }
+/// description, keep their blocking writes. `None` without /proc. Only for a pipe (a file or a
+/// terminal does not fill up; a socket cannot be reopened).
+fn private_descriptor(fd: i32) -> Option<i32> {
     let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
     match nix::fcntl::open(format!("/proc/self/fd/{fd}").as_str(), flags, Mode::empty()) {
         // Kept for the life of the process: events are written until the very end.
@@ -182,6 +198,32 @@ pub fn target() -> crate::cli::EventsTarget {
     }
 }
 
+/// Whether `hold_first` holds a line that nothing has written yet.
+static IS_HOLDING: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// The held first line and the time it is about (fleet-init is single-threaded).
+    static HELD: RefCell<Option<(Event, SystemTime)>> = const { RefCell::new(None) };
+}
+
+/// Holds `init_started` (stamped now) until the first workers are forked: its formatting and
+/// its write are then made while they exec, not before. Whatever fleet-init writes first
+/// (`emit`, `diagnostic`) writes it first, so it stays the first line of fleet-init's own.
+pub fn hold_first(event: Event) {
+    HELD.with(|held| *held.borrow_mut() = Some((event, SystemTime::now())));
+    IS_HOLDING.store(true, Ordering::Relaxed);
+}
+
+/// Writes the line `hold_first` holds, if it still does.
+pub fn release_held() {
+    if !IS_HOLDING.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    if let Some((event, at)) = HELD.with(|held| held.borrow_mut().take()) {
+        emit_at(&event, at);
+    }
+}
+
 /// Writes the event to its stream in one `write(2)`.
 ///
 /// PID 1 must never block on its log: a line goes whole into a pipe with room for it, or it is
@@ -189,6 +231,12 @@ pub fn target() -> crate::cli::EventsTarget {
 /// driver, a reader that never reads). A line over `MAX_LINE_BYTES` is cut to fit. A closed or
 /// broken stream is not fleet-init's problem to die of either.
 pub fn emit(event: &Event) {
+    release_held();
+    emit_at(event, SystemTime::now());
+}
+
+/// `emit` of an event that happened `at`.
+fn emit_at(event: &Event, at: SystemTime) {
     let fd = EVENTS_FD.load(Ordering::Relaxed);
     if fd < 0 {
         return;
@@ -203,12 +251,9 @@ pub fn emit(event: &Event) {
     }
     let dropped = DROPPED.swap(0, Ordering::Relaxed);
     let line = if dropped > 0 {
-        fit(
-            &event.clone().with("events_dropped", dropped),
-            SystemTime::now(),
-        )
+        fit(&event.clone().with("events_dropped", dropped), at)
     } else {
-        fit(event, SystemTime::now())
+        fit(event, at)
     };
     // Worker output waiting on this stream goes first: the event queues behind it.
     let offer = crate::output::sink::offer_event(TARGET.load(Ordering::Relaxed), line.as_bytes());
@@ -269,6 +314,7 @@ pub fn fit(event: &Event, at: SystemTime) -> String {
 /// One plain line for people on stderr (a newline is added), under the same never-block rule
 /// as the events: a stderr nobody drains loses the line, not PID 1.
 pub fn diagnostic(line: &str) {
+    release_held();
     if !is_writable(2) {
         return;
     }

@@ -13,9 +13,8 @@ use crate::runtime::Runtime;
 use crate::signals::SignalInbox;
 use crate::spawn::SpawnOptions;
 use crate::startup::{
-    become_subreaper, exec_reap, exec_reap_on_panic, leave_start_directory, set_mask,
-    set_own_parent_death_signal, set_signal_mask, AbnormalEnd, REAP_EXIT_CODE_VAR,
-    REAP_GENERATION_VAR,
+    become_subreaper, exec_reap, exec_reap_on_panic, set_mask, set_own_parent_death_signal,
+    set_signal_mask, AbnormalEnd, REAP_EXIT_CODE_VAR, REAP_GENERATION_VAR,
 };
 use crate::supervisor::{Mode, Supervisor};
 use std::os::fd::AsFd;
@@ -215,15 +214,16 @@ fn start(mut plan: Plan, options: &Options) -> Option<(Box<Runtime>, AbnormalEnd
     if let Some(signal) = options.self_pdeathsig {
         set_own_parent_death_signal(signal);
     }
-    events::emit(
-        &Event::info("init_started")
+    // Written by the first line that follows, at the latest once the first workers are forked.
+    events::hold_first(
+        Event::info("init_started")
             .with("pid", pid)
             .with("mode", plan.mode_name)
             .with("version", VERSION),
     );
     let generation = Generation::new_random();
-    let registry = open_registry(&plan, generation);
-    leave_start_directory();
+    let is_proc_ours = procscan::is_own_namespace(Path::new("/proc"));
+    let registry = open_registry(&plan, generation, is_proc_ours);
     let state_dir = plan.state_dir.clone();
     let is_last_start = plan.is_single
         && plan
@@ -236,7 +236,13 @@ fn start(mut plan: Plan, options: &Options) -> Option<(Box<Runtime>, AbnormalEnd
         pdeathsig: options.pdeathsig,
         generation,
     };
-    let mut runtime = Box::new(Runtime::new(supervisor, inbox, spawn_options, registry));
+    let mut runtime = Box::new(Runtime::new(
+        supervisor,
+        inbox,
+        spawn_options,
+        registry,
+        is_proc_ours,
+    ));
     runtime.close_inherited_fds_after_start(is_last_start);
     runtime.set_dropin(job_control, options.is_warn_on_reap);
     runtime.set_control(plan.state_dir.clone());
@@ -277,7 +283,7 @@ fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
 /// with its init, and an abnormal end's `--reap` looks for its own generation without a file),
 /// so the first write is the one after the first fork, made while the worker execs.
 #[inline(never)]
-fn open_registry(plan: &Plan, generation: Generation) -> Registry {
+fn open_registry(plan: &Plan, generation: Generation, is_proc_ours: bool) -> Registry {
     let proc_root = Path::new("/proc");
     let self_pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     // PID 1 has no ancestor in its namespace to protect, and its registry reads its own stat
@@ -286,9 +292,11 @@ fn open_registry(plan: &Plan, generation: Generation) -> Registry {
         .then(|| procscan::read_stat(proc_root, self_pid).found())
         .flatten();
     let protected = orphans::protected_pids_above(&plan.protected_pids, proc_root, own.as_ref());
-    if !procscan::is_own_namespace(proc_root) {
+    if !is_proc_ours {
         warn_foreign_proc();
     } else if orphans::has_leftovers(&plan.state_dir) {
+        // The reap may take its grace: fleet-init says it is there before it waits.
+        events::release_held();
         // The shutdown signals end the reap's grace; they stay pending for the loop, which then
         // starts nothing.
         let interrupt = crate::signals::watch(&[libc::SIGTERM, libc::SIGINT, libc::SIGQUIT]);

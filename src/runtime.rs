@@ -119,6 +119,7 @@ impl Runtime {
         inbox: SignalInbox,
         spawn_options: SpawnOptions,
         registry: Registry,
+        is_proc_ours: bool,
     ) -> Runtime {
         let self_pid = std::process::id();
         let self_pid = i32::try_from(self_pid).unwrap_or(i32::MAX);
@@ -144,7 +145,7 @@ impl Runtime {
             rechecks: BTreeMap::new(),
             recheck_at: None,
             stopped_leftovers: BTreeSet::new(),
-            is_proc_ours: procscan::is_own_namespace(Path::new(PROC)),
+            is_proc_ours,
             has_children: false,
             abnormal_end: None,
             job_control: JobControl::default(),
@@ -205,6 +206,8 @@ impl Runtime {
     pub fn run(&mut self) -> Ending {
         loop {
             let did_act = self.turn();
+            // `init_started`, if the turn wrote nothing: the first workers are forked now.
+            events::release_held();
             self.locate_oom_counter();
             if let Some(code) = self.exit_code {
                 self.signal_others_due();
@@ -221,6 +224,8 @@ impl Runtime {
             self.persist_registry();
             if self.open_control() {
                 crate::startup::release_start_memory();
+                // The first workers inherited it; from now on, spawns move there themselves.
+                crate::startup::leave_start_directory();
             }
             if let Some(code) = self.abnormal_end {
                 self.control.close();

@@ -7,6 +7,7 @@ use common::registry::*;
 use common::*;
 use serde_json::{json, Value};
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -115,4 +116,64 @@ fn a_full_pipe_never_blocks_pid1_and_the_last_line_says_what_was_dropped() {
     let last = lines.last().unwrap();
     assert_eq!(last["event"], "shutdown_complete", "{last}");
     assert!(last["events_dropped"].as_u64().unwrap_or(0) >= 1, "{last}");
+}
+
+/// `init_started` is held until the first workers are forked (as PID 1 its write then overlaps
+/// their exec); whatever fleet-init has to say before that (a corrupt handoff file met by the
+/// start-up reap; not PID 1, the registry's first write) writes it first. Either way it is the
+/// first line, and the only one.
+#[test]
+fn init_started_is_the_first_line_whether_or_not_the_start_has_something_to_say() {
+    for (as_pid1, has_leftover) in [(true, false), (true, true), (false, false)] {
+        let dir = TempDir::new();
+        let state = dir.path("state");
+        if has_leftover {
+            std::fs::create_dir_all(&state).unwrap();
+            std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::fs::write(state.join("handoff-5-5.json"), b"{\"version\": 2, \"entr").unwrap();
+        }
+        let config = json!({"workers": [
+            {"name": "w", "command": sh("exit 0"), "restart": "never"}
+        ]});
+        let path = dir.write("config.json", &config.to_string());
+        let args = [
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--config",
+            path.to_str().unwrap(),
+        ];
+        let mut fleet = if as_pid1 {
+            pid1(&args)
+        } else {
+            subreaper(&args)
+        }
+        .spawn();
+        assert_eq!(fleet.wait_exit(BOUND), 0);
+        let names: Vec<&str> = fleet
+            .events
+            .iter()
+            .filter_map(|event| event["event"].as_str())
+            .collect();
+        let context = format!("PID 1 {as_pid1}, leftover {has_leftover}: {names:?}");
+        assert_eq!(names.first(), Some(&"init_started"), "{context}");
+        assert_eq!(
+            names.iter().filter(|name| **name == "init_started").count(),
+            1,
+            "{context}"
+        );
+        let position = |wanted: &str| names.iter().position(|name| *name == wanted);
+        assert!(position("worker_started").is_some(), "{context}");
+        let said_first = if has_leftover {
+            "handoff_corrupt"
+        } else if !as_pid1 {
+            "handoff_persisted"
+        } else {
+            "worker_started"
+        };
+        assert!(
+            position(said_first) <= position("worker_started"),
+            "{context}"
+        );
+        assert!(position(said_first).is_some(), "{context}");
+    }
 }

@@ -1,5 +1,5 @@
 //! fleet-init's own stdout and stderr as seen by worker output: a bounded pending buffer per
-//! stream, written through a private non-blocking descriptor (see `events::private_descriptor`).
+//! stream, written through a private non-blocking descriptor (see `events::writer_of`).
 //!
 //! Output lines are never dropped: when a stream is full, the lines wait here and the pipes
 //! of that stream are no longer read (`has_room`), so the workers block instead. fleet-init's
@@ -170,20 +170,20 @@ impl Sink {
 /// The descriptor worker output goes through: a pipe's private non-blocking one, else the
 /// stream itself.
 fn open_writer(fd: i32) -> Writer {
-    if let Some(private) = crate::events::private_descriptor(fd) {
-        // A larger pipe, best effort: fewer wake-ups of fleet-init and of the reader for the
-        // same lines (a stream of output is about twice the workers' bytes).
-        // SAFETY: fcntl on a descriptor of ours; failure is an errno, not UB.
-        let resized = unsafe { libc::fcntl(private, libc::F_SETPIPE_SZ, OUTPUT_PIPE_BYTES) };
-        if resized < 0 {
-            log::debug!("F_SETPIPE_SZ on fd {fd}: {}", nix::errno::Errno::last());
+    use crate::events::StreamWriter;
+    match crate::events::writer_of(fd) {
+        StreamWriter::Private(private) => {
+            // A larger pipe, best effort: fewer wake-ups of fleet-init and of the reader for
+            // the same lines (a stream of output is about twice the workers' bytes).
+            // SAFETY: fcntl on a descriptor of ours; failure is an errno, not UB.
+            let resized = unsafe { libc::fcntl(private, libc::F_SETPIPE_SZ, OUTPUT_PIPE_BYTES) };
+            if resized < 0 {
+                log::debug!("F_SETPIPE_SZ on fd {fd}: {}", nix::errno::Errno::last());
+            }
+            Writer::Private(private)
         }
-        return Writer::Private(private);
-    }
-    if crate::events::is_never_full(fd) {
-        Writer::Direct(fd)
-    } else {
-        Writer::Polled(fd)
+        StreamWriter::NeverFull => Writer::Direct(fd),
+        StreamWriter::MayBeFull => Writer::Polled(fd),
     }
 }
 
