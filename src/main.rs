@@ -7,15 +7,27 @@
 //! (a stack overflow still ends the process, without the message; every signal is blocked and
 //! read from a signalfd; SIGPIPE is left as inherited, so a worker gets it as fleet-init's parent
 //! left it). The one part it does need, descriptors 0-2 open, is `startup::open_standard_fds`.
-//! The arguments come from std, which takes them from glibc before `main`.
+//! The arguments are read from `argv` here: std's `args_os` is filled before `main` by glibc
+//! only, and is empty in a musl build.
 // The test harness (`cargo test --bins`) brings its own `main`.
 #![cfg_attr(not(test), no_main)]
 
 /// The C entry point glibc's start code calls.
 #[cfg(not(test))]
 #[no_mangle]
-pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    use std::os::unix::ffi::OsStrExt;
     fleet_init::startup::open_standard_fds();
-    let code = fleet_init::modes::main(std::env::args_os().skip(1));
+    let count = usize::try_from(argc).unwrap_or(0);
+    let args = (1..count).map_while(|index| {
+        // SAFETY: the C start code passes `argc` entries in `argv`, each NULL or a NUL-terminated
+        // string that lives as long as the process.
+        let arg = unsafe { *argv.add(index) };
+        // SAFETY: as above: a non-null entry is a NUL-terminated string.
+        let bytes =
+            (!arg.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(arg) }.to_bytes())?;
+        Some(std::ffi::OsStr::from_bytes(bytes).to_os_string())
+    });
+    let code = fleet_init::modes::main(args);
     std::process::exit(code);
 }

@@ -276,6 +276,9 @@ impl SignalInbox {
     /// one system call, as catatonit's read of its signalfd, where `poll` and then `read` are
     /// two, and the poll's wake-up is the slower.
     pub fn wait(&mut self, timeout: Option<std::time::Duration>) {
+        // libc marks `time_t` deprecated on musl (its width changed in musl 1.2); `try_from`
+        // saturates whatever the width.
+        #[allow(deprecated)]
         let limit = timeout.map(|timeout| libc::timespec {
             tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
             tv_nsec: libc::c_long::from(timeout.subsec_nanos()),

@@ -130,6 +130,9 @@ fn connect(path: &Path, deadline: Instant) -> Result<UnixStream, Failure> {
     )
     .map_err(|errno| no_answer(&format!("socket: {}", errno.desc())))?;
     let left = deadline.saturating_duration_since(Instant::now());
+    // libc marks `time_t` and `suseconds_t` deprecated on musl (their width changed in musl
+    // 1.2); `try_from` and `from` fit either width.
+    #[allow(deprecated)]
     let timeval = nix::sys::time::TimeVal::new(
         libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
         libc::suseconds_t::from(left.subsec_micros()),

@@ -225,8 +225,7 @@ impl StateDir {
     /// new name. A corrupt file is kept for a human to look at, out of the next reap's way.
     pub fn move_aside(&self, name: &str, suffix: &str) -> Result<String, Errno> {
         let target = format!("{name}.{suffix}");
-        let flags = fcntl::RenameFlags::RENAME_NOREPLACE;
-        match fcntl::renameat2(&self.fd, name, &self.fd, target.as_str(), flags) {
+        match rename_noreplace(&self.fd, name, &target) {
             Ok(()) => Ok(target),
             // A file system without RENAME_NOREPLACE: the name carries a random part anyway.
             Err(Errno::EINVAL) => {
@@ -239,6 +238,34 @@ impl StateDir {
     /// The descriptor, for tests and for checks that need it.
     pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// renameat2(RENAME_NOREPLACE) within `dir`, as a system call: nix has no `renameat2` for
+/// musl, whose libc gained the wrapper only in 1.2.5.
+fn rename_noreplace(dir: &OwnedFd, from: &str, to: &str) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let from = std::ffi::CString::new(from).map_err(|_| Errno::EINVAL)?;
+    let to = std::ffi::CString::new(to).map_err(|_| Errno::EINVAL)?;
+    /// linux/fs.h.
+    const RENAME_NOREPLACE: libc::c_uint = 1;
+    let fd = dir.as_raw_fd();
+    // SAFETY: renameat2 with a directory descriptor of ours and two NUL-terminated names that
+    // live across the call; it reads them and writes nothing of ours.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            fd,
+            from.as_ptr(),
+            fd,
+            to.as_ptr(),
+            RENAME_NOREPLACE,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
     }
 }
 
