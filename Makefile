@@ -1,7 +1,6 @@
 # fleet-init: build, test, lint, static binary, benchmark.
 SHELL := /bin/bash
 CARGO ?= cargo
-STATIC_TARGET = x86_64-unknown-linux-gnu
 
 .PHONY: build test test-peers lint static bench example clean
 
@@ -48,11 +47,12 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings
 
-# Statically linked glibc build (musl toolchains cannot be fetched here); its flags and why are
-# in container/build-static. See also the README's dependency notes.
+# The shipped binary, statically linked (musl; glibc when the toolchain has no musl std), at
+# target/fleet-init-static; its flags and why are in container/build-static. See also the
+# README's dependency notes.
 static:
 	CARGO=$(CARGO) sh container/build-static
-	@ls -l target/$(STATIC_TARGET)/release/fleet-init
+	@ls -l target/fleet-init-static
 
 # Runs fleet-init as PID 1 of a fresh PID namespace on the example config.
 example: build

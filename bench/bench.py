@@ -40,7 +40,6 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.path.join(HERE, "build")
 HELPERS = {"sigwait": [], "sendsig": [], "orphans": [], "stamp": ["-static"]}
 UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
-STATIC_TRIPLE = "x86_64-unknown-linux-gnu"
 
 FULL = dict(
     start_reps=40, idle_reps=3, idle_window_s=10.0, signal_reps=20, zombie_reps=4,
@@ -1313,8 +1312,7 @@ def main():
     parser.add_argument("--quick", action="store_true", default=os.environ.get("QUICK") == "1",
                         help="fewer repetitions, shorter windows (also QUICK=1)")
     parser.add_argument("--fleet-init", default=os.path.join(ROOT, "target/release/fleet-init"))
-    parser.add_argument("--static", default=os.path.join(
-        ROOT, "target/static", STATIC_TRIPLE, "release/fleet-init"))
+    parser.add_argument("--static", default=os.path.join(ROOT, "target/static/fleet-init-static"))
     parser.add_argument("--inits", help="comma-separated subset of inits")
     parser.add_argument("--only", help="comma-separated subset of scenarios: start,idle,binary,"
                         "signal,ignore,zombies,exit,fleet,probes")
@@ -1401,7 +1399,7 @@ def render_report(bench, info, elapsed, quick, missing):
         lines.append("Skipped: " + ", ".join(f"{k} ({w})" for k, w in missing.items()) + "  ")
     lines.append("Cells: median (min–max) over the repetitions; ×N = the init's median / "
                  "fleet-init's. fleet-init = target/release/fleet-init (dynamic); "
-                 "fleet-init-static = the crt-static build.\n")
+                 "fleet-init-static = the static build (container/build-static: musl).\n")
     binary = bench.results.scenarios.pop("binary", None)
     lines.append(render(bench.results))
     if binary is not None:

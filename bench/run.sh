@@ -31,7 +31,7 @@ fi
 # The supervisor package may start a system supervisord where there is an init system; the
 # bench starts its own, so nothing else is needed here.
 
-# 2. fleet-init: the release build the tables call fleet-init, and the crt-static one.
+# 2. fleet-init: the release build the tables call fleet-init, and the static (musl) one.
 cargo build --release --bin fleet-init --example tree_bench || { say "cargo build --release failed"; exit 1; }
 CARGO_TARGET_DIR=target/static sh container/build-static ||
     say "static build failed: fleet-init-static is skipped"

@@ -28,7 +28,7 @@ fi
 if [ -z "${FLEET_INIT_BIN:-}" ]; then
   # What ships is the static build; the image has no libc of its own.
   make --no-print-directory static >/dev/null
-  FLEET_INIT_BIN="$PWD/target/x86_64-unknown-linux-gnu/release/fleet-init"
+  FLEET_INIT_BIN="$PWD/target/fleet-init-static"
 fi
 export FLEET_INIT_BIN
 exec python3 e2e/scenarios.py "$@"
