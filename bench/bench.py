@@ -41,8 +41,11 @@ BUILD = os.path.join(HERE, "build")
 HELPERS = {"sigwait": [], "sendsig": [], "orphans": [], "stamp": ["-static"]}
 UNSHARE = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
 
+# Repetitions of a full run. Start and signal are short runs on a shared machine, where a burst
+# of another tenant's load moves every init's median: 40 starts (1 s in all) gave catatonit
+# 0.29 ms in one run and 0.52 in the next; 300 span ~10 s.
 FULL = dict(
-    start_reps=40, idle_reps=3, idle_window_s=10.0, signal_reps=20, zombie_reps=4,
+    start_reps=300, idle_reps=3, idle_window_s=10.0, signal_reps=60, zombie_reps=4,
     zombie_n=10000, zombie_timeout_ms=10000, ignore_reps=3, ignore_cap_s=12.0, exit_reps=3,
     clean_reps=3, clean_window_s=4.0, crash_reps=2, crash_window_s=4.5, many_workers=50,
 )
