@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: build test test-peers lint static bench example clean
+.PHONY: build test test-static test-peers lint static bench example clean
 
 build:
 	$(CARGO) build --release
@@ -24,17 +24,29 @@ build:
 #   every binary runs); make then fails.
 FAULT_TARGET_DIR ?= target/fault
 SKIPS := $(CURDIR)/target/test-skipped.log
+# $(call summary,LABEL,LOG): `LABEL: N passed, M failed, K skipped` over LOG's `test result:`
+# lines, the tests that called common::skip moved from passed to skipped.
+summary = awk -v label=$(1) -v skipped="$$(grep -c '^SKIPPED: ' $(SKIPS))" \
+	  '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; \
+	  if ($$(i+1) ~ /^failed/) f += $$i } } \
+	  END { printf "%s: %d passed, %d failed, %d skipped\n", label, p - skipped, f, skipped }' $(2)
 test:
 	mkdir -p target; : > $(SKIPS); set -o pipefail; \
 	{ FLEET_TEST_SKIPS=$(SKIPS) $(CARGO) test --no-fail-fast --lib --bins --tests; default=$$?; \
 	  FLEET_TEST_SKIPS=$(SKIPS) CARGO_TARGET_DIR=$(FAULT_TARGET_DIR) $(CARGO) test --no-fail-fast \
 	    --features fault-injection --tests -- abnormal_end::; fault=$$?; \
 	  [ $$default -eq 0 ] && [ $$fault -eq 0 ]; } 2>&1 | tee target/test.log; status=$$?; \
-	awk -v skipped="$$(grep -c '^SKIPPED: ' $(SKIPS))" \
-	  '/^test result:/ { for (i = 1; i <= NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; \
-	  if ($$(i+1) ~ /^failed/) f += $$i } } \
-	  END { printf "tests: %d passed, %d failed, %d skipped\n", p - skipped, f, skipped }' \
-	  target/test.log; \
+	$(call summary,tests,target/test.log); \
+	exit $$status
+
+# The integration tests again, against the binary that ships: the static build (musl, where
+# `make test` runs the dynamic glibc one). FLEET_INIT_BIN points tests/common at it. The tests
+# of an abnormal end are not among them: they need the fault switch the shipped build has not.
+test-static: static
+	mkdir -p target; : > $(SKIPS); set -o pipefail; \
+	FLEET_TEST_SKIPS=$(SKIPS) FLEET_INIT_BIN=$(CURDIR)/target/fleet-init-static \
+	  $(CARGO) test --no-fail-fast --test '*' 2>&1 | tee target/test-static.log; status=$$?; \
+	$(call summary,static,target/test-static.log); \
 	exit $$status
 
 # tini's test/ and dumb-init's tests/ against fleet-init, fetched at test time from Debian's

@@ -13,7 +13,8 @@ set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/peers"
-fleet="$root/target/release/fleet-init"
+# FLEET_INIT_BIN runs them against another build (the shipped static one: target/fleet-init-static).
+fleet="${FLEET_INIT_BIN:-$root/target/release/fleet-init}"
 excluded="$root/peers/excluded.tsv"
 python=/usr/bin/python3
 debs=(python3 python3-psutil python3-prctl python3-pytest python3-py python3-pytest-timeout

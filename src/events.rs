@@ -198,9 +198,6 @@ pub fn target() -> crate::cli::EventsTarget {
     }
 }
 
-/// Whether `hold_first` holds a line that nothing has written yet.
-static IS_HOLDING: AtomicBool = AtomicBool::new(false);
-
 thread_local! {
     /// The held first line and the time it is about (fleet-init is single-threaded).
     static HELD: RefCell<Option<(Event, SystemTime)>> = const { RefCell::new(None) };
@@ -210,16 +207,18 @@ thread_local! {
 /// its write are then made while they exec, not before. Whatever fleet-init writes first
 /// (`emit`, `diagnostic`) writes it first, so it stays the first line of fleet-init's own.
 pub fn hold_first(event: Event) {
-    HELD.with(|held| *held.borrow_mut() = Some((event, SystemTime::now())));
-    IS_HOLDING.store(true, Ordering::Relaxed);
+    let at = SystemTime::now();
+    HELD.with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            *held = Some((event, at));
+        }
+    });
 }
 
 /// Writes the line `hold_first` holds, if it still does.
 pub fn release_held() {
-    if !IS_HOLDING.swap(false, Ordering::Relaxed) {
-        return;
-    }
-    if let Some((event, at)) = HELD.with(|held| held.borrow_mut().take()) {
+    let taken = HELD.with(|held| held.try_borrow_mut().ok().and_then(|mut held| held.take()));
+    if let Some((event, at)) = taken {
         emit_at(&event, at);
     }
 }

@@ -29,7 +29,7 @@ fn ctl_in(state_dir: &Path, args: &[&str]) -> Ctl {
 }
 
 fn ctl_command(state_dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     command
         .arg("ctl")
         .arg("--state-dir")
@@ -724,7 +724,7 @@ fn ctl_usage_errors_exit_2() {
     let help = ctl_in(&dir.0, &["--help"]);
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("status [--json] [WORKER...]"));
-    let bad_env = Command::new(BIN)
+    let bad_env = Command::new(bin())
         .args(["ctl", "status"])
         .env("FLEET_INIT_STATE_DIR", "")
         .output()
@@ -743,7 +743,7 @@ fn ctl_exits_3_when_nothing_answers() {
         missing.stderr
     );
     // The state dir from the environment.
-    let from_env = Command::new(BIN)
+    let from_env = Command::new(bin())
         .args(["ctl", "ready"])
         .env("FLEET_INIT_STATE_DIR", &dir.0)
         .output()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{pid1, sh, start_config, subreaper, TempDir, BIN, BOUND};
+use common::{bin, pid1, sh, start_config, subreaper, TempDir, BOUND};
 use serde_json::json;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -17,7 +17,7 @@ fn run(prefix: &[&str], args: &[OsString], env: &[(&str, &str)]) -> Output {
     command
         .arg("20")
         .args(prefix)
-        .arg(BIN)
+        .arg(bin())
         .args(args)
         .env("FLEET_INIT_STATE_DIR", dir.path("state"))
         .env_remove("FLEET_INIT_EVENTS")
@@ -185,7 +185,7 @@ fn usage_errors_are_one_line_with_exit_2() {
         ),
     ];
     for (args, env, want) in cases {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin());
         command.args(&args).env_remove("FLEET_INIT_EVENTS");
         for (key, value) in &env {
             command.env(key, value);
@@ -310,7 +310,7 @@ fn tini_p_is_fleet_inits_own_parent_death_signal() {
     let mut parent = Command::new("sh")
         .arg("-c")
         .arg(r#""$0" -p SIGUSR1 --events off -- sh -c "$1" & wait"#)
-        .arg(BIN)
+        .arg(bin())
         .arg(&child)
         .env("FLEET_INIT_STATE_DIR", dir.path("state"))
         .spawn()
@@ -526,9 +526,13 @@ fn a_credential_error_names_the_user_and_a_bare_uid_gets_home_slash() {
 #[test]
 fn the_child_starts_in_fleet_inits_directory_while_fleet_init_leaves_it() {
     let dir = TempDir::new();
-    let output = Command::new(BIN)
+    // fleet-init moves to / once its first workers are forked (they inherit the directory):
+    // the child waits for that, up to 10 s, rather than racing it.
+    let script = "for i in $(seq 1000); do [ \"$(readlink /proc/$PPID/cwd)\" = / ] && break; \
+                  sleep 0.01; done; readlink /proc/$PPID/cwd; readlink /proc/$$/cwd";
+    let output = Command::new(bin())
         .args(["--events", "off", "--", "sh", "-c"])
-        .arg("readlink /proc/$PPID/cwd; readlink /proc/$$/cwd")
+        .arg(script)
         .env("FLEET_INIT_STATE_DIR", dir.path("state"))
         .current_dir(&dir.0)
         .output()
@@ -617,7 +621,7 @@ fn config_as_nobody(config: &std::path::Path, state: &std::path::Path) -> std::p
             "--regid=65534",
             "--clear-groups",
         ])
-        .arg(BIN)
+        .arg(bin())
         .arg("--config")
         .arg(config)
         .env("FLEET_INIT_STATE_DIR", state)

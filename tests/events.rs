@@ -31,7 +31,7 @@ fn start_unread(state: &std::path::Path, ready: &std::path::Path) -> (Child, i32
             "--pid",
             "--fork",
             "--mount-proc",
-            BIN,
+            bin(),
             "--events",
             "stdout",
             "--state-dir",

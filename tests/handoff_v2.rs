@@ -585,7 +585,7 @@ fn with_a_foreign_proc_the_shutdown_touches_nothing_outside_its_descendants() {
         kill -TERM $F; wait $F; echo rc=$?"#,
         last = host_parent - 1,
         target = host_parent,
-        bin = BIN,
+        bin = bin(),
         state = dir.path("state").display(),
         ready = ready.display(),
     );
@@ -669,7 +669,7 @@ fn protected_pids_are_skipped_and_their_generation_still_found() {
         {bin} --reap --protect 3 --state-dir {state} | grep -o '"reason":"protected pid"\|"event":"reaped"'
         [ -e /proc/3 ] && echo worker=alive
         kill -9 3"#,
-        bin = BIN,
+        bin = bin(),
         state = state.display(),
         config = config.display(),
         fifo = fifo.display(),

@@ -107,7 +107,7 @@ fn raw_stdout_line_with(needle: &str) -> String {
             "--pid",
             "--fork",
             "--mount-proc",
-            BIN,
+            bin(),
             "--config",
         ])
         .arg(&path)
@@ -344,7 +344,7 @@ fn a_stalled_reader_blocks_the_workers_not_fleet_init_and_loses_nothing() {
     ]});
     let path = dir.write("config.json", &config.to_string());
     let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", BIN, "--config"])
+        .args(["--pid", "--fork", "--mount-proc", bin(), "--config"])
         .arg(&path)
         .env("FLEET_INIT_STATE_DIR", dir.path("state"))
         .stdout(Stdio::piped())

@@ -184,7 +184,16 @@ fn a_reused_pid_is_left_alone() {
         [ -e /proc/$N ] && echo alive=yes
         kill $N
     "#;
-    let mut fleet = pid1(&["--", "sh", "-c", script, "sh", state.to_str().unwrap(), BIN]).spawn();
+    let mut fleet = pid1(&[
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        state.to_str().unwrap(),
+        bin(),
+    ])
+    .spawn();
     assert_eq!(fleet.wait_exit(BOUND), 0);
     for line in ["reused=yes", "reap_rc=0", "alive=yes"] {
         assert!(

@@ -360,7 +360,7 @@ fn as_pid1_without_its_own_proc_nothing_foreign_is_read_or_signalled() {
             "unshare",
             "--pid",
             "--fork",
-            BIN,
+            bin(),
             "--grace-ms",
             "200",
             "--events",
@@ -402,7 +402,7 @@ fn a_stdout_nobody_reads_never_blocks_pid1() {
         r#"{"workers": [{"name": "spin", "command": ["/bin/true"], "clean_restart_budget": 1000000}]}"#,
     );
     let mut child = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", BIN, "--state-dir"])
+        .args(["--pid", "--fork", "--mount-proc", bin(), "--state-dir"])
         .arg(dir.path("state"))
         .arg("--config")
         .arg(&config)
@@ -448,7 +448,7 @@ fn fleet_init_starts_under_valgrind_which_keeps_a_signal_for_itself() {
         .args([
             "-q",
             "--error-exitcode=99",
-            BIN,
+            bin(),
             "--events",
             "stdout",
             "--state-dir",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{BIN, BOUND};
+use common::{bin, BOUND};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -45,8 +45,10 @@ fn under_pty(command: &str, input: &str) -> (i32, String) {
 
 #[test]
 fn the_child_is_the_terminals_foreground_group() {
-    let command =
-        format!("{BIN} -- sh -c 'set -- $(cat /proc/$$/stat); echo \"pgrp=$5 tpgid=$8 pid=$1\"'");
+    let command = format!(
+        "{} -- sh -c 'set -- $(cat /proc/$$/stat); echo \"pgrp=$5 tpgid=$8 pid=$1\"'",
+        bin()
+    );
     let (code, output) = under_pty(&command, "");
     assert_eq!(code, 0, "{output}");
     let line = output
@@ -66,7 +68,7 @@ fn the_child_is_the_terminals_foreground_group() {
 
 #[test]
 fn an_interactive_shell_reads_the_terminal_as_pid1() {
-    let command = format!("unshare --pid --fork --mount-proc {BIN} -- sh -i");
+    let command = format!("unshare --pid --fork --mount-proc {} -- sh -i", bin());
     let (code, output) = under_pty(&command, "echo hello-$((6*7))\nexit 5\n");
     assert!(output.contains("hello-42"), "{output}");
     assert_eq!(code, 5, "{output}");
@@ -74,7 +76,7 @@ fn an_interactive_shell_reads_the_terminal_as_pid1() {
 
 #[test]
 fn an_interactive_shell_reads_the_terminal_as_subreaper() {
-    let command = format!("{BIN} -- sh -i");
+    let command = format!("{} -- sh -i", bin());
     let (code, output) = under_pty(&command, "echo hello-$((6*7))\nexit 3\n");
     assert!(output.contains("hello-42"), "{output}");
     assert_eq!(code, 3, "{output}");
@@ -160,7 +162,8 @@ fn ctrl_z_suspends_the_job_and_fg_resumes_it() {
     terminal.send("echo shell-$((1+1))\n");
     terminal.wait_for("shell-2");
     terminal.send(&format!(
-        "{BIN} -- sh -c 'echo child-$((3+4)); while read l; do echo got-$l; done; echo done-$((4+5))'\n"
+        "{} -- sh -c 'echo child-$((3+4)); while read l; do echo got-$l; done; echo done-$((4+5))'\n",
+        bin()
     ));
     terminal.wait_for("child-7");
     terminal.send("\x1a");

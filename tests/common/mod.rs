@@ -14,7 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_fleet-init");
+/// The fleet-init the tests run: this build's, or the one FLEET_INIT_BIN names (`make
+/// test-static` runs them against the shipped static build, target/fleet-init-static).
+pub fn bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("FLEET_INIT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_fleet-init").to_string())
+    })
+}
 
 /// A generous bound for things that take milliseconds when they work.
 pub const BOUND: Duration = Duration::from_secs(10);
@@ -73,7 +81,7 @@ pub struct Fleet {
 pub struct Start {
     args: Vec<String>,
     pid1: bool,
-    /// A command that runs fleet-init (`setpriv ...`, `unshare ...`), BIN appended.
+    /// A command that runs fleet-init (`setpriv ...`, `unshare ...`), bin() appended.
     prefix: Vec<String>,
     env: Vec<(String, String)>,
     env_removed: Vec<String>,
@@ -110,14 +118,14 @@ impl Start {
     pub fn spawn(self) -> Fleet {
         let mut command = if self.pid1 {
             let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", BIN]);
+            c.args(["--pid", "--fork", "--mount-proc", bin()]);
             c
         } else if let Some((program, rest)) = self.prefix.split_first() {
             let mut c = Command::new(program);
-            c.args(rest).arg(BIN);
+            c.args(rest).arg(bin());
             c
         } else {
-            Command::new(BIN)
+            Command::new(bin())
         };
         command
             .args(&self.args)
