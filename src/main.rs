@@ -13,8 +13,8 @@
 #![cfg_attr(not(test), no_main)]
 
 /// The static build links musl (container/build-static says why), whose malloc maps and unmaps
-/// a page group for many of the start's allocations: ~90 us more from exec to the worker's exit
-/// than with dlmalloc, which grows one heap (ftrace, 60 starts each).
+/// a page group for many of the start's allocations: ~90 us more from exec to fleet-init's exit
+/// (as PID 1 over `/bin/true`) than with dlmalloc, which grows one heap (ftrace, 60 starts each).
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;

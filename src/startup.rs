@@ -128,6 +128,8 @@ pub fn exec_reap_on_panic(abnormal: AbnormalEnd) {
 /// which stops every process of this generation (its descendants included, so nothing is left
 /// even when the registry could not be written) and then exits with `code`.
 pub fn exec_reap(abnormal: &AbnormalEnd, code: i32) -> i32 {
+    // An end before the first fork: this run's `init_started` still goes out, before the reap's.
+    events::release_held();
     log::error!("ending abnormally: reaping this generation's processes before exiting {code}");
     let code_text = code.to_string();
     let grace_text = abnormal.grace_ms.to_string();
