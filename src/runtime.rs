@@ -206,8 +206,6 @@ impl Runtime {
     pub fn run(&mut self) -> Ending {
         loop {
             let did_act = self.turn();
-            // `init_started`, if the turn wrote nothing: the first workers are forked now.
-            events::release_held();
             self.locate_oom_counter();
             if let Some(code) = self.exit_code {
                 self.signal_others_due();
@@ -223,6 +221,9 @@ impl Runtime {
             }
             self.persist_registry();
             if self.open_control() {
+                // `init_started`, if nothing since the first forks has written it (any event
+                // does, first; an exit before this point writes at least `shutdown_complete`).
+                events::release_held();
                 crate::startup::release_start_memory();
                 // The first workers inherited it; from now on, spawns move there themselves.
                 crate::startup::leave_start_directory();
