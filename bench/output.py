@@ -18,7 +18,10 @@ Python 3 standard library only; run as root (after bench/run.sh built the releas
    (bench/sigwait.c, CLOCK_MONOTONIC on both sides), with a second worker idle (`sleep`) or
    flooding its jsonl output (`lines 0`) that the reader drains. Target: flood within 2x idle.
 
-    python3 bench/output.py [--reps N] [--gib G] [--out results-output.json]
+   Each rep takes --latency-samples of each (interleaved): one sample is a single signal, and
+   a few scheduler hiccups of a shared 2-core machine decide a median of three.
+
+    python3 bench/output.py [--reps N] [--gib G] [--latency-samples K] [--out results-output.json]
 """
 
 import argparse
@@ -171,6 +174,8 @@ def run_latency(flood, workdir):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=int(os.environ.get("OUTPUT_REPS", "3")))
+    parser.add_argument("--latency-samples", type=int,
+                        default=int(os.environ.get("OUTPUT_LATENCY_SAMPLES", "5")))
     parser.add_argument("--gib", type=float, default=float(os.environ.get("OUTPUT_GIB", "1")))
     parser.add_argument("--out", default=os.path.join(HERE, "results-output.json"))
     args = parser.parse_args()
@@ -184,8 +189,9 @@ def main():
                 samples[kind].append(sample)
                 print(f"output bench: {kind} rep {rep + 1}: {sample['mib_per_s']:.0f} MiB/s",
                       file=sys.stderr)
-            for kind in ["idle", "flood"]:
-                samples[kind].append(run_latency(kind == "flood", workdir))
+            for _ in range(args.latency_samples):
+                for kind in ["idle", "flood"]:
+                    samples[kind].append(run_latency(kind == "flood", workdir))
     median = lambda xs: statistics.median(xs) if xs else float("nan")
     gib = size / 2**30
     print(f"\n## Worker output: {gib:.2f} GiB of 100-byte lines, {args.reps} reps "
@@ -203,7 +209,8 @@ def main():
     cat = median([s["mib_per_s"] for s in samples["cat"]])
     relay = median([s["mib_per_s"] for s in samples["relay"]])
     idle, flood = median(samples["idle"]), median(samples["flood"])
-    print(f"\nSIGTERM to a worker: idle {idle:.2f} ms ({min(samples['idle']):.2f}-"
+    print(f"\nSIGTERM to a worker ({len(samples['idle'])} samples each, medians): "
+          f"idle {idle:.2f} ms ({min(samples['idle']):.2f}-"
           f"{max(samples['idle']):.2f}), beside a flood {flood:.2f} ms "
           f"({min(samples['flood']):.2f}-{max(samples['flood']):.2f})\n")
     print(f"- jsonl >= 1/2 of cat: {jsonl:.0f} vs {cat:.0f} MiB/s: "
