@@ -235,31 +235,17 @@ impl Supervisor {
         if w.is_held_down {
             return After::StayDown;
         }
-        let spec = &w.spec;
-        let verdict = w.budget.record(
-            now,
-            spec.clean_restart_budget,
-            spec.clean_restart_window_ms,
-            spec.backoff_initial_ms,
-            spec.backoff_max_ms,
-        );
-        let name = spec.name.clone();
-        if verdict.warn {
-            let event = Event::warn("health_warn")
-                .with("worker", name.clone())
-                .with("reason", "clean_restart_budget_exceeded")
-                .with("clean_restarts", verdict.count)
-                .with("clean_restart_budget", spec.clean_restart_budget)
-                .with("clean_restart_window_ms", spec.clean_restart_window_ms)
-                .with("backoff_ms", verdict.delay_ms);
+        let (delay_ms, warning) = w.record_clean_restart(now);
+        let name = w.spec.name.clone();
+        if let Some(event) = warning {
             self.emit(event);
         }
         self.emit(
             Event::info("backoff")
                 .with("worker", name)
-                .with("ms", verdict.delay_ms),
+                .with("ms", delay_ms),
         );
-        After::RestartAt(now.saturating_add(verdict.delay_ms))
+        After::RestartAt(now.saturating_add(delay_ms))
     }
 
     /// `ready`: every worker ready or completed. A worker stopped on request is not ready

@@ -655,29 +655,16 @@ impl Supervisor {
             return After::StayDown;
         }
         let delay_ms = if cause.is_clean_class() {
-            let verdict = w.budget.record(
-                now,
-                spec.clean_restart_budget,
-                spec.clean_restart_window_ms,
-                spec.backoff_initial_ms,
-                spec.backoff_max_ms,
-            );
-            if verdict.warn {
-                let event = Event::warn("health_warn")
-                    .with("worker", spec.name.clone())
-                    .with("reason", "clean_restart_budget_exceeded")
-                    .with("clean_restarts", verdict.count)
-                    .with("clean_restart_budget", spec.clean_restart_budget)
-                    .with("clean_restart_window_ms", spec.clean_restart_window_ms)
-                    .with("backoff_ms", verdict.delay_ms);
+            let (delay_ms, warning) = w.record_clean_restart(now);
+            if let Some(event) = warning {
                 self.actions.push(Action::Emit(event));
             }
-            verdict.delay_ms
+            delay_ms
         } else {
             backoff_ms(spec.backoff_initial_ms, spec.backoff_max_ms, w.crash_count)
         };
         let event = Event::info("backoff")
-            .with("worker", spec.name.clone())
+            .with("worker", w.spec.name.clone())
             .with("ms", delay_ms);
         self.emit(event);
         After::RestartAt(now.saturating_add(delay_ms))

@@ -3,6 +3,7 @@
 use super::policy::{Cause, CleanBudget, StopReason};
 use super::Millis;
 use crate::config::WorkerSpec;
+use crate::events::Event;
 use crate::exit::Exit;
 use crate::stop::Stop;
 
@@ -81,6 +82,30 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Records a clean-class restart (a clean exit, a watchdog stop, a manual restart) in the
+    /// clean-restart budget: the delay before it, and the `health_warn` the budget asks for
+    /// when this restart is the first over it.
+    pub fn record_clean_restart(&mut self, now: Millis) -> (Millis, Option<Event>) {
+        let spec = &self.spec;
+        let verdict = self.budget.record(
+            now,
+            spec.clean_restart_budget,
+            spec.clean_restart_window_ms,
+            spec.backoff_initial_ms,
+            spec.backoff_max_ms,
+        );
+        let warning = verdict.warn.then(|| {
+            Event::warn("health_warn")
+                .with("worker", spec.name.clone())
+                .with("reason", "clean_restart_budget_exceeded")
+                .with("clean_restarts", verdict.count)
+                .with("clean_restart_budget", spec.clean_restart_budget)
+                .with("clean_restart_window_ms", spec.clean_restart_window_ms)
+                .with("backoff_ms", verdict.delay_ms)
+        });
+        (verdict.delay_ms, warning)
+    }
+
     pub fn new(spec: WorkerSpec) -> Worker {
         Worker {
             spec,
