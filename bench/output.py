@@ -173,7 +173,7 @@ def run_latency(flood, workdir):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=int(os.environ.get("OUTPUT_REPS", "3")))
+    parser.add_argument("--reps", type=int, default=int(os.environ.get("OUTPUT_REPS", "5")))
     parser.add_argument("--latency-samples", type=int,
                         default=int(os.environ.get("OUTPUT_LATENCY_SAMPLES", "5")))
     parser.add_argument("--gib", type=float, default=float(os.environ.get("OUTPUT_GIB", "1")))
