@@ -34,7 +34,6 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> i32 {
     {
         return ctl_mode(rest);
     }
-    crate::spawn::record_inherited_ignores();
     // As PID 1 the kernel drops a default-action signal, but never a blocked one: a SIGTERM
     // sent before the handlers exist waits here instead of being lost.
     set_signal_mask(true, &[]);
@@ -201,7 +200,7 @@ fn start(mut plan: Plan, options: &Options) -> Option<(Box<Runtime>, AbnormalEnd
     }
     let job_control = crate::job_control::JobControl::new(plan.is_single && pid != 1);
     let rewrite = job_control.rewrite(options);
-    let inbox = match SignalInbox::install(rewrite, job_control.is_on) {
+    let inbox = match SignalInbox::install(rewrite) {
         Ok(inbox) => inbox,
         Err(error) => {
             eprintln!("fleet-init: cannot install signal handlers: {error}");

@@ -206,20 +206,14 @@ struct Received {
 
 impl SignalInbox {
     /// Blocks every signal fleet-init takes and opens their signalfd. Called once, before
-    /// anything is spawned; `is_job_control` reads SIGTTIN/SIGTTOU too (blocked, the kernel
-    /// treats them as ignored for fleet-init's own terminal writes from the background, while
-    /// one sent with kill(2) is still seen); otherwise they are ignored, as tini does.
-    pub fn install(rewrite: Rewrite, is_job_control: bool) -> std::io::Result<SignalInbox> {
+    /// anything is spawned. SIGTTIN and SIGTTOU are taken too: blocked, the kernel treats them
+    /// as ignored for fleet-init's own terminal writes from the background (no stop), while
+    /// one sent with kill(2) is read like any other and forwarded (SPEC: every other signal
+    /// is forwarded; tini ignores them instead), or acted on by dumb-init's job control.
+    pub fn install(rewrite: Rewrite) -> std::io::Result<SignalInbox> {
         let mut signals = handled();
         signals.extend(FAULTS);
-        if is_job_control {
-            signals.extend([libc::SIGTTIN, libc::SIGTTOU]);
-        } else {
-            for signal in [libc::SIGTTIN, libc::SIGTTOU] {
-                // SAFETY: installing SIG_IGN has no handler to run.
-                unsafe { libc::signal(signal, libc::SIG_IGN) };
-            }
-        }
+        signals.extend([libc::SIGTTIN, libc::SIGTTOU]);
         SignalInbox::taking(&signals, rewrite)
     }
 

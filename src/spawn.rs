@@ -9,7 +9,6 @@ use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a worker could not be started, with the shell code it stands for.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,53 +70,14 @@ pub fn set_start_directory(dir: &std::path::Path) {
     }
 }
 
-/// Of the signals fleet-init changes (`CHANGED`), those its own parent left ignored, bit N-1
-/// for signal N: they stay ignored in the workers (as with tini: `nohup fleet-init -- cmd`
-/// works). Any other inherited ignore passes to a worker untouched through fork and exec.
-static INHERITED_IGNORED: AtomicU64 = AtomicU64::new(0);
-
-/// Signals a child must set back to SIG_DFL before its exec, same bits: those fleet-init
-/// ignores itself (`CHANGED`), and glibc's own 32 and 33, which its wrappers cannot query, in
-/// case an ancestor ignored them. Nothing else of fleet-init changes a disposition: it starts
-/// without Rust's runtime (`main.rs`), so no handler exists (its SIGSEGV/SIGBUS handlers and
-/// its ignored SIGPIPE are gone), and exec itself resets a handler. The child need not reset all
-/// 64 (64 system calls on the way to every worker's exec, measured).
-static CHILD_RESETS: AtomicU64 = AtomicU64::new(0);
-
-/// The signals whose disposition fleet-init changes: the signal inbox ignores SIGTTIN and
-/// SIGTTOU, as tini does, unless it reads them for job control.
-const CHANGED: [i32; 2] = [libc::SIGTTIN, libc::SIGTTOU];
-
-/// Bit N-1 for signal N.
-fn bit(signal: i32) -> u64 {
-    u32::try_from(signal - 1)
-        .ok()
-        .and_then(|shift| 1u64.checked_shl(shift))
-        .unwrap_or(0)
-}
-
-/// Records which of the signals fleet-init changes are ignored now; called once, first thing in
-/// `main`, before the signal inbox changes them. Two system calls: querying all 64
-/// dispositions cost ~50 µs of a start as PID 1 (measured under `perf`).
-pub fn record_inherited_ignores() {
-    let mut ignored = 0u64;
-    for signal in CHANGED {
-        // SAFETY: sigaction only reads the disposition into `old`.
-        let disposition = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            (libc::sigaction(signal, std::ptr::null(), &mut old) == 0).then_some(old.sa_sigaction)
-        };
-        if disposition == Some(libc::SIG_IGN) {
-            ignored |= bit(signal);
-        }
-    }
-    let resets = CHANGED
-        .into_iter()
-        .chain([32, 33])
-        .fold(0u64, |mask, signal| mask | bit(signal));
-    INHERITED_IGNORED.store(ignored, Ordering::Relaxed);
-    CHILD_RESETS.store(resets, Ordering::Relaxed);
-}
+/// Signals a child sets back to SIG_DFL before its exec: glibc's own 32 and 33, which its
+/// wrappers cannot query, in case an ancestor left them ignored. Nothing of fleet-init changes
+/// a disposition (it blocks what it takes and reads it from a signalfd, SIGTTIN and SIGTTOU
+/// included), so every other inherited ignore passes to a worker untouched through fork and
+/// exec (as with tini: `nohup fleet-init -- cmd` works). It starts without Rust's runtime
+/// (`main.rs`), so no handler exists (its SIGSEGV/SIGBUS handlers and its ignored SIGPIPE are
+/// gone), and exec itself resets a handler.
+const CHILD_RESETS: [i32; 2] = [32, 33];
 
 /// Everything the child needs, allocated before fork so the child allocates nothing.
 struct Prepared {
@@ -684,7 +644,8 @@ unsafe fn child(
         write_listen_pid(buffer, libc::getpid());
     }
     libc::setpgid(0, 0);
-    // SIGTTOU is ignored (inherited from fleet-init), so this works from the background.
+    // SIGTTOU is still blocked (the mask is emptied below), so this works from the
+    // background: the kernel treats a blocked SIGTTOU as ignored (tcsetpgrp(3)).
     if options.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {
         libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
     }
@@ -713,32 +674,18 @@ unsafe fn child(
     if let Some(signal) = options.pdeathsig {
         libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong);
     }
-    // What fleet-init changed back to the default first (`CHILD_RESETS`: ignored signals
-    // survive exec, and a handler of fleet-init's must not run here before it). The raw
-    // syscall, because glibc's wrappers refuse signals 32 and 33 (its own), and an ancestor
-    // may have left those ignored too. An all-zero kernel sigaction is SIG_DFL with no flags
-    // and an empty mask, whichever of the kernel's layouts this architecture uses.
+    // `CHILD_RESETS` back to the default: the raw syscall, because glibc's wrappers refuse
+    // signals 32 and 33 (its own). An all-zero kernel sigaction is SIG_DFL with no flags and
+    // an empty mask, whichever of the kernel's layouts this architecture uses.
     let default_action = [0u64; 4];
-    let resets = CHILD_RESETS.load(Ordering::Relaxed);
-    for signal in 1..=crate::signals::MAX_SIGNAL {
-        if resets & bit(signal) != 0 {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                signal,
-                default_action.as_ptr(),
-                std::ptr::null::<u64>(),
-                8usize,
-            );
-        }
-    }
-    // What fleet-init's parent ignored is ignored again (sigaction is async-signal-safe).
-    let inherited = INHERITED_IGNORED.load(Ordering::Relaxed);
-    let mut ignore: libc::sigaction = std::mem::zeroed();
-    ignore.sa_sigaction = libc::SIG_IGN;
-    for signal in 1..=crate::signals::MAX_SIGNAL {
-        if inherited & bit(signal) != 0 {
-            libc::sigaction(signal, &ignore, std::ptr::null_mut());
-        }
+    for signal in CHILD_RESETS {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            default_action.as_ptr(),
+            std::ptr::null::<u64>(),
+            8usize,
+        );
     }
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);

@@ -214,6 +214,36 @@ fn five_workers_restart_by_their_policies_and_a_failed_one_makes_exit_1() {
 }
 
 #[test]
+fn sigttin_and_sigttou_are_forwarded_like_any_other_signal() {
+    // SPEC: every signal but the shutdown ones is forwarded. tini ignores these two; fleet-init
+    // blocks them (its own terminal writes from the background still go through) and reads
+    // them like the rest. `process`: the trap runs in sh, and its `sleep` is not stopped.
+    let dir = TempDir::new();
+    let script = "trap 'echo got-TTIN' TTIN; trap 'echo got-TTOU' TTOU; echo ready; \
+                  while :; do sleep 0.05; done";
+    let worker =
+        json!({"name": "tty", "signal_target": "process", "command": ["sh", "-c", script]});
+    let mut fleet = start_config(&dir, &json!({"workers": [worker]}), true);
+    fleet.wait_output("ready", BOUND);
+    for (signal, name) in [(libc::SIGTTIN, "TTIN"), (libc::SIGTTOU, "TTOU")] {
+        fleet.signal(signal);
+        let forwarded = fleet.wait_event_where(
+            "signal_forwarded",
+            |e| e["signal"] == format!("SIG{name}"),
+            BOUND,
+        );
+        assert_eq!(forwarded["workers"], json!(["tty"]));
+        fleet.wait_output(&format!("got-{name}"), BOUND);
+    }
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert_eq!(
+        trace(&fleet, "tty"),
+        lines(&["started 1", "exited signal=SIGTERM shutdown 0"])
+    );
+}
+
+#[test]
 fn workers_that_all_finish_cleanly_make_exit_0() {
     let dir = TempDir::new();
     let counter = dir.path("recovers.count");
