@@ -294,6 +294,16 @@ impl Runtime {
         let reaped = zombies::reap_all();
         let worker_pids = self.supervisor.running_pids();
         self.job_control.after_reap(&reaped.stopped, &worker_pids);
+        let job_states = reaped
+            .stopped
+            .iter()
+            .map(|(pid, _)| (*pid, true))
+            .chain(reaped.continued.iter().map(|pid| (*pid, false)));
+        for (pid, is_stopped) in job_states {
+            if worker_pids.contains(&pid) {
+                did_act |= self.feed(Input::JobState { pid, is_stopped });
+            }
+        }
         if self.is_warn_on_reap {
             for (pid, _) in reaped
                 .exits

@@ -11,6 +11,8 @@ pub struct Reaped {
     pub exits: Vec<(i32, Exit)>,
     /// Children that stopped (WUNTRACED) and the signal that stopped them, for job control.
     pub stopped: Vec<(i32, i32)>,
+    /// Children that were continued after a stop (WCONTINUED).
+    pub continued: Vec<i32>,
     /// False when `waitpid` said ECHILD: no process at all is left below fleet-init.
     pub has_children: bool,
 }
@@ -19,9 +21,13 @@ pub struct Reaped {
 /// the same): SIGCHLDs coalesce, so one signal may stand for many zombies.
 pub fn reap_all() -> Reaped {
     let mut reaped = Reaped::default();
-    // __WALL: also children cloned with another exit signal than SIGCHLD. WUNTRACED: a
-    // stopped child is reported once per stop, for job control.
-    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::__WALL | WaitPidFlag::WUNTRACED;
+    // __WALL: also children cloned with another exit signal than SIGCHLD. WUNTRACED and
+    // WCONTINUED: a stopped child is reported once per stop and once when continued, for job
+    // control and for the shutdown's SIGCONT.
+    let flags = WaitPidFlag::WNOHANG
+        | WaitPidFlag::__WALL
+        | WaitPidFlag::WUNTRACED
+        | WaitPidFlag::WCONTINUED;
     loop {
         match waitpid(None, Some(flags)) {
             Ok(WaitStatus::Exited(pid, code)) => {
@@ -39,7 +45,8 @@ pub fn reap_all() -> Reaped {
             Ok(WaitStatus::Stopped(pid, signal)) => {
                 reaped.stopped.push((pid.as_raw(), signal as i32));
             }
-            // Continued is not asked for (no WCONTINUED); keep draining.
+            Ok(WaitStatus::Continued(pid)) => reaped.continued.push(pid.as_raw()),
+            // Ptrace events are not asked for; keep draining.
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => return reaped,

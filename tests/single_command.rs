@@ -152,6 +152,56 @@ fn stubborn_child(grace_ms: &str) -> Fleet {
     fleet
 }
 
+/// The host pid of fleet-init's only child (fleet-init being PID 1 of its own namespace).
+fn only_child(fleet_pid: i32) -> i32 {
+    let path = format!("/proc/{fleet_pid}/task/{fleet_pid}/children");
+    let read = || -> Option<i32> {
+        let text = std::fs::read_to_string(&path).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    };
+    assert!(common::eventually(BOUND, || read().is_some()));
+    read().unwrap()
+}
+
+#[test]
+fn a_stopped_child_is_continued_so_that_it_acts_on_the_forwarded_sigterm() {
+    // SPEC: each worker gets its stop signal, then SIGCONT so that a stopped process can act
+    // on it. tini forwards SIGTERM alone (a stopped child then sits out the grace and is
+    // killed); fleet-init adds SIGCONT for a child it saw stop, and only then, so that a
+    // running child still sees exactly the signals it was sent.
+    let script = "trap 'echo got-TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done";
+    let mut fleet = pid1(&["--grace-ms", "60000", "--", "sh", "-c", script]).spawn();
+    fleet.wait_output("ready", BOUND);
+    let child = only_child(fleet.pid);
+    let wake_ups = common::wake_ups(fleet.pid);
+    // SAFETY: signalling the child of the fleet-init this test started.
+    unsafe { libc::kill(child, libc::SIGSTOP) };
+    let is_stopped = || {
+        common::status_field(child, "State")
+            .unwrap_or_default()
+            .starts_with('T')
+    };
+    assert!(common::eventually(BOUND, is_stopped));
+    // fleet-init was woken by the stop (SIGCHLD) and has gone back to sleep: it saw it.
+    assert!(common::eventually(BOUND, || {
+        common::wake_ups(fleet.pid) > wake_ups && common::wait_until_idle(fleet.pid, BOUND)
+    }));
+    assert!(is_stopped(), "nothing but the stop woke fleet-init");
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(
+        fleet.wait_exit(BOUND),
+        7,
+        "the handler ran: the child was continued"
+    );
+    assert!(fleet.output.iter().any(|l| l == "got-TERM"));
+    let complete = &fleet.named("shutdown_complete")[0];
+    assert_eq!(complete["killed"], 0);
+    assert!(
+        complete["duration_ms"].as_u64().unwrap() < 5000,
+        "{complete}"
+    );
+}
+
 #[test]
 fn a_child_ignoring_sigterm_is_killed_when_the_grace_ends() {
     let mut fleet = stubborn_child("300");

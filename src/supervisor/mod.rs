@@ -53,6 +53,12 @@ pub enum Input {
         /// fork itself failed (EAGAIN, ENOMEM): retried with backoff, never a crash.
         is_fork_failure: bool,
     },
+    /// A child stopped (`is_stopped`) or was continued, as the reaper saw it: pids that are
+    /// no worker's main process are ignored.
+    JobState {
+        pid: i32,
+        is_stopped: bool,
+    },
     /// A reaped child, any child: pids that are no worker's are ignored.
     Exited {
         pid: i32,
@@ -267,6 +273,15 @@ impl Supervisor {
                 is_fork_failure: false,
             } => self.on_spawn_failed(worker, pid, &error, exit_code, now),
             Input::Exited { pid, exit } => self.on_exited(pid, exit, now),
+            Input::JobState { pid, is_stopped } => {
+                for w in &mut self.workers {
+                    if let Phase::Running(run) = &mut w.phase {
+                        if run.pid == pid {
+                            run.is_stopped = is_stopped;
+                        }
+                    }
+                }
+            }
             Input::Signal(signal) => self.on_signal(signal, now),
             Input::SignalSentAhead(signal) => {
                 let sent = self.first_signal_action(signal);
@@ -404,6 +419,7 @@ impl Supervisor {
             stopping: None,
             sample_at,
             oom_kills_at_start: self.oom_kills,
+            is_stopped: false,
         });
         let event = Event::info("worker_started")
             .with("worker", w.spec.name.clone())
@@ -823,10 +839,12 @@ impl Supervisor {
         };
         run.stop = Some(reason);
         run.sample_at = None;
-        // A forwarded signal (a single command's, as tini and dumb-init forward it) goes alone;
-        // the worker's own stop signal is followed by SIGCONT. Its main process's exit is
+        // The worker's own stop signal is followed by SIGCONT, so that a stopped process can
+        // act on it (SPEC, as systemd does). A forwarded one (a single command's, as tini and
+        // dumb-init forward it) goes alone unless the child is stopped: a running child then
+        // sees exactly the signals it was sent, as under tini. Its main process's exit is
         // certain to come, so a kill is waited out (no settle time).
-        let is_forwarded = signal.is_some();
+        let is_forwarded = signal.is_some() && !run.is_stopped;
         let signal = signal.unwrap_or(w.spec.stop_signal);
         let (stop, order) = Stop::begin(signal, w.spec.stop_grace_ms, None, now);
         run.stopping = Some(stop);

@@ -20,6 +20,8 @@ pub struct Run {
     pub sample_at: Option<Millis>,
     /// The cgroup's OOM-kill counter when it started.
     pub oom_kills_at_start: Option<u64>,
+    /// Stopped (SIGSTOP, Ctrl-Z) and not continued since, as the reaper last saw it.
+    pub is_stopped: bool,
 }
 
 /// What happens once a dead worker's process group is empty.
