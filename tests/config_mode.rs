@@ -244,6 +244,34 @@ fn sigttin_and_sigttou_are_forwarded_like_any_other_signal() {
 }
 
 #[test]
+fn a_death_by_a_signal_fleet_init_forwarded_is_no_crash() {
+    // SPEC: a crash is a death by a signal fleet-init did not send. `docker kill -s HUP` ends
+    // a worker that has no handler for it: restarted at once, its crash count untouched. The
+    // second run ends itself with the same signal, which fleet-init did not send: a crash.
+    let dir = TempDir::new();
+    let marker = dir.path("ran-once");
+    let script = format!(
+        "if [ -e {m} ]; then kill -HUP $$; fi; touch {m}; echo ready; exec sleep 30",
+        m = marker.display()
+    );
+    let worker = json!({"name": "w", "restart": "always", "command": ["sh", "-c", script]});
+    let mut fleet = start_config(&dir, &json!({"workers": [worker]}), true);
+    fleet.wait_output("ready", BOUND);
+    fleet.signal(libc::SIGHUP);
+    let first = fleet.wait_nth("worker_exited", 1, BOUND);
+    assert_eq!(first["signal"], "SIGHUP", "{first}");
+    assert_eq!(first["likely_cause"], "clean_exit", "{first}");
+    assert_eq!(first["crash_count"], 0);
+    assert_eq!(fleet.wait_nth("backoff", 1, BOUND)["ms"], 0);
+    let second = fleet.wait_nth("worker_exited", 2, BOUND);
+    assert_eq!(second["signal"], "SIGHUP", "{second}");
+    assert_eq!(second["likely_cause"], "crash", "{second}");
+    assert_eq!(second["crash_count"], 1);
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+}
+
+#[test]
 fn workers_that_all_finish_cleanly_make_exit_0() {
     let dir = TempDir::new();
     let counter = dir.path("recovers.count");

@@ -780,4 +780,11 @@ fn a_single_command_answers_too_under_its_program_name() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     // tini semantics: the child's death by the signal ends fleet-init with 128+15.
     assert_eq!(fleet.wait_exit(BOUND), 143);
+    // A death by a signal fleet-init sent (here by request) is no crash (SPEC).
+    let exited = &fleet.named("worker_exited")[0];
+    assert_eq!(
+        (&exited["likely_cause"], &exited["crash_count"]),
+        (&json!("clean_exit"), &json!(0)),
+        "{exited}"
+    );
 }

@@ -214,13 +214,16 @@ impl Supervisor {
     }
 
     fn signal_by_request(&mut self, index: usize, signal: i32) -> Verdict {
-        let Some(w) = self.workers.get(index) else {
+        let Some(w) = self.workers.get_mut(index) else {
             return Err("not running".into());
         };
         let Some(pid) = w.running_pid() else {
             return Err(format!("not running ({})", w.state().as_str()));
         };
         let action = signal_worker(&w.spec, pid, signal);
+        if let Phase::Running(run) = &mut w.phase {
+            run.note_sent(signal);
+        }
         self.actions.push(action);
         Ok("signalled")
     }

@@ -16,7 +16,7 @@ use crate::events::Event;
 use crate::exit::Exit;
 use crate::procscan::TreeMemory;
 use crate::signals;
-use policy::{backoff_ms, classify, Cause, StopReason};
+use policy::{backoff_ms, classify, signal_bit, Cause, StopReason};
 use serde_json::Value;
 use shutdown::Shutdown;
 use worker::{After, Outcome, Phase, Run, Worker};
@@ -420,6 +420,7 @@ impl Supervisor {
             sample_at,
             oom_kills_at_start: self.oom_kills,
             is_stopped: false,
+            sent_signals: 0,
         });
         let event = Event::info("worker_started")
             .with("worker", w.spec.name.clone())
@@ -536,11 +537,12 @@ impl Supervisor {
             return;
         };
         let reported = remap(&self.mode, exit);
-        let cause = classify(reported, run.stop);
+        let cause = classify(reported, run.stop, run.sent_signals);
         // SIGKILL that fleet-init did not send while the cgroup counted an OOM kill that no
         // earlier death has claimed: one count, one flag.
         let is_oom_killed = exit == Exit::Signal(libc::SIGKILL)
             && run.stop.is_none()
+            && run.sent_signals & signal_bit(libc::SIGKILL) == 0
             && self.claim_oom_kill(run.oom_kills_at_start);
         let Some(w) = self.workers.get_mut(index) else {
             return;
@@ -806,11 +808,14 @@ impl Supervisor {
 
     fn forward(&mut self, signal: i32) {
         let mut names = Vec::new();
-        for w in &self.workers {
+        for w in &mut self.workers {
             // A start not yet confirmed gets it too, as tini's child does from its fork on.
             let Some(pid) = w.live_pid() else { continue };
             names.push(Value::from(w.spec.name.clone()));
             self.actions.push(signal_worker(&w.spec, pid, signal));
+            if let Phase::Running(run) = &mut w.phase {
+                run.note_sent(signal);
+            }
         }
         self.emit(
             Event::info("signal_forwarded")

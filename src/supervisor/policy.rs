@@ -54,16 +54,28 @@ pub enum StopReason {
     Manual,
 }
 
-/// Exit 0 is clean; a death fleet-init caused is the reason it caused it; anything else crashed.
-pub fn classify(exit: Exit, stop: Option<StopReason>) -> Cause {
-    match stop {
-        Some(StopReason::Shutdown) => Cause::Shutdown,
-        Some(StopReason::Watchdog) => Cause::Watchdog,
-        Some(StopReason::Unhealthy) => Cause::Unhealthy,
-        Some(StopReason::Manual) => Cause::Stopped,
-        None if exit.is_success() => Cause::CleanExit,
-        None => Cause::Crash,
+/// Exit 0 is clean; a death fleet-init caused is the reason it caused it; a death by a signal
+/// fleet-init sent the run (`sent_signals`, from `signal_bit`: a forwarded `docker kill -s HUP`,
+/// a `ctl signal`) is no crash either (SPEC: a crash is a death by a signal fleet-init did not
+/// send), and counts as clean (budgeted, restarted at once); anything else crashed.
+pub fn classify(exit: Exit, stop: Option<StopReason>, sent_signals: u64) -> Cause {
+    match (stop, exit) {
+        (Some(StopReason::Shutdown), _) => Cause::Shutdown,
+        (Some(StopReason::Watchdog), _) => Cause::Watchdog,
+        (Some(StopReason::Unhealthy), _) => Cause::Unhealthy,
+        (Some(StopReason::Manual), _) => Cause::Stopped,
+        (None, exit) if exit.is_success() => Cause::CleanExit,
+        (None, Exit::Signal(signal)) if sent_signals & signal_bit(signal) != 0 => Cause::CleanExit,
+        (None, _) => Cause::Crash,
     }
+}
+
+/// Bit N-1 for signal N (0 for a number out of 1..=64).
+pub fn signal_bit(signal: i32) -> u64 {
+    u32::try_from(signal.saturating_sub(1))
+        .ok()
+        .and_then(|shift| 1u64.checked_shl(shift))
+        .unwrap_or(0)
 }
 
 /// `min(initial * 2^(n-1), max)` for the n-th consecutive step (n >= 1); saturating.
@@ -155,8 +167,27 @@ mod tests {
             (Exit::Signal(15), Some(Manual), Cause::Stopped),
             (Exit::Code(3), Some(Manual), Cause::Stopped),
         ] {
-            assert_eq!(classify(exit, stop), want, "{exit:?} {stop:?}");
+            assert_eq!(classify(exit, stop, 0), want, "{exit:?} {stop:?}");
         }
+        // Signals fleet-init sent the run: a death by one of them is no crash; by another it is.
+        let sent = signal_bit(1) | signal_bit(9) | signal_bit(64);
+        for (exit, want) in [
+            (Exit::Signal(1), Cause::CleanExit),
+            (Exit::Signal(9), Cause::CleanExit),
+            (Exit::Signal(64), Cause::CleanExit),
+            (Exit::Signal(15), Cause::Crash),
+            (Exit::Code(1), Cause::Crash),
+            (Exit::Code(0), Cause::CleanExit),
+        ] {
+            assert_eq!(classify(exit, None, sent), want, "{exit:?}");
+        }
+        assert_eq!(
+            classify(Exit::Signal(1), Some(Shutdown), sent),
+            Cause::Shutdown
+        );
+        assert_eq!(signal_bit(0), 0);
+        assert_eq!(signal_bit(65), 0);
+        assert_eq!(signal_bit(-3), 0);
     }
 
     #[test]

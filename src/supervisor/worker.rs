@@ -22,6 +22,16 @@ pub struct Run {
     pub oom_kills_at_start: Option<u64>,
     /// Stopped (SIGSTOP, Ctrl-Z) and not continued since, as the reaper last saw it.
     pub is_stopped: bool,
+    /// The signals fleet-init sent this run (forwarded, `ctl signal`), bit N-1 for signal N:
+    /// a death by one of them is not a crash (SPEC).
+    pub sent_signals: u64,
+}
+
+impl Run {
+    /// Notes that fleet-init sent `signal` to this run.
+    pub fn note_sent(&mut self, signal: i32) {
+        self.sent_signals |= super::policy::signal_bit(signal);
+    }
 }
 
 /// What happens once a dead worker's process group is empty.
