@@ -134,13 +134,16 @@ fn peer_var(env: &dyn Fn(&str) -> Option<OsString>, key: &str) -> Option<String>
 }
 
 fn validate(raw: RawArgs, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Options, UsageError> {
+    // Each variable is checked whether or not its flag wins: a bad value is never silently
+    // ignored (a `docker run` that adds the flag would otherwise hide the image's bad ENV).
+    let state_dir_var = fleet_var(env, "FLEET_INIT_STATE_DIR")?;
     let (state_dir_text, state_dir_source) = match &raw.state_dir {
         Some(dir) => (Some(dir.clone()), "--state-dir"),
-        None => (
-            fleet_var(env, "FLEET_INIT_STATE_DIR")?,
-            "FLEET_INIT_STATE_DIR",
-        ),
+        None => (state_dir_var.clone(), "FLEET_INIT_STATE_DIR"),
     };
+    if state_dir_var.as_deref() == Some("") {
+        return Err(usage("FLEET_INIT_STATE_DIR: empty path"));
+    }
     let is_state_dir_explicit = state_dir_text.is_some();
     let state_dir = match state_dir_text {
         Some(dir) if dir.is_empty() => {
@@ -149,15 +152,19 @@ fn validate(raw: RawArgs, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Opti
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
-    let grace_ms = match (&raw.grace_ms, fleet_var(env, "FLEET_INIT_GRACE_MS")?) {
-        (Some(text), _) => Some(parse_grace("--grace-ms", text)?),
-        (None, Some(text)) => Some(parse_grace("FLEET_INIT_GRACE_MS", &text)?),
-        (None, None) => None,
+    let grace_ms_var = fleet_var(env, "FLEET_INIT_GRACE_MS")?
+        .map(|text| parse_grace("FLEET_INIT_GRACE_MS", &text))
+        .transpose()?;
+    let grace_ms = match &raw.grace_ms {
+        Some(text) => Some(parse_grace("--grace-ms", text)?),
+        None => grace_ms_var,
     };
-    let events = match (&raw.events, fleet_var(env, "FLEET_INIT_EVENTS")?) {
-        (Some(text), _) => Some(parse_events("--events", text)?),
-        (None, Some(text)) => Some(parse_events("FLEET_INIT_EVENTS", &text)?),
-        (None, None) => None,
+    let events_var = fleet_var(env, "FLEET_INIT_EVENTS")?
+        .map(|text| parse_events("FLEET_INIT_EVENTS", &text))
+        .transpose()?;
+    let events = match &raw.events {
+        Some(text) => Some(parse_events("--events", text)?),
+        None => events_var,
     };
     let pdeathsig = parse_signal_option("--pdeathsig", raw.pdeathsig.as_deref())?;
     let self_pdeathsig = parse_signal_option("-p", raw.self_pdeathsig.as_deref())?;
@@ -309,15 +316,15 @@ fn command(raw: RawArgs, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Comma
         }
         return Ok(Command::Reap);
     }
-    // A command on the line wins over FLEET_INIT_CONFIG from the image's environment.
+    // A command on the line wins over FLEET_INIT_CONFIG from the image's environment (which
+    // must still be UTF-8; an empty one, a derived image's way to clear it, is then fine).
+    let config_var = fleet_var(env, "FLEET_INIT_CONFIG")?;
     let config = match (raw.config, raw.command.is_empty()) {
         (Some(_), false) => {
             return Err(usage("give either --config FILE or -- COMMAND, not both"));
         }
         (Some(path), true) => Some((path, "--config")),
-        (None, true) => {
-            fleet_var(env, "FLEET_INIT_CONFIG")?.map(|path| (path, "FLEET_INIT_CONFIG"))
-        }
+        (None, true) => config_var.map(|path| (path, "FLEET_INIT_CONFIG")),
         (None, false) => None,
     };
     if let Some((path, source)) = config {

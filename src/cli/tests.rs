@@ -311,6 +311,54 @@ fn fleet_init_variables_are_strict() {
         parse_with(&[], &[("FLEET_INIT_CONFIG", "")]).unwrap_err().0,
         "FLEET_INIT_CONFIG: empty path"
     );
+    // Still checked when the flag (or the command) wins: never silently ignored.
+    let bad = OsString::from_vec(vec![b'/', 0xff]);
+    for (key, args) in [
+        (
+            "FLEET_INIT_STATE_DIR",
+            &["--state-dir", "/tmp/s", "true"][..],
+        ),
+        ("FLEET_INIT_GRACE_MS", &["--grace-ms", "10", "true"][..]),
+        ("FLEET_INIT_EVENTS", &["--events", "off", "true"][..]),
+        ("FLEET_INIT_CONFIG", &["true"][..]),
+    ] {
+        let value = bad.clone();
+        let error = parse(&os(args), &move |k| (k == key).then(|| value.clone())).unwrap_err();
+        assert!(
+            error.0.starts_with(&format!("{key}: not valid UTF-8")),
+            "{key} with {args:?}: {error}"
+        );
+    }
+    for (key, value, args, want) in [
+        (
+            "FLEET_INIT_GRACE_MS",
+            "abc",
+            &["--grace-ms", "10", "true"][..],
+            "FLEET_INIT_GRACE_MS: expected milliseconds",
+        ),
+        (
+            "FLEET_INIT_EVENTS",
+            "bogus",
+            &["--events", "off", "true"][..],
+            "FLEET_INIT_EVENTS: expected stdout",
+        ),
+        (
+            "FLEET_INIT_STATE_DIR",
+            "",
+            &["--state-dir", "/tmp/s", "true"][..],
+            "FLEET_INIT_STATE_DIR: empty path",
+        ),
+    ] {
+        let error = parse_with(args, &[(key, value)]).unwrap_err();
+        assert!(
+            error.0.starts_with(want),
+            "{key}={value:?} {args:?}: {error}"
+        );
+    }
+    assert!(
+        parse_with(&["true"], &[("FLEET_INIT_CONFIG", "")]).is_ok(),
+        "an empty FLEET_INIT_CONFIG under a command is a cleared one"
+    );
     assert_eq!(
         parse_with(&["true"], &[("FLEET_INIT_LOG", "DEBUG")])
             .unwrap()
