@@ -627,6 +627,11 @@ fn protected_pids_are_skipped_and_their_generation_still_found() {
         (skipped[0]["pid"].clone(), skipped[0]["reason"].clone()),
         (json!(main), json!("protected pid"))
     );
+    assert_eq!(
+        skipped[0]["worker"],
+        json!(name),
+        "SPEC: reap_skipped has worker"
+    );
     assert_eq!(reaper.named("reaped").len(), 2);
     assert_eq!(processes_of(&name), [main]);
     kill_all(&[main]);

@@ -254,6 +254,7 @@ fn protected_pids_are_skipped_with_a_reason() {
     let skipped = &fleet.named("reap_skipped")[0];
     assert_eq!(skipped["reason"], "protected pid");
     assert_eq!(skipped["pid"], me);
+    assert_eq!(skipped["worker"], "me");
 }
 
 #[test]

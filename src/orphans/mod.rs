@@ -326,12 +326,13 @@ fn report_outcome(outcome: &stop::Outcome, dead: &[DeadGeneration], report: &mut
                 .with("signal", crate::signals::name(gone.signal)),
         );
     }
-    for (pid, index) in &outcome.last.protected {
+    for (pid, target) in &outcome.last.protected {
         report.skipped += 1;
         events::emit(
             &Event::warn("reap_skipped")
                 .with("pid", *pid)
-                .with("generation", generation(*index))
+                .with("worker", target.worker.clone())
+                .with("generation", generation(target.generation))
                 .with("reason", "protected pid"),
         );
     }

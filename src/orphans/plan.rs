@@ -78,8 +78,9 @@ pub struct Selection {
     pub targets: BTreeMap<i32, Target>,
     /// Could be the generation's, cannot be told: (pid, generation candidates' start, errno).
     pub unverified: BTreeMap<i32, Errno>,
-    /// Protected processes met among the targets: never signalled, reported.
-    pub protected: BTreeMap<i32, usize>,
+    /// Protected processes met among the targets: never signalled, reported (with the
+    /// generation and the worker they would have been a target of).
+    pub protected: BTreeMap<i32, Target>,
 }
 
 /// The live processes of the dead generations in `table`. `marks` reads a process's
@@ -192,20 +193,21 @@ fn add(
     worker: Option<String>,
     protected: &[i32],
 ) {
-    if protected.contains(&process.pid) {
-        selection.protected.insert(process.pid, generation);
-        return;
-    }
     // A descendant takes the worker of its nearest recorded ancestor when it names none.
     let worker = worker.or_else(|| {
         let parent = by_pid.get(&process.ppid)?;
         selection.targets.get(&parent.pid)?.worker.clone()
     });
-    selection.targets.entry(process.pid).or_insert(Target {
+    let target = Target {
         start_time: process.start_time,
         generation,
         worker,
-    });
+    };
+    if protected.contains(&process.pid) {
+        selection.protected.insert(process.pid, target);
+        return;
+    }
+    selection.targets.entry(process.pid).or_insert(target);
 }
 
 #[cfg(test)]
@@ -346,6 +348,11 @@ mod tests {
         assert_eq!(
             selection.protected.keys().copied().collect::<Vec<_>>(),
             [80]
+        );
+        assert_eq!(
+            selection.protected[&80].worker.as_deref(),
+            Some("api"),
+            "a protected pid is reported with the worker it carries"
         );
 
         // The owner's own reap after an abnormal end: its descendants are its generation's.
