@@ -272,6 +272,27 @@ fn a_death_by_a_signal_fleet_init_forwarded_is_no_crash() {
 }
 
 #[test]
+fn fleet_init_config_in_the_environment_is_config_mode_and_a_command_wins_over_it() {
+    // SPEC: FLEET_INIT_CONFIG, the image's `ENV` for `ENTRYPOINT ["fleet-init"]` with no
+    // arguments; a command given to `docker run` wins over it.
+    let dir = TempDir::new();
+    let config = json!({"workers": [{"name": "from-env", "restart": "never",
+                                      "command": ["sh", "-c", "echo env-config-ran"]}]});
+    let path = dir.write("env.json", &config.to_string());
+    let path = path.to_str().unwrap();
+    let mut fleet = pid1(&[]).env("FLEET_INIT_CONFIG", path).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert_eq!(fleet.named("init_started")[0]["mode"], "config");
+    assert_eq!(count_output(&fleet, "env-config-ran"), 1);
+    assert_eq!(fleet.named("worker_started")[0]["worker"], "from-env");
+    let mut fleet = pid1(&["--", "sh", "-c", "exit 5"])
+        .env("FLEET_INIT_CONFIG", path)
+        .spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 5);
+    assert_eq!(count_output(&fleet, "env-config-ran"), 0);
+}
+
+#[test]
 fn workers_that_all_finish_cleanly_make_exit_0() {
     let dir = TempDir::new();
     let counter = dir.path("recovers.count");

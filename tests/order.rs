@@ -198,6 +198,52 @@ fn a_readiness_timeout_is_an_unhealthy_crash_and_restarts_with_backoff() {
 }
 
 #[test]
+fn tcp_and_file_health_checks_fail_once_what_they_check_is_gone() {
+    // SPEC's other two health kinds on real workers: a server that stops listening while its
+    // process lives on, and a worker whose file goes away. Each: health_failed, then an
+    // `unhealthy` exit counted as a crash.
+    let dir = TempDir::new();
+    let port = free_port();
+    let server = format!(
+        "import socket, time\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port})); s.listen(8)\n\
+         time.sleep(1); s.close(); time.sleep(60)"
+    );
+    let alive = dir.path("alive");
+    let alive_text = alive.display().to_string();
+    let config = json!({"workers": [
+        {"name": "web", "command": ["python3", "-c", server], "restart": "never",
+         "health": {"tcp": port, "interval_ms": 100, "failures": 2}},
+        {"name": "batch", "restart": "never",
+         "command": sh(&format!("touch {alive_text}; sleep 1; rm {alive_text}; exec sleep 60")),
+         "health": {"file": alive_text, "interval_ms": 100, "failures": 2}},
+    ]});
+    let mut fleet = start_config(&dir, &config, true);
+    for (name, error) in [
+        ("web", format!("connect 127.0.0.1:{port}: ")),
+        ("batch", format!("{alive_text}: ")),
+    ] {
+        let failed = fleet.wait_event_where("health_failed", |e| e["worker"] == name, BOUND);
+        assert_eq!(failed["failures"], 2, "{failed}");
+        assert!(
+            failed["error"].as_str().unwrap().starts_with(&error),
+            "{failed}"
+        );
+        let exited = fleet.wait_event_where("worker_exited", |e| e["worker"] == name, BOUND);
+        assert_eq!(
+            (&exited["likely_cause"], &exited["crash_count"]),
+            (&json!("unhealthy"), &json!(1)),
+            "{exited}"
+        );
+        let uptime = exited["uptime_ms"].as_u64().unwrap();
+        assert!(uptime >= 1000, "healthy for its first second: {exited}");
+    }
+    // Both ended unhealthy and neither restarts: not a clean finish.
+    assert_eq!(fleet.wait_exit(BOUND), 1);
+}
+
+#[test]
 fn failing_health_checks_stop_the_worker_as_unhealthy_and_it_restarts() {
     let dir = TempDir::new();
     let config = json!({

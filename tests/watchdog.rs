@@ -71,6 +71,32 @@ fn touched_heap_over_the_limit_triggers_and_the_worker_restarts_with_no_crash() 
 }
 
 #[test]
+fn a_single_command_over_max_rss_mb_is_stopped_as_a_watchdog_exit() {
+    // `--max-rss-mb`: the config key's meaning for a single command (SPEC), sampled at the
+    // default interval (5 s). `--restart never` (its default): the child's end is fleet-init's.
+    let mut fleet = pid1(&["--max-rss-mb", "100", "--", "python3", "-c", &heap_hog(200)]).spawn();
+    let triggered = fleet.wait_event_where(
+        "watchdog_triggered",
+        |_| true,
+        BOUND + Duration::from_secs(5),
+    );
+    assert_eq!(triggered["worker"], "python3");
+    assert_eq!(triggered["limit_bytes"], 100 * MIB);
+    assert!(triggered["rss_bytes"].as_u64().unwrap() > 100 * MIB);
+    let exited = fleet.wait_event("worker_exited");
+    assert_eq!(
+        (
+            &exited["likely_cause"],
+            &exited["crash_count"],
+            &exited["signal"]
+        ),
+        (&json!("watchdog"), &json!(0), &json!("SIGTERM")),
+        "{exited}"
+    );
+    assert_eq!(fleet.wait_exit(BOUND), 128 + libc::SIGTERM);
+}
+
+#[test]
 fn a_file_read_through_mmap_does_not_trigger() {
     let dir = TempDir::new();
     // On the build's disk, not a tmpfs (whose pages would be shmem).
