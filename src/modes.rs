@@ -263,8 +263,8 @@ fn ctl_mode(args: &[std::ffi::OsString]) -> i32 {
     let options = match cli::ctl::parse(args, &|key| std::env::var_os(key)) {
         Ok(options) => options,
         Err(error) => {
-            eprintln!("fleet-init: {error}");
-            eprintln!("Try: fleet-init ctl --help");
+            // One line, as every usage error (SPEC): the hint rides on it.
+            eprintln!("fleet-init: {error} (see fleet-init ctl --help)");
             return 2;
         }
     };
