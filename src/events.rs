@@ -314,15 +314,20 @@ pub fn fit(event: &Event, at: SystemTime) -> String {
 /// as the events: a stderr nobody drains loses the line, not PID 1.
 pub fn diagnostic(line: &str) {
     release_held();
-    if !is_writable(2) {
-        return;
+    // At most PIPE_BUF with its newline: a pipe takes it whole or not at all (a spawn failure
+    // names the program, its cwd or its user, at whatever length they have).
+    let mut end = line.len().min(MAX_LINE_BYTES - 1);
+    while !line.is_char_boundary(end) {
+        end -= 1;
     }
-    let mut text = String::with_capacity(line.len() + 1);
-    text.push_str(line);
+    let mut text = String::with_capacity(end + 1);
+    text.push_str(line.get(..end).unwrap_or_default());
     text.push('\n');
-    // Behind worker output waiting on stderr, never into the middle of one of its lines.
+    // Behind worker output waiting on stderr, never into the middle of one of its lines; else
+    // through stderr's own non-blocking writer: a full pipe loses the line, not PID 1's time
+    // (a poll, then a blocking write, could still block when a worker filled it in between).
     if crate::output::sink::offer_event(2, text.as_bytes()) == Offer::Direct {
-        write_all(2, text.as_bytes());
+        crate::output::sink::write_line_now(2, text.as_bytes());
     }
 }
 

@@ -203,6 +203,67 @@ fn a_stopped_child_is_continued_so_that_it_acts_on_the_forwarded_sigterm() {
 }
 
 #[test]
+fn a_long_diagnostic_to_a_stderr_nobody_reads_never_blocks_pid1() {
+    // The rule: PID 1 never blocks on a pipe. A spawn failure names the program at whatever
+    // length it has; stderr is a pipe that is held open and never read. The diagnostic goes
+    // out cut to one PIPE_BUF line through a non-blocking descriptor (it once went through a
+    // blocking write of all of it, and fleet-init hung on the full pipe for good).
+    let state = TempDir::new();
+    let program = format!("/{}", "x".repeat(100_000));
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let mut child = std::process::Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            bin(),
+            "--events",
+            "off",
+            "--",
+        ])
+        .arg(&program)
+        .env("FLEET_INIT_STATE_DIR", state.path("state"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(write_end))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + BOUND;
+    let mut status = None;
+    while status.is_none() && std::time::Instant::now() < deadline {
+        status = child.try_wait().unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+        panic!("fleet-init did not exit within {BOUND:?}: blocked on its stderr?");
+    }
+    let code = status.unwrap().code();
+    assert!(matches!(code, Some(126 | 127)), "{code:?}");
+    drop(child);
+    let mut text = Vec::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    while let Ok(count) = nix::unistd::read(&read_end, &mut buffer) {
+        if count == 0 {
+            break;
+        }
+        text.extend_from_slice(&buffer[..count]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fleet-init: "))
+        .unwrap_or_default();
+    assert!(line.contains("/xxxx"), "{text:.200}");
+    assert!(
+        line.len() < 4096,
+        "cut to one PIPE_BUF line: {}",
+        line.len()
+    );
+}
+
+#[test]
 fn a_child_ignoring_sigterm_is_killed_when_the_grace_ends() {
     let mut fleet = stubborn_child("300");
     fleet.signal(libc::SIGTERM);

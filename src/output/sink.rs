@@ -249,6 +249,42 @@ pub fn abandon(stream: Stream) -> u64 {
     })
 }
 
+/// Writes one line of fleet-init's own (at most PIPE_BUF bytes) to stream fd `fd` at once,
+/// through the stream's non-blocking writer: whole, or not at all when a pipe has no room or a
+/// socket or terminal does not poll writable. False when it did not go.
+pub fn write_line_now(fd: i32, line: &[u8]) -> bool {
+    let Some(stream) = Stream::of_fd(fd) else {
+        return false;
+    };
+    SINKS.with(|sinks| {
+        let Ok(mut sinks) = sinks.try_borrow_mut() else {
+            return false;
+        };
+        let Some(sink) = sinks.get_mut(stream.index()) else {
+            return false;
+        };
+        if sink.is_broken {
+            return false;
+        }
+        let fd = match sink.writer(stream) {
+            Writer::Private(fd) | Writer::Direct(fd) => fd,
+            Writer::Polled(fd) if has_room(fd) => fd,
+            Writer::Polled(_) => return false,
+        };
+        loop {
+            // SAFETY: the pointer and length describe the live `line` slice.
+            let written = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+            if written >= 0 {
+                return true;
+            }
+            if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+                // EAGAIN: no room; EPIPE and the like: nobody reads. Either way, not now.
+                return false;
+            }
+        }
+    })
+}
+
 /// What `events::emit` does with a line of fleet-init's own for stream fd `fd`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Offer {
