@@ -28,6 +28,10 @@ pub const SOCKET_NAME: &str = "control.sock";
 pub const MAX_CLIENTS: usize = 64;
 /// A client has this long from its connect to send its request and read the reply.
 pub const CLIENT_DEADLINE_MS: Millis = 5000;
+/// accept(2) failed for want of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+/// listener rests this long before the next try. The connection stays in the backlog and
+/// keeps the listener readable, so polling it meanwhile would spin.
+const ACCEPT_PAUSE_MS: Millis = 250;
 /// A request is one short JSON line: read in small pieces, on a small stack frame (this read
 /// is inlined into the loop, whose frame stays resident while PID 1 sleeps).
 const READ_CHUNK: usize = 1024;
@@ -65,6 +69,8 @@ pub struct ControlServer {
     /// The last `accept_all` stopped before EAGAIN (its bound, EMFILE): connections may be
     /// waiting, and no new SIGIO will say so.
     is_backlog_left: bool,
+    /// Accepting rests until then after accept(2) ran out of descriptors or memory.
+    accept_paused_until: Option<Millis>,
     clients: Vec<Client>,
     next_id: u64,
     euid: u32,
@@ -119,6 +125,7 @@ impl ControlServer {
         let listener = self
             .listener
             .iter()
+            .filter(|_| self.accept_paused_until.is_none())
             .map(|l| PollFd::new(l.fd.as_fd(), PollFlags::POLLIN));
         let clients = self.clients.iter().filter_map(|c| {
             let flags = match c.stage {
@@ -131,9 +138,14 @@ impl ControlServer {
         listener.chain(clients).collect()
     }
 
-    /// The earliest client deadline; `None` without clients (idle costs no wake-up).
+    /// The earliest client deadline, or the end of a pause in accepting; `None` without
+    /// either (idle costs no wake-up).
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.clients.iter().map(|c| c.deadline).min()
+        self.clients
+            .iter()
+            .map(|c| c.deadline)
+            .chain(self.accept_paused_until)
+            .min()
     }
 
     /// Accepts what is waiting, reads what clients sent, writes pending replies, drops expired
@@ -225,6 +237,12 @@ impl ControlServer {
         let Some(listener) = &self.listener else {
             return;
         };
+        let was_paused = match self.accept_paused_until {
+            Some(until) if now < until => return,
+            Some(_) => true,
+            None => false,
+        };
+        self.accept_paused_until = None;
         // Bounded per turn: a flood of connections cannot keep the loop from signals.
         self.is_backlog_left = true;
         for _ in 0..MAX_CLIENTS {
@@ -238,8 +256,17 @@ impl ControlServer {
                 }
                 Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
                 Err(errno) => {
-                    // EMFILE and the like: the connection waits in the backlog for a later turn.
-                    log::warn!("control socket: accept failed: {errno}");
+                    // EMFILE and the like: the connection waits in the backlog, and accepting
+                    // rests a while (said once for the whole stretch).
+                    if was_paused {
+                        log::debug!("control socket: accept failed again: {errno}");
+                    } else {
+                        log::warn!(
+                            "control socket: accept failed: {errno}; trying again every \
+                             {ACCEPT_PAUSE_MS} ms"
+                        );
+                    }
+                    self.accept_paused_until = Some(now.saturating_add(ACCEPT_PAUSE_MS));
                     return;
                 }
             };
