@@ -3,7 +3,6 @@
 //! line that is itself a JSON object embedded as `json`, byte for byte. No system calls.
 
 use super::clean;
-use serde_json::value::RawValue;
 
 /// A line longer than this is split into pieces of at most this many bytes (SPEC, "Worker
 /// output"); every piece but the last carries `partial: true`.
@@ -219,14 +218,65 @@ pub fn line_head(worker: &str, stream: &str) -> String {
 }
 
 /// A line that is exactly one JSON object, nothing around it (so that embedding it keeps the
-/// text byte for byte).
+/// text byte for byte), and one a strict parser takes: every string's escapes decoded (a lone
+/// surrogate such as `\ud800` is refused) and every number in range (`1e999999` is refused).
+/// `RawValue` checks neither, and jq stopped at such a line, unable to read the rest of the
+/// stream (the robustness audit); it now goes out as a `line` string instead.
 fn is_json_object(text: &str) -> bool {
-    if !text.starts_with('{') {
-        return false;
+    text.starts_with('{') && text.ends_with('}') && serde_json::from_str::<Strict>(text).is_ok()
+}
+
+/// A JSON value read as a strict parser reads it, and dropped: nothing is built. (`IgnoredAny`
+/// skips over strings and numbers without decoding them.)
+struct Strict;
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
     }
-    match serde_json::from_str::<&RawValue>(text) {
-        Ok(raw) => raw.get().len() == text.len(),
-        Err(_) => false,
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(Strict)
     }
 }
 
@@ -550,5 +600,29 @@ mod tests {
         let value = rendered(b"{}", true);
         assert_eq!(value["line"], "{}");
         assert_eq!(value["partial"], true);
+    }
+
+    #[test]
+    fn an_object_a_strict_parser_refuses_goes_out_as_a_line() {
+        for line in [
+            &br#"{"a":"\ud800"}"#[..],
+            br#"{"a":"x\udc00y"}"#,
+            br#"{"n":1e999999}"#,
+            br#"{"n":-1e400}"#,
+            br#"{"a":1} "#,
+            br#"{"a":1}{"b":2}"#,
+        ] {
+            // `rendered` parses the whole event strictly: it must be valid JSON either way.
+            let value = rendered(line, false);
+            assert!(value.get("json").is_none(), "{value}");
+            assert_eq!(value["line"], std::str::from_utf8(line).unwrap());
+        }
+        for line in [
+            &br#"{"e":"\ud83d\ude00","n":1e300,"big":123456789012345678901234567890}"#[..],
+            br#"{"deep":[[[{"a":null,"b":true,"c":false}]]],"s":"\"\\\/\b\f\n\r\t"}"#,
+        ] {
+            let value = rendered(line, false);
+            assert!(value.get("json").is_some(), "{value}");
+        }
     }
 }
