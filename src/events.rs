@@ -340,9 +340,14 @@ fn write_line(fd: i32, bytes: &[u8]) -> bool {
         let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
         if written >= 0 {
             let written = usize::try_from(written).unwrap_or(0);
-            if written < bytes.len() {
-                // A file or terminal took part of it: the rest follows, blocking being theirs.
-                write_all(fd, bytes.get(written..).unwrap_or_default());
+            let rest = bytes.get(written..).unwrap_or_default();
+            // A file on a full disk, or a terminal or socket, took part of it: the rest is
+            // queued on the stream and written when it can be (never with a blocking write,
+            // never dropped halfway, which left a line cut in two).
+            if !rest.is_empty()
+                && !crate::output::sink::queue_rest(TARGET.load(Ordering::Relaxed), rest)
+            {
+                write_all(fd, rest);
             }
             return true;
         }

@@ -452,6 +452,7 @@ impl Runtime {
             recheck_at,
             self.probes.next_deadline(),
             self.control.next_deadline(),
+            self.output.next_retry(self.now()),
         ];
         let wait_ms = deadlines
             .into_iter()

@@ -438,3 +438,113 @@ fn a_stalled_reader_blocks_the_workers_not_fleet_init_and_loses_nothing() {
     assert!(last.get("output_lines_lost").is_none(), "{last}");
     assert!(events.iter().any(|e| e["event"] == "shutdown_started"));
 }
+
+#[test]
+fn a_full_disk_under_stdout_holds_the_lines_and_writes_them_once_there_is_room() {
+    // stdout is a file on a small tmpfs that fills up while a worker writes 200 lines. The
+    // lines wait (it once marked the stream gone on ENOSPC and dropped every later line, and an
+    // event written halfway was left cut in two); when room comes back every line is there,
+    // once, in order, and every line of the file is whole JSON.
+    let dir = TempDir::new();
+    let disk = common::registry::Tmpfs::mount(dir.path("disk"), "size=256k,mode=0700");
+    let go = dir.path("go");
+    let script = format!(
+        "while [ ! -e {go} ]; do sleep 0.02; done; i=0; \
+         while [ $i -lt 200 ]; do echo \"line-$i $(printf '%080d' $i)\"; i=$((i+1)); done; \
+         exec sleep 1000",
+        go = go.display()
+    );
+    let config = dir.write(
+        "config.json",
+        &json!({"state_dir": dir.path("state"), "workers": [
+            {"name": "w", "command": ["sh", "-c", script]}]})
+        .to_string(),
+    );
+    let out_path = disk.0.join("out.log");
+    let mut fleet = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            bin(),
+            "--config",
+        ])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = fleet.stderr.take().unwrap();
+    let (tx, diagnostics) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(eventually(BOUND, || out().contains("worker_started")));
+    disk.fill();
+    std::fs::write(&go, "").unwrap();
+    // The worker's lines meet the full disk: fleet-init holds them, and says so once.
+    let stall = diagnostics
+        .recv_timeout(BOUND)
+        .expect("no word of the full disk");
+    assert!(stall.contains("No space left"), "{stall}");
+    let written = || out().lines().filter(|l| l.contains("line-")).count();
+    assert!(written() < 200, "the disk was full before the worker wrote");
+    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    assert!(
+        eventually(BOUND, || out().contains("line-199")),
+        "the lines came once there was room: {:.300}",
+        out()
+    );
+    // SAFETY: signalling the unshare this test started; --kill-child passes it on as SIGKILL,
+    // so stop fleet-init itself with SIGTERM first.
+    let init = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", fleet.id()))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse::<i32>()
+        .unwrap();
+    unsafe { libc::kill(init, libc::SIGTERM) };
+    let deadline = Instant::now() + BOUND;
+    while fleet.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        fleet.try_wait().unwrap().is_some(),
+        "fleet-init did not exit"
+    );
+    let text = out();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("a cut line: {line:?}")))
+        .collect();
+    let lines: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "output")
+        .map(|e| {
+            e["line"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<String> = (0..200).map(|i| format!("line-{i}")).collect();
+    assert_eq!(lines, want, "every line once, in order");
+    let more: Vec<String> = diagnostics.try_iter().collect();
+    assert!(
+        !more.iter().any(|l| l.contains("No space left")),
+        "said once: {more:?}"
+    );
+    assert!(events.iter().any(|e| e["event"] == "shutdown_complete"));
+}

@@ -146,6 +146,11 @@ impl Output {
         fds
     }
 
+    /// When the loop must come back to write lines waiting for room on a full disk.
+    pub fn next_retry(&self, now: u64) -> Option<u64> {
+        sink::is_stalled().then(|| now.saturating_add(sink::STALLED_RETRY_MS))
+    }
+
     /// Nothing for the loop's poll: no pipe to read, no stream waiting for room.
     pub fn is_quiet(&self) -> bool {
         self.pipes.is_empty()

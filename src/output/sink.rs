@@ -19,6 +19,8 @@ const EVENT_ROOM_BYTES: usize = 256 * 1024;
 /// A stream that is not a pipe and may still block (a socket, a terminal) is written in pieces
 /// no larger than this after poll said it has room.
 const POLLED_WRITE_BYTES: usize = 4096;
+/// A stream stalled on a full disk is written again this often (the loop's deadline).
+pub const STALLED_RETRY_MS: u64 = 1000;
 /// fleet-init's own stdout or stderr, when it is a pipe, is enlarged to this (best effort).
 const OUTPUT_PIPE_BYTES: i32 = 1 << 20;
 
@@ -81,6 +83,9 @@ struct Sink {
     written: usize,
     /// Nobody reads the stream any more (EPIPE, EBADF): what comes is discarded.
     is_broken: bool,
+    /// The last write found the disk full (ENOSPC, EDQUOT): what waits is kept and written
+    /// again on the loop's retry, never discarded.
+    is_stalled: bool,
 }
 
 thread_local! {
@@ -135,6 +140,7 @@ impl Sink {
             let written = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
             if written >= 0 {
                 self.written += usize::try_from(written).unwrap_or(0);
+                self.is_stalled = false;
                 continue;
             }
             // EAGAIN below: keep the buffer from growing by what was already written.
@@ -145,9 +151,23 @@ impl Sink {
             match nix::errno::Errno::last() {
                 nix::errno::Errno::EINTR => continue,
                 nix::errno::Errno::EAGAIN => return,
+                // A full disk under a file: the lines wait (the workers block once the buffer
+                // is over its high water, as for a full pipe) and are written when room comes
+                // back. Nothing is lost (SPEC), and no line is cut in two.
+                errno @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT) => {
+                    if !self.is_stalled {
+                        log::warn!(
+                            "{}: {errno}; its lines wait and are written again every \
+                             {STALLED_RETRY_MS} ms",
+                            stream.name()
+                        );
+                    }
+                    self.is_stalled = true;
+                    return;
+                }
                 errno => {
-                    // EPIPE, EBADF, ENOSPC: nobody will read this stream again. The workers
-                    // must not block on it: their lines are discarded from now on.
+                    // EPIPE, EBADF: nobody will read this stream again. The workers must not
+                    // block on it: their lines are discarded from now on.
                     log::debug!(
                         "{} is gone ({errno}): worker output to it is discarded",
                         stream.name()
@@ -219,6 +239,33 @@ pub fn has_room_for_output(stream: Stream) -> bool {
     with(stream, |sink| sink.pending_bytes() < HIGH_WATER_BYTES)
 }
 
+/// Whether a stream waits for room on a full disk: the loop retries after `STALLED_RETRY_MS`.
+pub fn is_stalled() -> bool {
+    Stream::ALL
+        .iter()
+        .any(|stream| with(*stream, |sink| sink.is_stalled && sink.pending_bytes() > 0))
+}
+
+/// The rest of a line of fleet-init's own that stream fd `fd` took only part of (a full disk):
+/// queued, then written with the stream's lines, so that the line is finished later instead of
+/// cut off. False when `fd` is not a stream of ours or nobody reads it.
+pub fn queue_rest(fd: i32, rest: &[u8]) -> bool {
+    let Some(stream) = Stream::of_fd(fd) else {
+        return false;
+    };
+    let is_queued = with(stream, |sink| {
+        if sink.is_broken {
+            return false;
+        }
+        sink.pending.extend_from_slice(rest);
+        true
+    });
+    if is_queued {
+        flush(stream);
+    }
+    is_queued
+}
+
 /// Whether `stream` has lines waiting.
 pub fn is_pending(stream: Stream) -> bool {
     with(stream, |sink| sink.pending_bytes() > 0)
@@ -256,33 +303,35 @@ pub fn write_line_now(fd: i32, line: &[u8]) -> bool {
     let Some(stream) = Stream::of_fd(fd) else {
         return false;
     };
-    SINKS.with(|sinks| {
+    let fd = SINKS.with(|sinks| {
         let Ok(mut sinks) = sinks.try_borrow_mut() else {
-            return false;
+            // Said from inside a sink (a diagnostic of its own): the stream itself, after a
+            // poll for room (the line is at most PIPE_BUF: a pipe with room takes it whole).
+            return has_room(fd).then_some(fd);
         };
-        let Some(sink) = sinks.get_mut(stream.index()) else {
-            return false;
-        };
+        let sink = sinks.get_mut(stream.index())?;
         if sink.is_broken {
+            return None;
+        }
+        match sink.writer(stream) {
+            Writer::Private(fd) | Writer::Direct(fd) => Some(fd),
+            Writer::Polled(fd) => has_room(fd).then_some(fd),
+        }
+    });
+    let Some(fd) = fd else {
+        return false;
+    };
+    loop {
+        // SAFETY: the pointer and length describe the live `line` slice.
+        let written = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+        if written >= 0 {
+            return true;
+        }
+        if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            // EAGAIN: no room; EPIPE and the like: nobody reads. Either way, not now.
             return false;
         }
-        let fd = match sink.writer(stream) {
-            Writer::Private(fd) | Writer::Direct(fd) => fd,
-            Writer::Polled(fd) if has_room(fd) => fd,
-            Writer::Polled(_) => return false,
-        };
-        loop {
-            // SAFETY: the pointer and length describe the live `line` slice.
-            let written = unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
-            if written >= 0 {
-                return true;
-            }
-            if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
-                // EAGAIN: no room; EPIPE and the like: nobody reads. Either way, not now.
-                return false;
-            }
-        }
-    })
+    }
 }
 
 /// What `events::emit` does with a line of fleet-init's own for stream fd `fd`.
