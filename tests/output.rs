@@ -461,17 +461,7 @@ fn a_full_disk_under_stdout_holds_the_lines_and_writes_them_once_there_is_room()
         .to_string(),
     );
     let out_path = disk.0.join("out.log");
-    let mut fleet = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            bin(),
-            "--config",
-        ])
-        .arg(&config)
-        .stdin(Stdio::null())
+    let mut fleet = pid1_command(&["--config", config.to_str().unwrap()])
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(Stdio::piped())
         .spawn()
@@ -513,12 +503,8 @@ fn a_full_disk_under_stdout_holds_the_lines_and_writes_them_once_there_is_room()
         .parse::<i32>()
         .unwrap();
     unsafe { libc::kill(init, libc::SIGTERM) };
-    let deadline = Instant::now() + BOUND;
-    while fleet.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
     assert!(
-        fleet.try_wait().unwrap().is_some(),
+        wait_child(&mut fleet, BOUND).is_some(),
         "fleet-init did not exit"
     );
     let text = out();

@@ -211,30 +211,13 @@ fn a_long_diagnostic_to_a_stderr_nobody_reads_never_blocks_pid1() {
     let state = TempDir::new();
     let program = format!("/{}", "x".repeat(100_000));
     let (read_end, write_end) = nix::unistd::pipe().unwrap();
-    let mut child = std::process::Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            bin(),
-            "--events",
-            "off",
-            "--",
-        ])
-        .arg(&program)
+    let mut child = common::pid1_command(&["--events", "off", "--", &program])
         .env("FLEET_INIT_STATE_DIR", state.path("state"))
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::from(write_end))
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + BOUND;
-    let mut status = None;
-    while status.is_none() && std::time::Instant::now() < deadline {
-        status = child.try_wait().unwrap();
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let status = common::wait_child(&mut child, BOUND);
     if status.is_none() {
         let _ = child.kill();
         panic!("fleet-init did not exit within {BOUND:?}: blocked on its stderr?");

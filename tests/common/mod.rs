@@ -588,3 +588,29 @@ pub fn wait_until_idle(pid: i32, timeout: Duration) -> bool {
         is_waiting_for_events(pid) && is_asleep_with_nothing_scheduled(pid)
     })
 }
+
+/// `unshare --pid --fork --kill-child --mount-proc fleet-init ARGS...`: fleet-init as PID 1
+/// for a test that sets its descriptors itself (a file as stdout, a stderr nobody reads)
+/// instead of `pid1`'s harness pipes. Killing the unshare kills the namespace.
+pub fn pid1_command(args: &[&str]) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc", bin()])
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Waits (bounded) for `child` to exit; `None` when it is still running at `timeout`.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
