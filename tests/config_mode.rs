@@ -649,12 +649,13 @@ fn on_max_crashes_stop_keeps_the_other_workers_running() {
         (json!("crasher"), json!(10), json!(10))
     );
     fleet.wait_output("ready-steady", BOUND);
-    // Ten failed spawns left no descriptor behind: the signalfd, the events' private
-    // non-blocking descriptor (stdout is a pipe here), the state dir (the registry's and the
-    // control socket's, each used through its descriptor) and the control socket only.
+    // Ten failed spawns left no descriptor behind: the signalfd, the private non-blocking
+    // descriptors of stdout (the events) and stderr (the spawn failures' diagnostics; both are
+    // pipes here), the state dir (the registry's and the control socket's, each used through
+    // its descriptor) and the control socket only.
     let state_dir = fleet.state_dir.path("state").display().to_string();
     let only_the_wake_pipe = |fds: &[(String, String)]| {
-        fds.len() <= 5
+        fds.len() <= 6
             && fds.iter().filter(|(_, t)| t.starts_with("socket:")).count() <= 1
             && fds.iter().all(|(_, target)| {
                 target.starts_with("pipe:")

@@ -200,8 +200,9 @@ fn a_readiness_timeout_is_an_unhealthy_crash_and_restarts_with_backoff() {
 #[test]
 fn tcp_and_file_health_checks_fail_once_what_they_check_is_gone() {
     // SPEC's other two health kinds on real workers: a server that stops listening while its
-    // process lives on, and a worker whose file goes away. Each: health_failed, then an
-    // `unhealthy` exit counted as a crash.
+    // process lives on, and a worker whose file goes away (health is checked once each is
+    // ready: under load python takes a while to bind, and sh to touch). Each: health_failed, then an `unhealthy` exit counted as
+    // a crash.
     let dir = TempDir::new();
     let port = free_port();
     let server = format!(
@@ -214,9 +215,11 @@ fn tcp_and_file_health_checks_fail_once_what_they_check_is_gone() {
     let alive_text = alive.display().to_string();
     let config = json!({"workers": [
         {"name": "web", "command": ["python3", "-c", server], "restart": "never",
+         "ready": {"tcp": port, "interval_ms": 20, "timeout_ms": 8000},
          "health": {"tcp": port, "interval_ms": 100, "failures": 2}},
         {"name": "batch", "restart": "never",
          "command": sh(&format!("touch {alive_text}; sleep 1; rm {alive_text}; exec sleep 60")),
+         "ready": {"file": alive_text, "interval_ms": 20, "timeout_ms": 8000},
          "health": {"file": alive_text, "interval_ms": 100, "failures": 2}},
     ]});
     let mut fleet = start_config(&dir, &config, true);
