@@ -461,11 +461,13 @@ fn a_full_disk_under_stdout_holds_the_lines_and_writes_them_once_there_is_room()
         .to_string(),
     );
     let out_path = disk.0.join("out.log");
-    let mut fleet = pid1_command(&["--config", config.to_str().unwrap()])
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut fleet = Guarded(
+        pid1_command(&["--config", config.to_str().unwrap()])
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stderr = fleet.stderr.take().unwrap();
     let (tx, diagnostics) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -211,17 +211,19 @@ fn a_long_diagnostic_to_a_stderr_nobody_reads_never_blocks_pid1() {
     let state = TempDir::new();
     let program = format!("/{}", "x".repeat(100_000));
     let (read_end, write_end) = nix::unistd::pipe().unwrap();
-    let mut child = common::pid1_command(&["--events", "off", "--", &program])
-        .env("FLEET_INIT_STATE_DIR", state.path("state"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(write_end))
-        .spawn()
-        .unwrap();
+    let mut child = common::Guarded(
+        common::pid1_command(&["--events", "off", "--", &program])
+            .env("FLEET_INIT_STATE_DIR", state.path("state"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(write_end))
+            .spawn()
+            .unwrap(),
+    );
     let status = common::wait_child(&mut child, BOUND);
-    if status.is_none() {
-        let _ = child.kill();
-        panic!("fleet-init did not exit within {BOUND:?}: blocked on its stderr?");
-    }
+    assert!(
+        status.is_some(),
+        "fleet-init did not exit within {BOUND:?}: blocked on its stderr?"
+    );
     let code = status.unwrap().code();
     assert!(matches!(code, Some(126 | 127)), "{code:?}");
     drop(child);

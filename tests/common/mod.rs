@@ -601,6 +601,31 @@ pub fn pid1_command(args: &[&str]) -> Command {
     command
 }
 
+/// A spawned `pid1_command`: killed when dropped (and with its unshare, through
+/// `--kill-child`, fleet-init and its whole PID namespace), so that a test that fails midway
+/// leaves nothing running.
+pub struct Guarded(pub Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Guarded {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guarded {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Waits (bounded) for `child` to exit; `None` when it is still running at `timeout`.
 pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + timeout;
