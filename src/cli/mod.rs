@@ -128,6 +128,23 @@ fn fleet_var(
     }
 }
 
+/// A flag's value, else its variable's, each through `parse` (which names its source in
+/// an error); the variable is parsed even when the flag wins, so a bad one is never ignored.
+fn flag_or_var<T>(
+    (flag, flag_name): (&Option<String>, &str),
+    key: &str,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    parse: fn(&str, &str) -> Result<T, UsageError>,
+) -> Result<Option<T>, UsageError> {
+    let from_var = fleet_var(env, key)?
+        .map(|text| parse(key, &text))
+        .transpose()?;
+    match flag {
+        Some(text) => parse(flag_name, text).map(Some),
+        None => Ok(from_var),
+    }
+}
+
 /// A peer's variable (TINI_*, DUMB_INIT_*): read as those programs do, never an error.
 fn peer_var(env: &dyn Fn(&str) -> Option<OsString>, key: &str) -> Option<String> {
     env(key).map(|value| value.to_string_lossy().into_owned())
@@ -152,20 +169,18 @@ fn validate(raw: RawArgs, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Opti
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
-    let grace_ms_var = fleet_var(env, "FLEET_INIT_GRACE_MS")?
-        .map(|text| parse_grace("FLEET_INIT_GRACE_MS", &text))
-        .transpose()?;
-    let grace_ms = match &raw.grace_ms {
-        Some(text) => Some(parse_grace("--grace-ms", text)?),
-        None => grace_ms_var,
-    };
-    let events_var = fleet_var(env, "FLEET_INIT_EVENTS")?
-        .map(|text| parse_events("FLEET_INIT_EVENTS", &text))
-        .transpose()?;
-    let events = match &raw.events {
-        Some(text) => Some(parse_events("--events", text)?),
-        None => events_var,
-    };
+    let grace_ms = flag_or_var(
+        (&raw.grace_ms, "--grace-ms"),
+        "FLEET_INIT_GRACE_MS",
+        env,
+        parse_grace,
+    )?;
+    let events = flag_or_var(
+        (&raw.events, "--events"),
+        "FLEET_INIT_EVENTS",
+        env,
+        parse_events,
+    )?;
     let pdeathsig = parse_signal_option("--pdeathsig", raw.pdeathsig.as_deref())?;
     let self_pdeathsig = parse_signal_option("-p", raw.self_pdeathsig.as_deref())?;
     let rewrite = raw
