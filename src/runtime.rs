@@ -738,8 +738,13 @@ impl Runtime {
             if now >= deadline {
                 break;
             }
+            // A stream stalled on a full disk is tried again on its retry, not only at the end.
+            let wake_at = self
+                .output
+                .next_retry(now)
+                .map_or(deadline, |retry| retry.min(deadline));
             let timeout =
-                PollTimeout::try_from(deadline.saturating_sub(now)).unwrap_or(PollTimeout::MAX);
+                PollTimeout::try_from(wake_at.saturating_sub(now)).unwrap_or(PollTimeout::MAX);
             {
                 let mut fds = vec![PollFd::new(self.inbox.wake_fd(), PollFlags::POLLIN)];
                 fds.extend(self.output.poll_fds());

@@ -439,100 +439,168 @@ fn a_stalled_reader_blocks_the_workers_not_fleet_init_and_loses_nothing() {
     assert!(events.iter().any(|e| e["event"] == "shutdown_started"));
 }
 
+/// fleet-init (PID 1) whose stdout is a file on a small tmpfs that is full by the time its
+/// worker writes 200 lines: returned once fleet-init has said the disk is full.
+struct FullDisk {
+    dir: TempDir,
+    disk: common::registry::Tmpfs,
+    fleet: Guarded,
+    diagnostics: std::sync::mpsc::Receiver<String>,
+}
+
+impl FullDisk {
+    fn start(grace_ms: u64) -> FullDisk {
+        let dir = TempDir::new();
+        let disk = common::registry::Tmpfs::mount(dir.path("disk"), "size=256k,mode=0700");
+        let (go, written) = (dir.path("go"), dir.path("written"));
+        let script = format!(
+            "while [ ! -e {go} ]; do sleep 0.02; done; i=0; \
+             while [ $i -lt 200 ]; do echo \"line-$i $(printf '%080d' $i)\"; i=$((i+1)); done; \
+             touch {written}; exec sleep 1000",
+            go = go.display(),
+            written = written.display()
+        );
+        let config = dir.write(
+            "config.json",
+            &json!({"state_dir": dir.path("state"), "grace_ms": grace_ms, "workers": [
+                {"name": "w", "command": ["sh", "-c", script]}]})
+            .to_string(),
+        );
+        let mut fleet = Guarded(
+            pid1_command(&["--config", config.to_str().unwrap()])
+                .stdout(std::fs::File::create(disk.0.join("out.log")).unwrap())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = fleet.stderr.take().unwrap();
+        let (tx, diagnostics) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let full = FullDisk {
+            dir,
+            disk,
+            fleet,
+            diagnostics,
+        };
+        assert!(eventually(BOUND, || full.out().contains("worker_started")));
+        full.disk.fill();
+        std::fs::write(&go, "").unwrap();
+        // The worker's lines meet the full disk: fleet-init holds them, and says so once.
+        let stall = full
+            .diagnostics
+            .recv_timeout(BOUND)
+            .expect("no word of the full disk");
+        assert!(stall.contains("No space left"), "{stall}");
+        assert!(
+            full.out().lines().filter(|l| l.contains("line-")).count() < 200,
+            "the disk was full before the worker wrote"
+        );
+        // All 200 are out of the worker (in its pipe or held by fleet-init).
+        assert!(eventually(BOUND, || written.exists()));
+        full
+    }
+
+    fn out(&self) -> String {
+        std::fs::read_to_string(self.disk.0.join("out.log")).unwrap_or_default()
+    }
+
+    fn make_room(&self) {
+        std::fs::remove_file(self.disk.0.join("filler")).unwrap();
+    }
+
+    /// fleet-init's pid: the unshare's child.
+    fn init(&self) -> i32 {
+        children_of(i32::try_from(self.fleet.id()).unwrap())[0]
+    }
+
+    /// SIGTERM to fleet-init, not to the unshare.
+    fn sigterm(&self) {
+        // SAFETY: signalling the fleet-init this test started.
+        unsafe { libc::kill(self.init(), libc::SIGTERM) };
+    }
+
+    /// After fleet-init's exit: every line of the file is whole JSON, the worker's 200 lines
+    /// are there once and in order, the full disk was said once, and the summary is last.
+    fn assert_nothing_lost(&mut self) {
+        let text = self.out();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|_| panic!("a cut line: {line:?}"))
+            })
+            .collect();
+        let lines: Vec<String> = events
+            .iter()
+            .filter(|e| e["event"] == "output")
+            .map(|e| {
+                e["line"]
+                    .as_str()
+                    .unwrap()
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let want: Vec<String> = (0..200).map(|i| format!("line-{i}")).collect();
+        assert_eq!(lines, want, "every line once, in order");
+        let more: Vec<String> = self.diagnostics.try_iter().collect();
+        assert!(
+            !more.iter().any(|l| l.contains("No space left")),
+            "said once: {more:?}"
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last["event"], "shutdown_complete", "{last}");
+        assert!(last.get("output_lines_lost").is_none(), "{last}");
+        let _ = &self.dir;
+    }
+}
+
 #[test]
 fn a_full_disk_under_stdout_holds_the_lines_and_writes_them_once_there_is_room() {
-    // stdout is a file on a small tmpfs that fills up while a worker writes 200 lines. The
-    // lines wait (it once marked the stream gone on ENOSPC and dropped every later line, and an
-    // event written halfway was left cut in two); when room comes back every line is there,
-    // once, in order, and every line of the file is whole JSON.
-    let dir = TempDir::new();
-    let disk = common::registry::Tmpfs::mount(dir.path("disk"), "size=256k,mode=0700");
-    let go = dir.path("go");
-    let script = format!(
-        "while [ ! -e {go} ]; do sleep 0.02; done; i=0; \
-         while [ $i -lt 200 ]; do echo \"line-$i $(printf '%080d' $i)\"; i=$((i+1)); done; \
-         exec sleep 1000",
-        go = go.display()
-    );
-    let config = dir.write(
-        "config.json",
-        &json!({"state_dir": dir.path("state"), "workers": [
-            {"name": "w", "command": ["sh", "-c", script]}]})
-        .to_string(),
-    );
-    let out_path = disk.0.join("out.log");
-    let mut fleet = Guarded(
-        pid1_command(&["--config", config.to_str().unwrap()])
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = fleet.stderr.take().unwrap();
-    let (tx, diagnostics) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
-    assert!(eventually(BOUND, || out().contains("worker_started")));
-    disk.fill();
-    std::fs::write(&go, "").unwrap();
-    // The worker's lines meet the full disk: fleet-init holds them, and says so once.
-    let stall = diagnostics
-        .recv_timeout(BOUND)
-        .expect("no word of the full disk");
-    assert!(stall.contains("No space left"), "{stall}");
-    let written = || out().lines().filter(|l| l.contains("line-")).count();
-    assert!(written() < 200, "the disk was full before the worker wrote");
-    std::fs::remove_file(disk.0.join("filler")).unwrap();
+    // The lines wait (it once marked the stream gone on ENOSPC and dropped every later line,
+    // and an event written halfway was left cut in two); when room comes back every line is
+    // there, once, in order, and every line of the file is whole JSON.
+    let mut full = FullDisk::start(2000);
+    full.make_room();
     assert!(
-        eventually(BOUND, || out().contains("line-199")),
+        eventually(BOUND, || full.out().contains("line-199")),
         "the lines came once there was room: {:.300}",
-        out()
+        full.out()
     );
-    // SAFETY: signalling the unshare this test started; --kill-child passes it on as SIGKILL,
-    // so stop fleet-init itself with SIGTERM first.
-    let init = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", fleet.id()))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse::<i32>()
-        .unwrap();
-    unsafe { libc::kill(init, libc::SIGTERM) };
+    full.sigterm();
     assert!(
-        wait_child(&mut fleet, BOUND).is_some(),
+        wait_child(&mut full.fleet, BOUND).is_some(),
         "fleet-init did not exit"
     );
-    let text = out();
-    let events: Vec<Value> = text
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("a cut line: {line:?}")))
-        .collect();
-    let lines: Vec<String> = events
-        .iter()
-        .filter(|e| e["event"] == "output")
-        .map(|e| {
-            e["line"]
-                .as_str()
-                .unwrap()
-                .split(' ')
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    let want: Vec<String> = (0..200).map(|i| format!("line-{i}")).collect();
-    assert_eq!(lines, want, "every line once, in order");
-    let more: Vec<String> = diagnostics.try_iter().collect();
+    full.assert_nothing_lost();
+}
+
+#[test]
+fn a_full_disk_at_shutdown_is_tried_again_within_the_grace() {
+    // The shutdown's last flush retries a stalled stream every second, not only when the
+    // grace ends: room that comes back 1 s into a 60 s grace ends fleet-init at once (within
+    // the bound), with every line written.
+    let mut full = FullDisk::start(60_000);
+    let init = full.init();
+    full.sigterm();
+    // The worker is stopped and reaped: fleet-init is in its last flush, on a full disk.
+    assert!(eventually(BOUND, || children_of(init).is_empty()));
     assert!(
-        !more.iter().any(|l| l.contains("No space left")),
-        "said once: {more:?}"
+        full.fleet.try_wait().unwrap().is_none(),
+        "it holds its lines"
     );
-    assert!(events.iter().any(|e| e["event"] == "shutdown_complete"));
+    full.make_room();
+    assert!(
+        wait_child(&mut full.fleet, BOUND).is_some(),
+        "fleet-init waited for the end of its 60 s grace to try again"
+    );
+    full.assert_nothing_lost();
 }
