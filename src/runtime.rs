@@ -452,7 +452,9 @@ impl Runtime {
             recheck_at,
             self.probes.next_deadline(),
             self.control.next_deadline(),
-            self.output.next_retry(self.now()),
+            self.output
+                .stall_retry_ms()
+                .map(|ms| self.now().saturating_add(ms)),
         ];
         let wait_ms = deadlines
             .into_iter()
@@ -741,8 +743,8 @@ impl Runtime {
             // A stream stalled on a full disk is tried again on its retry, not only at the end.
             let wake_at = self
                 .output
-                .next_retry(now)
-                .map_or(deadline, |retry| retry.min(deadline));
+                .stall_retry_ms()
+                .map_or(deadline, |ms| now.saturating_add(ms).min(deadline));
             let timeout =
                 PollTimeout::try_from(wake_at.saturating_sub(now)).unwrap_or(PollTimeout::MAX);
             {

@@ -146,9 +146,10 @@ impl Output {
         fds
     }
 
-    /// When the loop must come back to write lines waiting for room on a full disk.
-    pub fn next_retry(&self, now: u64) -> Option<u64> {
-        sink::is_stalled().then(|| now.saturating_add(sink::STALLED_RETRY_MS))
+    /// How soon the loop must come back to write lines waiting for room on a full disk;
+    /// `None` (the usual case) costs the loop no clock read.
+    pub fn stall_retry_ms(&self) -> Option<u64> {
+        sink::is_stalled().then_some(sink::STALLED_RETRY_MS)
     }
 
     /// Nothing for the loop's poll: no pipe to read, no stream waiting for room.
