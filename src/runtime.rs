@@ -261,7 +261,11 @@ impl Runtime {
         let mut did_act = self.check_starts();
         let mut saw_child_exit = false;
         let mut sent_ahead = self.sent_ahead.take();
-        for arrival in self.inbox.drain() {
+        let arrivals = self.inbox.drain();
+        if arrivals.iter().any(|arrival| arrival.acted_as.is_some()) {
+            self.peek_job_states();
+        }
+        for arrival in arrivals {
             saw_child_exit |= arrival.received == libc::SIGCHLD;
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
@@ -427,6 +431,7 @@ impl Runtime {
         let Some(signal) = self.inbox.waited_acted_as() else {
             return;
         };
+        self.peek_job_states();
         if let Some(action) = self.supervisor.first_signal_action(signal) {
             self.execute(action);
             self.sent_ahead = Some(signal);
@@ -434,6 +439,28 @@ impl Runtime {
                 yield_to_receivers();
             }
             log::debug!("sent {} on ahead of the turn", signals::name(signal));
+        }
+    }
+
+    /// Whether each running worker is stopped now, as the kernel will report it to the reap,
+    /// before a signal is acted on: a stop that came in the same wake-up as SIGTERM (a shell's
+    /// Ctrl-Z, then `kill`) is known when the SIGTERM is forwarded, and SIGCONT follows it.
+    /// WNOWAIT leaves the report for the reap.
+    fn peek_job_states(&mut self) {
+        use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
+        let flags = WaitPidFlag::WSTOPPED
+            | WaitPidFlag::WCONTINUED
+            | WaitPidFlag::WNOHANG
+            | WaitPidFlag::WNOWAIT
+            | WaitPidFlag::__WALL;
+        for pid in self.supervisor.running_pids() {
+            let is_stopped = match nix::sys::wait::waitid(Id::Pid(Pid::from_raw(pid)), flags) {
+                Ok(WaitStatus::Stopped(..)) => true,
+                Ok(WaitStatus::Continued(_)) => false,
+                // Nothing new to report (or not our child any more): what is known stands.
+                _ => continue,
+            };
+            self.feed(Input::JobState { pid, is_stopped });
         }
     }
 

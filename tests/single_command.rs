@@ -203,6 +203,65 @@ fn a_stopped_child_is_continued_so_that_it_acts_on_the_forwarded_sigterm() {
 }
 
 #[test]
+fn a_stop_and_a_sigterm_in_the_same_wake_up_still_get_the_child_continued() {
+    // The same as above, with the child's stop and the SIGTERM arriving while fleet-init
+    // cannot run (frozen), so that both wait for it in one wake-up: the SIGTERM is acted on
+    // before the reap reports the stop. fleet-init looks at the child's state (waitid with
+    // WNOWAIT) before it forwards a signal; it once forwarded SIGTERM alone here, and the
+    // stopped child sat out the grace and was killed.
+    let script = "trap 'echo got-TERM; exit 7' TERM; echo ready; while :; do sleep 0.05; done";
+    let mut fleet = pid1(&["--grace-ms", "60000", "--", "sh", "-c", script]).spawn();
+    fleet.wait_output("ready", BOUND);
+    let child = only_child(fleet.pid);
+    assert!(common::wait_until_idle(fleet.pid, BOUND));
+    let frozen = match common::Frozen::freeze(fleet.pid) {
+        Ok(frozen) => frozen,
+        Err(reason) => {
+            common::skip(
+                "a_stop_and_a_sigterm_in_the_same_wake_up_still_get_the_child_continued",
+                &reason,
+            );
+            return;
+        }
+    };
+    let wake_ups = common::wake_ups(fleet.pid);
+    // SAFETY: signalling the child of the fleet-init this test started.
+    unsafe { libc::kill(child, libc::SIGSTOP) };
+    assert!(common::eventually(BOUND, || {
+        common::status_field(child, "State")
+            .unwrap_or_default()
+            .starts_with('T')
+    }));
+    fleet.signal(libc::SIGTERM);
+    let pending = common::status_field(fleet.pid, "ShdPnd").unwrap_or_default();
+    let pending = u64::from_str_radix(&pending, 16).unwrap_or(0)
+        | u64::from_str_radix(
+            &common::status_field(fleet.pid, "SigPnd").unwrap_or_default(),
+            16,
+        )
+        .unwrap_or(0);
+    let bit = |signal: i32| 1u64 << (signal - 1);
+    assert_eq!(
+        pending & (bit(libc::SIGCHLD) | bit(libc::SIGTERM)),
+        bit(libc::SIGCHLD) | bit(libc::SIGTERM),
+        "both wait for fleet-init (pending {pending:#x})"
+    );
+    assert_eq!(
+        common::wake_ups(fleet.pid),
+        wake_ups,
+        "fleet-init did not run"
+    );
+    frozen.thaw();
+    assert_eq!(
+        fleet.wait_exit(BOUND),
+        7,
+        "the handler ran: the child was continued"
+    );
+    assert!(fleet.output.iter().any(|l| l == "got-TERM"));
+    assert_eq!(fleet.named("shutdown_complete")[0]["killed"], 0);
+}
+
+#[test]
 fn a_long_diagnostic_to_a_stderr_nobody_reads_never_blocks_pid1() {
     // The rule: PID 1 never blocks on a pipe. A spawn failure names the program at whatever
     // length it has; stderr is a pipe that is held open and never read. The diagnostic goes

@@ -639,3 +639,95 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<std::process::
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A process held frozen by a cgroup freezer (v1 `freezer`, else v2 `cgroup.freeze`): it
+/// runs no instruction, while signals sent to it stay pending, until `thaw` or drop, which also
+/// move it back to its own cgroup. What a test needs to have several signals arrive in one
+/// wake-up, deterministically.
+pub struct Frozen {
+    pid: i32,
+    dir: PathBuf,
+    home: PathBuf,
+    is_v1: bool,
+}
+
+impl Frozen {
+    /// Freezes `pid`; `Err` with the reason when this host has no freezer to use.
+    pub fn freeze(pid: i32) -> Result<Frozen, String> {
+        let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map_err(|e| format!("/proc/{pid}/cgroup: {e}"))?;
+        let path_in = |wanted: &dyn Fn(&str) -> bool| {
+            cgroups.lines().find_map(|line| {
+                let mut fields = line.splitn(3, ':');
+                let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+                wanted(controllers).then(|| path.trim_start_matches('/').to_string())
+            })
+        };
+        let name = format!("fleet-test-freeze-{}-{pid}", std::process::id());
+        let v1 = Path::new("/sys/fs/cgroup/freezer");
+        let (root, path, is_v1) = if v1.join("freezer.state").exists() || v1.join("tasks").exists()
+        {
+            let path = path_in(&|c: &str| c.split(',').any(|c| c == "freezer"))
+                .ok_or("no freezer line in /proc/PID/cgroup")?;
+            (v1.to_path_buf(), path, true)
+        } else {
+            let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+                .into_iter()
+                .map(Path::new)
+                .find(|root| {
+                    root.join("cgroup.procs").exists() && root.join("cgroup.controllers").exists()
+                })
+                .ok_or("no cgroup v1 freezer and no cgroup v2 hierarchy")?;
+            let path = path_in(&|c: &str| c.is_empty()).ok_or("no cgroup v2 line")?;
+            (root.to_path_buf(), path, false)
+        };
+        let home = root.join(&path);
+        let dir = home.join(&name);
+        std::fs::create_dir(&dir).map_err(|e| format!("mkdir {dir:?}: {e}"))?;
+        let frozen = Frozen {
+            pid,
+            dir,
+            home,
+            is_v1,
+        };
+        let write = |file: &str, text: &str| {
+            std::fs::write(frozen.dir.join(file), text)
+                .map_err(|e| format!("{:?}: {e}", frozen.dir.join(file)))
+        };
+        write("cgroup.procs", &pid.to_string())?;
+        if is_v1 {
+            write("freezer.state", "FROZEN")?;
+        } else {
+            write("cgroup.freeze", "1")?;
+        }
+        let is_frozen = || {
+            if frozen.is_v1 {
+                read_to_string(&frozen.dir.join("freezer.state")).trim() == "FROZEN"
+            } else {
+                read_to_string(&frozen.dir.join("cgroup.events")).contains("frozen 1")
+            }
+        };
+        if !eventually(Duration::from_secs(10), is_frozen) {
+            return Err(format!("{pid} did not freeze"));
+        }
+        Ok(frozen)
+    }
+
+    pub fn thaw(self) {}
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let (file, text) = if self.is_v1 {
+            ("freezer.state", "THAWED")
+        } else {
+            ("cgroup.freeze", "0")
+        };
+        let _ = std::fs::write(self.dir.join(file), text);
+        let _ = std::fs::write(self.home.join("cgroup.procs"), self.pid.to_string());
+        // Empty once the process is back home (or gone).
+        let _ = eventually(Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.dir).is_ok()
+        });
+    }
+}
