@@ -967,6 +967,44 @@ fn a_bad_config_exits_2_and_starts_nothing() {
 }
 
 #[test]
+fn a_config_that_is_not_a_file_is_refused_at_once_and_a_piped_one_is_read() {
+    // A FIFO nobody writes once hung PID 1 in open(2), with every signal blocked and none yet
+    // served (only SIGKILL ended it); `/dev/zero` was read until memory ran out.
+    let dir = TempDir::new();
+    let fifo = dir.path("config.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for (path, reason) in [
+        (fifo.to_str().unwrap(), "invalid JSON"),
+        ("/dev/zero", "not a regular file (a character device)"),
+        (dir.0.to_str().unwrap(), "not a regular file (a directory)"),
+    ] {
+        let mut fleet = pid1(&["--config", path]).spawn();
+        assert_eq!(fleet.wait_exit(BOUND), 2, "{path}");
+        let stderr = fleet.stderr();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("fleet-init: {path}: ")) && stderr.contains(reason),
+            "{path}: {stderr}"
+        );
+        assert!(fleet.events.is_empty(), "{:?}", fleet.events);
+    }
+    // `--check-config /dev/stdin` from a pipe whose writer takes its time.
+    let mut check = std::process::Command::new("sh")
+        .args([
+            "-c",
+            r#"(sleep 0.3; echo '{"workers":[{"name":"a","command":["true"]}]}') | "$0" --check-config /dev/stdin"#,
+            common::bin(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_child(&mut check, BOUND).is_some_and(|status| status.success()));
+    let mut said = String::new();
+    std::io::Read::read_to_string(check.stdout.as_mut().unwrap(), &mut said).unwrap();
+    assert_eq!(said.trim(), "config OK: 1 worker (a)");
+}
+
+#[test]
 fn config_mode_runs_as_a_subreaper_too() {
     let dir = TempDir::new();
     let mut fleet = start_config(

@@ -469,7 +469,7 @@ pub fn load_config_with_grace(
     path: &Path,
     grace_override: Option<u64>,
 ) -> Result<Config, Vec<ConfigError>> {
-    match std::fs::read_to_string(path) {
+    match read_config_file(path) {
         Ok(text) => parse_config_with_grace(&text, &resolve_user_from_system, grace_override),
         Err(error) => Err(vec![ConfigError {
             worker: None,
@@ -477,6 +477,81 @@ pub fn load_config_with_grace(
             message: format!("cannot read config file {path:?}: {error}"),
         }]),
     }
+}
+
+/// A config file is read whole before anything starts; larger is refused (a config of 100,000
+/// workers is about 10 MiB).
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How long a config from a FIFO or pipe (`--check-config /dev/stdin`) may take to arrive.
+const CONFIG_PIPE_WAIT_MS: u16 = 10_000;
+
+/// The text of the config file at `path` (links followed: a Kubernetes ConfigMap is one).
+/// A regular file, or a FIFO or pipe read to its end within `CONFIG_PIPE_WAIT_MS`. It is
+/// opened non-blocking, so that a FIFO nobody writes cannot hang PID 1 in open(2) before its
+/// signals are served; a device (`/dev/zero`, a terminal) is refused, and no more than
+/// `MAX_CONFIG_BYTES` are read from anything.
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|error| error.to_string())?;
+    let kind = file
+        .metadata()
+        .map_err(|error| error.to_string())?
+        .file_type();
+    let refused = if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else {
+        None
+    };
+    if let Some(what) = refused {
+        return Err(format!("not a regular file ({what})"));
+    }
+    let mut bytes = Vec::new();
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(u64::from(CONFIG_PIPE_WAIT_MS));
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(count) => {
+                bytes.extend_from_slice(chunk.get(..count).unwrap_or_default());
+                if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_CONFIG_BYTES {
+                    return Err(format!("larger than {MAX_CONFIG_BYTES} bytes"));
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                // A FIFO or pipe whose writer has not finished: wait for more, bounded.
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let left_ms = u16::try_from(left.as_millis()).unwrap_or(CONFIG_PIPE_WAIT_MS);
+                if left_ms == 0 {
+                    return Err(format!(
+                        "no end of data within {CONFIG_PIPE_WAIT_MS} ms (a FIFO or pipe still \
+                         open for writing)"
+                    ));
+                }
+                use std::os::fd::AsFd;
+                let mut fds = [nix::poll::PollFd::new(
+                    file.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(left_ms));
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".to_string())
 }
 
 /// `--check-config FILE`: exit code 0 and `config OK: 2 workers (api, web)`, or exit code 2
