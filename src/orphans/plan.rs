@@ -113,8 +113,14 @@ pub fn select(
         if process.is_zombie() || process.pid == self_pid || process.start_time < earliest {
             continue;
         }
+        // A recorded pid is its generation's only when it started after that generation's
+        // owner (a file may name any pid; the earliest owner of all files is no bound).
         let recorded = recorded
             .get(&(process.pid, process.start_time))
+            .filter(|(index, _)| {
+                dead.get(*index)
+                    .is_some_and(|g| process.start_time >= g.owner_start_time)
+            })
             .map(|(index, worker)| (*index, Some(worker.to_string())));
         let found = match recorded {
             Some(found) => Some(found),
@@ -375,5 +381,45 @@ mod tests {
 
         let selection = select(&table, &[], &mut nothing, &[], 1);
         assert_eq!(selection, Selection::default());
+    }
+
+    #[test]
+    fn a_recorded_pid_older_than_its_own_files_owner_is_not_a_target() {
+        // Two dead generations: an early owner (100) that recorded nothing, and a later one
+        // (300) whose file names pid 10 with its real start time 200. 10 started before the
+        // owner of the file that names it: it cannot be that generation's, whatever the file
+        // says (the earliest owner of all files once let it through, and it was killed).
+        let table = [
+            proc(1, 0, 50, 'S'),
+            proc(10, 1, 200, 'S'),
+            proc(11, 10, 210, 'S'),
+        ];
+        let early = DeadGeneration {
+            generation: DEAD.into(),
+            owner_start_time: 100,
+            entries: vec![],
+            is_own: false,
+        };
+        let late = DeadGeneration {
+            generation: LIVE.into(),
+            owner_start_time: 300,
+            entries: vec![entry("x", 10, 200)],
+            is_own: false,
+        };
+        let mut nothing = |_: &ProcStat| Lookup::Found(Marks::default());
+        let selection = select(&table, &[early, late.clone()], &mut nothing, &[], 1);
+        assert_eq!(selection, Selection::default());
+        // Alone, the same: and recorded after its owner, it is one.
+        let selection = select(&table, &[late.clone()], &mut nothing, &[], 1);
+        assert_eq!(selection, Selection::default());
+        let before = DeadGeneration {
+            owner_start_time: 150,
+            ..late
+        };
+        let selection = select(&table, &[before], &mut nothing, &[], 1);
+        assert_eq!(
+            selection.targets.keys().copied().collect::<Vec<_>>(),
+            [10, 11]
+        );
     }
 }
