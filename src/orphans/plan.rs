@@ -410,7 +410,7 @@ mod tests {
         let selection = select(&table, &[early, late.clone()], &mut nothing, &[], 1);
         assert_eq!(selection, Selection::default());
         // Alone, the same: and recorded after its owner, it is one.
-        let selection = select(&table, &[late.clone()], &mut nothing, &[], 1);
+        let selection = select(&table, std::slice::from_ref(&late), &mut nothing, &[], 1);
         assert_eq!(selection, Selection::default());
         let before = DeadGeneration {
             owner_start_time: 150,
