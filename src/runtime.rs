@@ -52,6 +52,8 @@ pub struct Runtime {
     empty_group: Option<i32>,
     /// One /proc scan serves every memory sample of a turn.
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
+    /// fleet-init's children as the draining groups' checks of this turn read them (once).
+    children_of_turn: Option<Vec<leftovers::Child>>,
     registry: Registry,
     /// The last reap found children (or a spawn made one since).
     has_children: bool,
@@ -137,6 +139,7 @@ impl Runtime {
             oom_counter: None,
             empty_group: None,
             scan_of_turn: None,
+            children_of_turn: None,
             registry,
             awaited: Vec::new(),
             others_due: None,
@@ -296,6 +299,9 @@ impl Runtime {
         }
         self.scan_of_turn = None;
         let reaped = zombies::reap_all();
+        // Read after the reap, and used only until the next: a child in it that exits stays
+        // an unreaped zombie meanwhile, so its pid cannot be reused under it.
+        self.children_of_turn = None;
         let worker_pids = self.supervisor.running_pids();
         self.job_control.after_reap(&reaped.stopped, &worker_pids);
         let job_states = reaped
@@ -442,12 +448,16 @@ impl Runtime {
         }
     }
 
-    /// Whether each running worker is stopped now, as the kernel will report it to the reap,
+    /// Whether the single command's child is stopped now, as the kernel will report it to the reap,
     /// before a signal is acted on: a stop that came in the same wake-up as SIGTERM (a shell's
     /// Ctrl-Z, then `kill`) is known when the SIGTERM is forwarded, and SIGCONT follows it.
     /// WNOWAIT leaves the report for the reap.
     fn peek_job_states(&mut self) {
         use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
+        // Config mode sends every stop signal with its SIGCONT: nothing to look at.
+        if !self.supervisor.is_single() {
+            return;
+        }
         let flags = WaitPidFlag::WSTOPPED
             | WaitPidFlag::WCONTINUED
             | WaitPidFlag::WNOHANG
@@ -850,25 +860,25 @@ impl Runtime {
         true
     }
 
-    fn escaped_leftovers(&self, worker: usize, pgid: i32) -> leftovers::Escaped {
+    fn escaped_leftovers(&mut self, worker: usize, pgid: i32) -> leftovers::Escaped {
         // An escapee is a child of fleet-init (reparented when its parent died, before that
         // parent's exit was reaped): when the last reap said ECHILD, there is none to look for.
         if !self.is_proc_ours || !self.has_children {
             return leftovers::Escaped::default();
         }
-        let Some(spec) = self.supervisor.spec(worker) else {
+        let Some(name) = self.supervisor.spec(worker).map(|spec| spec.name.clone()) else {
             return leftovers::Escaped::default();
         };
-        let mains = self.supervisor.running_pids();
         let generation = self.spawn_options.generation.to_string();
-        leftovers::escaped(
-            Path::new(PROC),
-            self.scope.self_pid,
-            &generation,
-            &spec.name,
-            pgid,
-            &mains,
-        )
+        let children = match &self.children_of_turn {
+            Some(children) => children,
+            None => {
+                let mains = self.supervisor.running_pids();
+                let children = leftovers::children(Path::new(PROC), self.scope.self_pid, &mains);
+                self.children_of_turn.insert(children)
+            }
+        };
+        leftovers::escaped_among(children, &generation, &name, pgid)
     }
 
     /// The stop signal once for each escaped leftover; SIGKILL comes with the group's. They are

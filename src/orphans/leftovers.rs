@@ -28,42 +28,59 @@ pub fn targets(table: &[ProcStat], scope: Scope, spare_groups: &[i32]) -> Vec<i3
         .collect()
 }
 
-/// A dead worker's processes that left its group (setsid'd, daemonized): when its main
-/// process died they were reparented to fleet-init, and they still carry this generation's id
-/// and the worker's name (read as their owner, so a `user` worker's are found without
-/// CAP_SYS_PTRACE). Costs one read of fleet-init's children list when nobody escaped.
-/// Those still in the worker's group `pgid` are left out: the group's signals reach them, and a
-/// process gets one stop signal per stop, not one per path that found it.
-pub fn escaped(
-    proc_root: &Path,
-    self_pid: i32,
-    generation: &str,
-    worker: &str,
-    pgid: i32,
-    mains: &[i32],
-) -> Escaped {
-    let mut escaped = Escaped::default();
+/// fleet-init's live children other than the workers' main processes `mains`, each with its
+/// group and its marks: read once a turn, then asked for every draining worker (a signal that
+/// ends a thousand workers at once drains a thousand groups in one turn; read per group, that
+/// was a million /proc reads and seconds of a loop deaf to SIGTERM). One read of the children
+/// list when nobody escaped.
+pub fn children(proc_root: &Path, self_pid: i32, mains: &[i32]) -> Vec<Child> {
     let path = proc_root.join(format!("{self_pid}/task/{self_pid}/children"));
-    let Ok(children) = std::fs::read_to_string(path) else {
-        return escaped;
+    let Ok(listed) = std::fs::read_to_string(path) else {
+        return Vec::new();
     };
-    for pid in children
+    let mains: std::collections::HashSet<i32> = mains.iter().copied().collect();
+    listed
         .split_whitespace()
         .filter_map(|pid| pid.parse::<i32>().ok())
         .filter(|pid| !mains.contains(pid))
-    {
-        let Some(stat) = procscan::read_stat(proc_root, pid).found() else {
-            continue;
-        };
-        if stat.is_zombie() {
-            continue;
-        }
-        match procscan::read_marks(proc_root, pid) {
+        .filter_map(|pid| {
+            let stat = procscan::read_stat(proc_root, pid).found()?;
+            if stat.is_zombie() {
+                return None;
+            }
+            let marks = procscan::read_marks(proc_root, pid);
+            (marks != Lookup::Gone).then_some(Child {
+                pid,
+                pgrp: stat.pgrp,
+                marks,
+            })
+        })
+        .collect()
+}
+
+/// A child of fleet-init as `children` found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Child {
+    pub pid: i32,
+    pub pgrp: i32,
+    pub marks: Lookup<procscan::Marks>,
+}
+
+/// A dead worker's processes that left its group (setsid'd, daemonized), among `children`:
+/// when its main process died they were reparented to fleet-init, and they still carry this
+/// generation's id and the worker's name (read as their owner, so a `user` worker's are found
+/// without CAP_SYS_PTRACE). Those still in the worker's group `pgid` are left out: the group's
+/// signals reach them, and a process gets one stop signal per stop, not one per path that
+/// found it.
+pub fn escaped_among(children: &[Child], generation: &str, worker: &str, pgid: i32) -> Escaped {
+    let mut escaped = Escaped::default();
+    for child in children {
+        match &child.marks {
             Lookup::Found(marks) if marks.generation.is_some() => {
                 let is_its = marks.generation.as_deref() == Some(generation)
                     && marks.worker.as_deref() == Some(worker);
-                if is_its && stat.pgrp != pgid {
-                    escaped.pids.push(pid);
+                if is_its && child.pgrp != pgid {
+                    escaped.pids.push(child.pid);
                 }
             }
             Lookup::Gone => {}
@@ -98,6 +115,47 @@ mod tests {
             pgrp,
             session: 1,
             start_time: 1,
+        }
+    }
+
+    #[test]
+    fn an_escapee_is_its_worker_s_out_of_its_group_and_unknowns_make_it_unsure() {
+        let marks = |generation: &str, worker: &str| {
+            Lookup::Found(procscan::Marks {
+                generation: Some(generation.into()),
+                worker: Some(worker.into()),
+            })
+        };
+        let child = |pid, pgrp, marks| Child { pid, pgrp, marks };
+        let children = [
+            child(20, 20, marks("g", "api")),   // setsid'd out of api's group 10
+            child(21, 10, marks("g", "api")),   // still in the group: the group's signal
+            child(30, 30, marks("g", "web")),   // web's
+            child(40, 40, marks("old", "api")), // another generation's
+        ];
+        let api = escaped_among(&children, "g", "api", 10);
+        assert_eq!(
+            api,
+            Escaped {
+                pids: vec![20],
+                is_unsure: false
+            }
+        );
+        assert_eq!(escaped_among(&children, "g", "web", 11).pids, [30]);
+        for unknown in [
+            Lookup::Found(procscan::Marks::default()),
+            Lookup::Unreadable(nix::errno::Errno::EACCES),
+            Lookup::Malformed,
+        ] {
+            let children = [child(20, 20, marks("g", "api")), child(50, 50, unknown)];
+            let api = escaped_among(&children, "g", "api", 10);
+            assert_eq!(
+                api,
+                Escaped {
+                    pids: vec![20],
+                    is_unsure: true
+                }
+            );
         }
     }
 

@@ -768,6 +768,12 @@ impl Supervisor {
     /// `None` where the answer takes more: config mode (stop order, a stop signal per worker),
     /// a repeated stop signal (the kill), a child not exec'd yet or already stopping, SIGCHLD,
     /// and the job-control signals, around which the runtime does more.
+    /// Single-command mode: a forwarded stop signal is followed by SIGCONT only for a child
+    /// known to be stopped (`Input::JobState`).
+    pub fn is_single(&self) -> bool {
+        matches!(self.mode, Mode::Single { .. })
+    }
+
     pub fn first_signal_action(&self, signal: i32) -> Option<Action> {
         let is_plain = !matches!(signal, libc::SIGCHLD | libc::SIGCONT | libc::SIGSTOP)
             && !signals::JOB_CONTROL.contains(&signal);
