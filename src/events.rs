@@ -379,13 +379,19 @@ fn write_all(fd: i32, mut bytes: &[u8]) {
 /// a second for room in a slow reader's pipe, so that the summary is not the line that gets
 /// dropped, and so that what was dropped before is reported on it.
 pub fn emit_final(event: &Event) {
+    emit_final_within(event, 1000);
+}
+
+/// `emit_final` with a wait for room of at most `wait_ms` (what is left of the shutdown's
+/// bound; 0 offers the line at once).
+pub fn emit_final_within(event: &Event, wait_ms: u16) {
     let fd = EVENTS_FD.load(Ordering::Relaxed);
     if fd >= 0 && MAY_BE_FULL.load(Ordering::Relaxed) {
         // SAFETY: a descriptor of ours that lives as long as the process, borrowed for a poll.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];
         // Ready or not after the wait, the line is offered: `emit` drops it if there is no room.
-        if let Err(errno) = nix::poll::poll(&mut fds, PollTimeout::from(1000u16)) {
+        if let Err(errno) = nix::poll::poll(&mut fds, PollTimeout::from(wait_ms)) {
             log::debug!("poll on the events stream: {errno}");
         }
     }

@@ -32,8 +32,12 @@ const PROC: &str = "/proc";
 const RECHECK_MS: Millis = 2;
 const MAX_RECHECKS: u32 = 5;
 /// The least time the workers' last output lines get to go out after the last process is gone,
-/// even when the shutdown's grace is already over (as `events::emit_final` waits for room).
+/// even when the shutdown's grace is already over. The final event's wait for room comes out
+/// of the same time: a shutdown ends at most this long after its grace (9 s with the default
+/// 8 s grace, under Docker's and Kubernetes' 10 s), however stalled the reader.
 const FINAL_FLUSH_MS: Millis = 1000;
+/// The longest the final event waits for room in a slow reader's pipe.
+const FINAL_EVENT_WAIT_MS: Millis = 1000;
 
 /// Everything the loop needs besides the supervisor.
 pub struct Runtime {
@@ -104,6 +108,8 @@ pub struct Runtime {
     output: Output,
     /// `shutdown_complete`, held until the workers' output is written: it is the last line.
     final_event: Option<Event>,
+    /// When the shutdown's last writes must be done (`finish_output` sets it).
+    final_end: Millis,
 }
 
 /// How the loop ended.
@@ -163,6 +169,7 @@ impl Runtime {
             is_output_due: true,
             output: Output::default(),
             final_event: None,
+            final_end: 0,
         }
     }
 
@@ -218,7 +225,9 @@ impl Runtime {
                 self.registry.remove();
                 self.control.close();
                 if let Some(event) = self.final_event.take() {
-                    events::emit_final(&event);
+                    let left = self.final_end.saturating_sub(self.now());
+                    let wait = u16::try_from(left.min(FINAL_EVENT_WAIT_MS)).unwrap_or(0);
+                    events::emit_final_within(&event, wait);
                 }
                 return Ending::Exit(code);
             }
@@ -767,6 +776,7 @@ impl Runtime {
         let now = self.now();
         let grace_end = self.supervisor.grace_ends_at().unwrap_or(now);
         let mut deadline = grace_end.max(now.saturating_add(FINAL_FLUSH_MS));
+        self.final_end = deadline;
         loop {
             let wake_fd = self.inbox.wake_fd();
             self.output.service(&|| is_readable(wake_fd));
@@ -795,6 +805,7 @@ impl Runtime {
             for arrival in self.inbox.drain() {
                 if matches!(arrival.acted_as, Some(libc::SIGTERM | libc::SIGINT)) {
                     deadline = now;
+                    self.final_end = now;
                 }
             }
             // Nothing of ours is left, but PID 1 keeps its table clean while it waits.

@@ -604,3 +604,71 @@ fn a_full_disk_at_shutdown_is_tried_again_within_the_grace() {
     );
     full.assert_nothing_lost();
 }
+
+#[test]
+fn a_reader_that_never_resumes_holds_the_shutdown_one_second_past_its_grace_at_most() {
+    // A worker that ignores SIGTERM floods a stdout nobody reads (a wedged log driver): it is
+    // killed when the grace ends; its lines then get one second to go out, and the last event
+    // no extra wait, so the shutdown ends within grace + 1 s, under the runtime's SIGKILL (8 s
+    // grace, Docker's 10 s). The final event's own 1 s wait once came on top: grace + 2 s.
+    let dir = TempDir::new();
+    let grace_ms = 1500;
+    let script =
+        "trap '' TERM; echo ready >&2; yes 'a line that fills the pipes' | head -n 400000; \
+                  while :; do sleep 1; done";
+    let config = dir.write(
+        "config.json",
+        &json!({"state_dir": dir.path("state"), "grace_ms": grace_ms, "workers": [
+            {"name": "flood", "command": ["sh", "-c", script]}]})
+        .to_string(),
+    );
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let mut fleet = Guarded(
+        pid1_command(&["--config", config.to_str().unwrap()])
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let init = {
+        let unshare = fleet.id() as i32;
+        assert!(eventually(BOUND, || !children_of(unshare).is_empty()));
+        children_of(unshare)[0]
+    };
+    // Stalled: the pipe is full and fleet-init holds lines it could not write.
+    assert!(eventually(BOUND, || bytes_in_pipe(read_end.as_raw_fd())
+        > 60_000
+        && wait_until_idle(init, Duration::from_millis(200))));
+    let worker = children_of(init)[0];
+    assert!(eventually(BOUND, || children_of(worker)
+        .iter()
+        .any(|pid| is_blocked_in_write(*pid))));
+    let signalled = Instant::now();
+    // SAFETY: signalling the fleet-init this test started.
+    assert_eq!(unsafe { libc::kill(init, libc::SIGTERM) }, 0);
+    let status = wait_child(&mut fleet, BOUND).expect("fleet-init did not end");
+    let elapsed = signalled.elapsed();
+    assert_eq!(status.code(), Some(0));
+    let grace = Duration::from_millis(grace_ms);
+    assert!(
+        elapsed >= grace,
+        "ended after {elapsed:?}, before the grace"
+    );
+    assert!(
+        elapsed < grace + Duration::from_millis(1600),
+        "ended {:?} after the grace",
+        elapsed - grace
+    );
+    let mut stderr = String::new();
+    fleet
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("worker output lines could not be written before the end"),
+        "{stderr}"
+    );
+    drop(read_end);
+}
