@@ -544,6 +544,42 @@ fn stalled_and_hostile_clients_never_stall_pid1() {
 }
 
 #[test]
+fn ctl_reaches_a_socket_whose_path_is_longer_than_sun_path() {
+    // sun_path holds 108 bytes. The server binds through /proc/self/fd/N/control.sock; the
+    // client once connected by the plain path and said "File name too long" (exit 3), so a
+    // `ctl ready` probe on such a state dir always failed.
+    let dir = TempDir::new();
+    let state = dir.path(&format!("{}/{}", "d".repeat(60), "e".repeat(60)));
+    assert!(state.join("control.sock").as_os_str().len() > 108);
+    let config = dir.write(
+        "config.json",
+        &json!({"workers": [service("api")]}).to_string(),
+    );
+    let mut fleet = pid1(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .spawn();
+    fleet.wait_event("worker_started");
+    assert!(eventually(BOUND, || state.join("control.sock").exists()));
+    let out = ctl_in(&state, &["status", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(worker(&status, "api")["state"], "ready");
+    // And a long path where nothing listens is the usual "no control socket" (exit 3).
+    let missing = dir.path(&format!("{}/{}", "x".repeat(60), "y".repeat(60)));
+    let out = ctl_in(&missing, &["status"]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("no control socket at"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_stale_socket_of_a_sigkilled_generation_is_replaced() {
     let dir = TempDir::new();
     let state = dir.path("state");

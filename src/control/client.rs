@@ -118,10 +118,39 @@ fn no_answer(message: &str) -> Failure {
 /// A connect bounded by the deadline (a full backlog would otherwise block it).
 fn connect(path: &Path, deadline: Instant) -> Result<UnixStream, Failure> {
     let shown = path.display();
-    let address = UnixAddr::new(path).map_err(|errno| Failure {
-        code: EXIT_NO_ANSWER,
-        message: format!("{shown}: {}", errno.desc()),
-    })?;
+    // A path longer than sun_path (108 bytes) is reached through its directory, as the server
+    // binds it: /proc/self/fd/N/control.sock, N a descriptor of that directory held meanwhile.
+    let mut _directory = None;
+    let address = match UnixAddr::new(path) {
+        Err(Errno::ENAMETOOLONG) => {
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                return Err(no_answer(&format!(
+                    "{shown}: {}",
+                    Errno::ENAMETOOLONG.desc()
+                )));
+            };
+            let directory = nix::fcntl::open(
+                parent,
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|errno| match errno {
+                Errno::ENOENT => no_answer(&format!(
+                    "no control socket at {shown}: is fleet-init running with this state dir?"
+                )),
+                errno => no_answer(&format!("{}: {}", parent.display(), errno.desc())),
+            })?;
+            let through = Path::new("/proc/self/fd")
+                .join(directory.as_raw_fd().to_string())
+                .join(name);
+            _directory = Some(directory);
+            UnixAddr::new(&through)
+        }
+        other => other,
+    }
+    .map_err(|errno| no_answer(&format!("{shown}: {}", errno.desc())))?;
     let fd = socket::socket(
         AddressFamily::Unix,
         SockType::Stream,
