@@ -88,7 +88,7 @@ pub(super) fn present<'value>(
 
 /// A `Value` that refuses duplicate object keys: serde_json silently keeps the last one, and
 /// `{"max_crashes": 0, "max_crashes": 3}` would hide a mistake from the report.
-pub(super) struct StrictValue(pub(super) Value);
+pub(crate) struct StrictValue(pub(crate) Value);
 
 impl<'de> Deserialize<'de> for StrictValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -2,6 +2,7 @@
 //! SPEC's defaults. Parsing and validation of the JSON file live in `parse`; user lookup in `users`.
 
 mod checker;
+pub(crate) use checker::StrictValue;
 pub mod parse;
 pub mod probes;
 pub mod users;

@@ -93,7 +93,9 @@ impl Request {
 
 /// Parses one request line (without its newline). The error is the reply's `error`.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
-    let value: Value =
+    // Duplicate keys are refused, as in the config: `{"verb":"ready","verb":"shutdown"}`
+    // must not shut down whoever only checked `ready`.
+    let crate::config::StrictValue(value) =
         serde_json::from_slice(line).map_err(|error| format!("not a JSON request: {error}"))?;
     let Value::Object(object) = value else {
         return Err("the request is not a JSON object".into());
@@ -243,6 +245,15 @@ mod tests {
             (
                 r#"{"verb": "stop", "workers": ["a"], "signal": 1}"#,
                 "takes no signal",
+            ),
+            // The last of two keys once won: a `ready` probe's line could shut down.
+            (
+                r#"{"verb": "ready", "verb": "shutdown"}"#,
+                "duplicate key \"verb\"",
+            ),
+            (
+                r#"{"verb": "stop", "workers": ["a"], "workers": ["b"]}"#,
+                "duplicate key \"workers\"",
             ),
         ] {
             let error = parse_request(line.as_bytes()).unwrap_err();
