@@ -286,6 +286,17 @@ pub fn fit(event: &Event, at: SystemTime) -> String {
             .map(|(_, value)| value)
             .max_by_key(|value| value.to_string().len());
         let Some(value) = longest else { break };
+        // A list keeps its type (`signal_forwarded.workers` is an array to whoever parses it):
+        // its last items go, in proportion to the excess.
+        if let Value::Array(items) = value {
+            let rendered = Value::Array(items.clone()).to_string().len().max(1);
+            let keep = items
+                .len()
+                .saturating_mul(rendered.saturating_sub(excess.saturating_add(16)))
+                / rendered;
+            items.truncate(keep.min(items.len().saturating_sub(1)));
+            continue;
+        }
         let text = match &*value {
             Value::String(text) => text.clone(),
             other => other.to_string(),
@@ -504,6 +515,30 @@ mod tests {
             small.render(at),
             "a short line is untouched"
         );
+    }
+
+    #[test]
+    fn a_cut_list_stays_a_list_of_its_first_items() {
+        // `signal_forwarded` to 1,000 workers: `workers` once became a string holding cut-off
+        // JSON, which a consumer reading it as an array could not.
+        let at = UNIX_EPOCH;
+        let names: Vec<String> = (0..1000).map(|i| format!("worker-{i}")).collect();
+        let event = Event::info("signal_forwarded")
+            .with("signal", "SIGHUP")
+            .with("workers", names.clone());
+        let line = fit(&event, at);
+        assert!(line.len() <= MAX_LINE_BYTES, "{}", line.len());
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["truncated"], true);
+        assert_eq!(value["signal"], "SIGHUP");
+        let kept: Vec<&str> = value["workers"]
+            .as_array()
+            .expect("still an array")
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        assert!(kept.len() > 200, "as many as fit: {}", kept.len());
+        assert_eq!(kept, names[..kept.len()]);
     }
 
     use std::time::Duration;
