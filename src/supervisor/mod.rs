@@ -485,12 +485,14 @@ impl Supervisor {
         exit_code: i32,
         now: Millis,
     ) {
+        // `--remap-exit` applies to 127 and 126 too (SPEC's exit codes; tini's `-e 127`).
+        let reported = remap(&self.mode, Exit::Code(exit_code));
         let Some(w) = self.workers.get_mut(index) else {
             return;
         };
         w.run = w.run.saturating_add(1);
         w.crash_count = w.crash_count.saturating_add(1);
-        w.last_code = Some(exit_code);
+        w.last_code = Some(reported.shell_code());
         w.last_exit = Some((Exit::Code(exit_code), Cause::SpawnFailed));
         w.forked = None;
         w.phase = Phase::Done;

@@ -489,6 +489,32 @@ fn single_mode_exit_codes_and_remapping() {
 }
 
 #[test]
+fn remapping_applies_to_an_exec_failure_s_127_too() {
+    // tini's `-e 127 -- /nonexistent` exits 0; fleet-init once exited 127 whatever the list.
+    for (remap, want) in [(vec![], 127), (vec![127], 0), (vec![126], 127)] {
+        let mut single = spec("main");
+        single.restart = RestartPolicy::Never;
+        let mode = Mode::Single {
+            remap_exit: remap.clone(),
+        };
+        let mut sim = Sim {
+            fail_spawns: true,
+            ..Sim::new(mode.clone(), vec![])
+        };
+        sim.sup = Supervisor::new(mode, 8000, vec![single]);
+        sim.feed(Input::Tick);
+        assert_eq!(sim.count("spawn_failed"), 1);
+        assert_eq!(
+            field(sim.last("worker_exited"), "code"),
+            127,
+            "the event keeps the real code"
+        );
+        sim.feed(Input::ChildrenGone);
+        assert_eq!(sim.exit, Some(want), "{remap:?}");
+    }
+}
+
+#[test]
 fn a_dead_workers_group_is_stopped_before_its_restart() {
     let mut sim = Sim::config(vec![spec("api")]);
     sim.groups_linger = true;
