@@ -211,6 +211,19 @@ impl SignalInbox {
     /// one sent with kill(2) is read like any other and forwarded (SPEC: every other signal
     /// is forwarded; tini ignores them instead), or acted on by dumb-init's job control.
     pub fn install(rewrite: Rewrite) -> std::io::Result<SignalInbox> {
+        // A SIGCHLD ignored by whoever started fleet-init (Python's subprocess with SIG_IGN,
+        // a shell's `trap '' CHLD`) is inherited, and with it the kernel reaps every child at
+        // once: no exit status, no `worker_exited`, fleet-init waiting for ever. Blocking does
+        // not undo that; the default disposition (without SA_NOCLDWAIT) does.
+        // SAFETY: SIG_DFL installs no handler; the sigaction is plain data.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(libc::SIGCHLD, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         let mut signals = handled();
         signals.extend(FAULTS);
         signals.extend([libc::SIGTTIN, libc::SIGTTOU]);

@@ -720,3 +720,27 @@ fn a_signal_sent_on_ahead_of_the_turn_reaches_the_child_once() {
         assert_eq!(to_child, 1, "{name}: {calls}");
     }
 }
+
+#[test]
+fn a_sigchld_ignored_by_whoever_started_fleet_init_loses_no_exit() {
+    // A parent that ignores SIGCHLD (Python's `signal.signal(SIGCHLD, SIG_IGN)` before exec)
+    // hands the disposition on; with it the kernel reaps fleet-init's children itself, and
+    // fleet-init waited for ever for an exit it would never see. dumb-init exits 5 here.
+    use std::os::unix::process::CommandExt;
+    let state = TempDir::new();
+    let mut command = std::process::Command::new(bin());
+    command
+        .args(["--events", "off", "--", "sh", "-c", "sleep 0.1; exit 5"])
+        .env("FLEET_INIT_STATE_DIR", state.path("state"))
+        .stdin(std::process::Stdio::null());
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = Guarded(command.spawn().unwrap());
+    let status = wait_child(&mut child, BOUND).expect("fleet-init never saw the exit");
+    assert_eq!(status.code(), Some(5));
+}
