@@ -35,6 +35,8 @@ pub struct SpawnOptions {
     pub generation: Generation,
 }
 
+/// What runs a program the kernel cannot exec (ENOEXEC), as execvp(3) runs it.
+const SHELL: &std::ffi::CStr = c"/bin/sh";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What the child reports through the pipe when it fails: which step and the errno.
@@ -215,6 +217,11 @@ fn fork_child(
         ..prepared
     };
     let argv_ptrs = null_terminated(&prepared.argv);
+    // A program the kernel cannot exec (ENOEXEC: a script without `#!`) is run by /bin/sh, as
+    // execvp(3) does (and so tini and dumb-init): `/bin/sh PROGRAM ARGS...`, the program's
+    // slot filled in by the child with the candidate that failed.
+    let mut shell_ptrs: Vec<*const libc::c_char> = vec![SHELL.as_ptr(), std::ptr::null()];
+    shell_ptrs.extend(argv_ptrs.iter().skip(1));
     let mut envp_ptrs = prepared.env.pointers();
     // Socket activation (systemd, podman): LISTEN_PID names the process the sockets are for.
     // When it names fleet-init, the worker gets them and its own pid there, as catatonit does;
@@ -244,6 +251,7 @@ fn fork_child(
             child(
                 &prepared,
                 &argv_ptrs,
+                &mut shell_ptrs,
                 &envp_ptrs,
                 groups_ptr,
                 options,
@@ -593,6 +601,7 @@ fn restore_signal_mask(old: &libc::sigset_t) {
 unsafe fn child(
     prepared: &Prepared,
     argv: &[*const libc::c_char],
+    shell_argv: &mut [*const libc::c_char],
     envp: &[*const libc::c_char],
     groups: Option<&[libc::gid_t]>,
     options: SpawnOptions,
@@ -697,6 +706,14 @@ unsafe fn child(
     for candidate in &prepared.candidates {
         libc::execve(candidate.as_ptr(), argv.as_ptr(), envp.as_ptr());
         last_errno = errno();
+        if last_errno == libc::ENOEXEC {
+            if let Some(slot) = shell_argv.get_mut(1) {
+                *slot = candidate.as_ptr();
+            }
+            libc::execve(SHELL.as_ptr(), shell_argv.as_ptr(), envp.as_ptr());
+            // No shell either: the program's own error is the one to report.
+            break;
+        }
         match last_errno {
             libc::EACCES => saw_eacces = true,
             libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}

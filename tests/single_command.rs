@@ -744,3 +744,20 @@ fn a_sigchld_ignored_by_whoever_started_fleet_init_loses_no_exit() {
     let status = wait_child(&mut child, BOUND).expect("fleet-init never saw the exit");
     assert_eq!(status.code(), Some(5));
 }
+
+#[test]
+fn a_script_without_a_shebang_line_runs_under_bin_sh_as_with_execvp() {
+    // The kernel refuses it (ENOEXEC); execvp(3), and so tini and dumb-init, run it with
+    // /bin/sh. fleet-init once failed it with 126, breaking an entrypoint.sh without `#!`.
+    let dir = TempDir::new();
+    let script = dir.write("entrypoint.sh", "echo \"ran with $# args: $*\"\nexit 4\n");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut fleet = pid1(&["--", script.to_str().unwrap(), "a", "b c"]).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 4);
+    assert!(
+        fleet.output.iter().any(|l| l == "ran with 2 args: a b c"),
+        "{:?}",
+        fleet.output
+    );
+    assert_eq!(fleet.named("spawn_failed").len(), 0);
+}
