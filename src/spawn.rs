@@ -250,9 +250,11 @@ fn fork_child(
         unsafe {
             child(
                 &prepared,
-                &argv_ptrs,
-                &mut shell_ptrs,
-                &envp_ptrs,
+                Vectors {
+                    argv: &argv_ptrs,
+                    shell_argv: &mut shell_ptrs,
+                    envp: &envp_ptrs,
+                },
                 groups_ptr,
                 options,
                 report_write.as_raw_fd(),
@@ -598,16 +600,27 @@ fn restore_signal_mask(old: &libc::sigset_t) {
 ///
 /// # Safety
 /// Must be called in the child right after fork, with pointers into memory that stays valid.
+/// execve's arrays, made before the fork: the program's argv, the shell's for a program the
+/// kernel cannot exec (its slot 1 filled in by the child), and the environment.
+struct Vectors<'a> {
+    argv: &'a [*const libc::c_char],
+    shell_argv: &'a mut [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+}
+
 unsafe fn child(
     prepared: &Prepared,
-    argv: &[*const libc::c_char],
-    shell_argv: &mut [*const libc::c_char],
-    envp: &[*const libc::c_char],
+    vectors: Vectors<'_>,
     groups: Option<&[libc::gid_t]>,
     options: SpawnOptions,
     report_fd: libc::c_int,
     listen_pid: Option<*mut u8>,
 ) -> ! {
+    let Vectors {
+        argv,
+        shell_argv,
+        envp,
+    } = vectors;
     // The output pipes become stdout and stderr (dup2 leaves the copies without
     // close-on-exec; the originals, above 2, close at exec). First: the promised descriptors
     // below are 3 and up, so they cannot undo this, while they may land on an original.
