@@ -323,6 +323,7 @@ impl Runtime {
                 did_act |= self.feed(Input::JobState { pid, is_stopped });
             }
         }
+        self.undo_terminal_stops(&reaped.stopped, &worker_pids);
         if self.is_warn_on_reap {
             for (pid, _) in reaped
                 .exits
@@ -359,6 +360,9 @@ impl Runtime {
                 continue;
             }
             self.probes.forget_run(pid);
+            if self.spawn_options.foreground && worker_pids.contains(&pid) {
+                spawn::take_back_terminal(pid);
+            }
             did_act |= self.feed(Input::Exited { pid, exit });
         }
         let now = self.now();
@@ -480,6 +484,32 @@ impl Runtime {
                 _ => continue,
             };
             self.feed(Input::JobState { pid, is_stopped });
+        }
+    }
+
+    /// As PID 1 there is no shell above to resume a job: a single command's child that its
+    /// terminal stopped (Ctrl-Z under `docker run -it`, SIGTSTP that fleet-init did not
+    /// forward) would stay stopped for good, and Ctrl-C after it would not reach it. Its group
+    /// is continued at once, so Ctrl-Z does nothing there, as under dumb-init. A SIGTSTP that
+    /// was forwarded (`docker kill -s TSTP`), SIGSTOP, and a stop without a terminal are left
+    /// as they are.
+    fn undo_terminal_stops(&mut self, stopped: &[(i32, i32)], worker_pids: &[i32]) {
+        if !self.scope.is_pid1 || !self.spawn_options.foreground {
+            return;
+        }
+        for (pid, signal) in stopped {
+            if *signal != libc::SIGTSTP
+                || !worker_pids.contains(pid)
+                || self.supervisor.has_sent(*pid, libc::SIGTSTP)
+            {
+                continue;
+            }
+            // SAFETY: a plain call on fd 0; without a terminal it answers no.
+            if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+                continue;
+            }
+            log::debug!("worker {pid} stopped by its terminal as PID 1: continued");
+            signal_group(*pid, libc::SIGCONT);
         }
     }
 

@@ -28,7 +28,8 @@ pub struct SpawnFailure {
 /// How the child is set up beyond its spec.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SpawnOptions {
-    /// Make the child the foreground process group of the terminal on stdin, if any.
+    /// Make the child the foreground process group of the terminal on stdin, if any, when
+    /// fleet-init's own group is the foreground one (a job started with `&` takes nothing).
     pub foreground: bool,
     pub pdeathsig: Option<i32>,
     /// Goes into the environment as `FLEET_INIT_GENERATION`.
@@ -239,6 +240,12 @@ fn fork_child(
         .as_ref()
         .map(|(_, _, groups)| groups.as_slice());
 
+    // Decided here, not in the child: the parent's setpgid below may move the child into its
+    // own group before it could compare groups.
+    let options = SpawnOptions {
+        foreground: options.foreground && is_terminal_foreground(),
+        ..options
+    };
     // Block every signal across fork so no handler of fleet-init's runs in the child before its
     // dispositions are reset (tini and catatonit do the same).
     let old_mask = block_all_signals();
@@ -284,6 +291,31 @@ fn fork_child(
         report: report_read,
         output,
     })
+}
+
+/// Whether stdin is a terminal whose foreground process group is fleet-init's: only then is
+/// there a terminal to hand to a child (a shell's background job `fleet-init -- cmd &` took the
+/// terminal from the shell, which then quit).
+fn is_terminal_foreground() -> bool {
+    // SAFETY: plain calls on fd 0; without a terminal they fail, which answers no.
+    unsafe {
+        libc::isatty(libc::STDIN_FILENO) == 1
+            && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+    }
+}
+
+/// After a child that was given the terminal has exited: the terminal goes back to fleet-init's
+/// group, whose foreground it was, so that the shell or script that started fleet-init reads
+/// it again (it was left to the dead group, and the script's next `read` stopped it with
+/// SIGTTIN). fleet-init blocks SIGTTOU, so this works from anywhere; it is done only while the
+/// terminal still belongs to `pgid`.
+pub fn take_back_terminal(pgid: i32) {
+    // SAFETY: plain calls on fd 0; failures (no terminal, another foreground) change nothing.
+    unsafe {
+        if libc::isatty(libc::STDIN_FILENO) == 1 && libc::tcgetpgrp(libc::STDIN_FILENO) == pgid {
+            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
+        }
+    }
 }
 
 /// The child's report of a failed step, as an error naming what failed: the user for the
@@ -668,7 +700,7 @@ unsafe fn child(
     libc::setpgid(0, 0);
     // SIGTTOU is still blocked (the mask is emptied below), so this works from the
     // background: the kernel treats a blocked SIGTTOU as ignored (tcsetpgrp(3)).
-    if options.foreground && libc::isatty(libc::STDIN_FILENO) == 1 {
+    if options.foreground {
         libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
     }
     if let Some(dir) = &prepared.start_directory {

@@ -92,8 +92,12 @@ struct Terminal {
 
 impl Terminal {
     fn bash() -> Terminal {
+        Terminal::run("bash --norc --noprofile -i")
+    }
+
+    fn run(command: &str) -> Terminal {
         let mut child = Command::new("script")
-            .args(["-qfec", "bash --norc --noprofile -i", "/dev/null"])
+            .args(["-qfec", command, "/dev/null"])
             .env("PS1", "$ ")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -179,4 +183,68 @@ fn ctrl_z_suspends_the_job_and_fg_resumes_it() {
     terminal.send("echo status-$?-end\n");
     terminal.wait_for("status-0-end");
     terminal.send("exit\n");
+}
+
+#[test]
+fn a_background_job_leaves_the_terminal_to_the_shell() {
+    // `fleet-init -- cmd &` from an interactive shell: fleet-init's group is not the
+    // terminal's foreground, so its child is not given the terminal. It once was (the child
+    // took it with SIGTTOU blocked), and bash, reading a terminal that was no longer its own,
+    // quit under the user (dumb-init leaves the terminal alone; tini does the same as we did).
+    let mut terminal = Terminal::bash();
+    terminal.send("echo shell-$((1+1))\n");
+    terminal.wait_for("shell-2");
+    terminal.send(&format!(
+        "{} -- sh -c 'sleep 0.3; echo bg-$((2+2))' &\n",
+        bin()
+    ));
+    terminal.send("echo alive-$((1+2))\n");
+    terminal.wait_for("alive-3");
+    terminal.wait_for("bg-4");
+    terminal.send("wait; echo still-$((5+5))\n");
+    terminal.wait_for("still-10");
+    terminal.send("exit\n");
+}
+
+#[test]
+fn the_terminal_goes_back_to_the_caller_when_the_child_exits() {
+    // A script runs fleet-init in the foreground, then reads the terminal itself. The
+    // terminal was left to the child's dead group, and the script's `read` stopped it with
+    // SIGTTIN (`Stopped`, the input went to bash); dumb-init hands it back.
+    let mut terminal = Terminal::bash();
+    terminal.send("echo shell-$((1+1))\n");
+    terminal.wait_for("shell-2");
+    terminal.send(&format!(
+        "sh -c '{} -- true; echo ran-$((1+1)); read x; echo got-$x'\n",
+        bin()
+    ));
+    terminal.wait_for("ran-2");
+    terminal.send("hello\n");
+    terminal.wait_for("got-hello");
+    terminal.send("exit\n");
+}
+
+#[test]
+fn ctrl_z_under_pid1_does_not_freeze_the_child_for_good() {
+    // `docker run -it`: nothing above PID 1 can resume a stopped job, so a child stopped by
+    // its terminal's Ctrl-Z is continued at once (dumb-init's child never sees it). It once
+    // stayed stopped, and Ctrl-C after it did not help either.
+    let mut terminal = Terminal::run(&format!(
+        "unshare --pid --fork --mount-proc {} -- sh -c 'echo ready-$((1+1)); sleep 0.5; echo done-$((2+3))'",
+        bin()
+    ));
+    terminal.wait_for("ready-2");
+    terminal.send("\x1a");
+    terminal.wait_for("done-5");
+    let status = {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = terminal.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    assert_eq!(status.code(), Some(0), "{}", terminal.text());
 }

@@ -770,6 +770,14 @@ impl Supervisor {
     /// `None` where the answer takes more: config mode (stop order, a stop signal per worker),
     /// a repeated stop signal (the kill), a child not exec'd yet or already stopping, SIGCHLD,
     /// and the job-control signals, around which the runtime does more.
+    /// Whether fleet-init sent `signal` to the running worker whose main process is `pid`.
+    pub fn has_sent(&self, pid: i32, signal: i32) -> bool {
+        self.workers.iter().any(|w| match &w.phase {
+            Phase::Running(run) => run.pid == pid && run.sent_signals & signal_bit(signal) != 0,
+            _ => false,
+        })
+    }
+
     /// Single-command mode: a forwarded stop signal is followed by SIGCONT only for a child
     /// known to be stopped (`Input::JobState`).
     pub fn is_single(&self) -> bool {
