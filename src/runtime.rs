@@ -271,14 +271,12 @@ impl Runtime {
         self.empty_group = None;
         // Starts first: a worker whose exec is confirmed is running for the signals that follow.
         let mut did_act = self.check_starts();
-        let mut saw_child_exit = false;
         let mut sent_ahead = self.sent_ahead.take();
         let arrivals = self.inbox.drain();
         if arrivals.iter().any(|arrival| arrival.acted_as.is_some()) {
             self.peek_job_states();
         }
         for arrival in arrivals {
-            saw_child_exit |= arrival.received == libc::SIGCHLD;
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
                 if signal == libc::SIGCONT {
@@ -295,12 +293,10 @@ impl Runtime {
             self.job_control.after_forwarding(arrival.received);
         }
         self.is_control_due |= self.inbox.take_io_due();
-        // Before the reap: what a worker wrote before it exited goes out before its
-        // `worker_exited` (unless its stream is full).
-        // The pipes are read when the poll saw one of them (or a stream with room again), and
-        // on any child's exit, whose last lines must come first; not on every wake-up (a
-        // reaped orphan, a timer), where each pipe would only say EAGAIN.
-        if std::mem::take(&mut self.is_output_due) || saw_child_exit {
+        // The pipes are read when the poll saw one of them (or a stream with room again); not
+        // on every wake-up (a reaped orphan, a timer), where each pipe would only say EAGAIN.
+        // A worker's exit reads them again after the reap (below).
+        if std::mem::take(&mut self.is_output_due) {
             let wake_fd = self.inbox.wake_fd();
             self.output.service(&|| is_readable(wake_fd));
         } else {
@@ -312,6 +308,18 @@ impl Runtime {
         // an unreaped zombie meanwhile, so its pid cannot be reused under it.
         self.children_of_turn = None;
         let worker_pids = self.supervisor.running_pids();
+        // After the reap, before the exits are fed: everything a worker wrote before it exited
+        // is in its pipe now, and goes out before its `worker_exited` (unless its stream is
+        // full). Read only before the reap, a line written between that read and the exit came
+        // after the event (3 of 5 `podman stop`s of a worker that says goodbye on SIGTERM).
+        if reaped
+            .exits
+            .iter()
+            .any(|(pid, _)| worker_pids.contains(pid))
+        {
+            let wake_fd = self.inbox.wake_fd();
+            self.output.service(&|| is_readable(wake_fd));
+        }
         self.job_control.after_reap(&reaped.stopped, &worker_pids);
         let job_states = reaped
             .stopped

@@ -672,3 +672,45 @@ fn a_reader_that_never_resumes_holds_the_shutdown_one_second_past_its_grace_at_m
     );
     drop(read_end);
 }
+
+#[test]
+fn a_goodbye_line_written_on_sigterm_comes_before_the_worker_exited() {
+    // The worker says goodbye on its stop signal and exits at once. fleet-init read the pipes
+    // only before its reap, so a line written between that read and the reap came after
+    // `worker_exited` (3 of 5 `podman stop`s on a busy machine). The window is made wide here:
+    // strace holds every wait4 of fleet-init 100 ms on entry, so the worker writes and exits
+    // between the turn's read and its reap. The pipes are now read again after a worker's exit
+    // is reaped, before the exit is fed.
+    let dir = TempDir::new();
+    let config = json!({"workers": [{"name": "polite", "command": sh(
+        "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 1; done"
+    )}]});
+    let mut fleet = start_config(&dir, &config, true);
+    fleet.wait_event("output");
+    let mut strace = Guarded(
+        Command::new("strace")
+            .args(["-qq", "-o", "/dev/null", "-e", "trace=wait4"])
+            .args(["-e", "inject=wait4:delay_enter=100000", "-p"])
+            .arg(fleet.pid.to_string())
+            .spawn()
+            .expect("strace"),
+    );
+    assert!(eventually(BOUND, || {
+        status_field(fleet.pid, "TracerPid").is_some_and(|tracer| tracer != "0")
+    }));
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let _ = strace.kill();
+    let position = |name: &str, text: &str| {
+        fleet
+            .events
+            .iter()
+            .position(|e| e["event"] == name && (text.is_empty() || e["line"] == text))
+            .unwrap_or_else(|| panic!("no {name} {text}: {:?}", fleet.events))
+    };
+    assert!(
+        position("output", "bye") < position("worker_exited", ""),
+        "{:?}",
+        fleet.events
+    );
+}
