@@ -58,6 +58,8 @@ pub struct Runtime {
     scan_of_turn: Option<Vec<procscan::ProcStat>>,
     /// fleet-init's children as the draining groups' checks of this turn read them (once).
     children_of_turn: Option<Vec<leftovers::Child>>,
+    /// A single command's shutdown looked for stopped members of the child's group (once).
+    has_continued_members: bool,
     registry: Registry,
     /// The last reap found children (or a spawn made one since).
     has_children: bool,
@@ -146,6 +148,7 @@ impl Runtime {
             empty_group: None,
             scan_of_turn: None,
             children_of_turn: None,
+            has_continued_members: false,
             registry,
             awaited: Vec::new(),
             others_due: None,
@@ -292,6 +295,7 @@ impl Runtime {
             }
             self.job_control.after_forwarding(arrival.received);
         }
+        self.continue_stopped_members();
         self.is_control_due |= self.inbox.take_io_due();
         // The pipes are read when the poll saw one of them (or a stream with room again); not
         // on every wake-up (a reaped orphan, a timer), where each pipe would only say EAGAIN.
@@ -492,6 +496,38 @@ impl Runtime {
                 _ => continue,
             };
             self.feed(Input::JobState { pid, is_stopped });
+        }
+    }
+
+    /// A single command's shutdown forwards the very signal fleet-init got to the child's
+    /// group, alone (a running child sees exactly what it was sent, as under tini); a stopped
+    /// process in that group (`sleep 1000 & kill -STOP $!`) could not act on it and took the
+    /// whole grace, then SIGKILL. Once per shutdown, when a member of the group is stopped,
+    /// the group gets SIGCONT after the signal, as the SPEC's stop rule gives it in config mode.
+    fn continue_stopped_members(&mut self) {
+        if self.has_continued_members
+            || !self.is_proc_ours
+            || !self.supervisor.is_single()
+            || !self.supervisor.is_shutting_down()
+        {
+            return;
+        }
+        self.has_continued_members = true;
+        let is_group = self
+            .supervisor
+            .spec(0)
+            .is_some_and(|spec| spec.signal_target == crate::config::SignalTarget::Group);
+        let Some(pgid) = self.supervisor.running_pids().first().copied() else {
+            return;
+        };
+        if !is_group {
+            return;
+        }
+        // A scan of its own: the turn's may be an earlier turn's.
+        let table = procscan::scan(Path::new(PROC));
+        if table.iter().any(|p| p.pgrp == pgid && p.state == 'T') {
+            log::debug!("a process of group {pgid} is stopped: SIGCONT after the stop signal");
+            self.has_delivered |= signal_group(pgid, libc::SIGCONT);
         }
     }
 

@@ -761,3 +761,40 @@ fn a_script_without_a_shebang_line_runs_under_bin_sh_as_with_execvp() {
     );
     assert_eq!(fleet.named("spawn_failed").len(), 0);
 }
+
+#[test]
+fn a_stopped_process_in_the_childs_group_is_continued_on_sigterm() {
+    // `podman stop` of `sh -c 'sleep 1000 & kill -STOP $!; wait'`: the forwarded SIGTERM
+    // reached the stopped sleep, which could not act on it, and the stop took the whole grace
+    // and a SIGKILL. The group now gets SIGCONT after the signal when a member is stopped,
+    // as each config worker's stop signal is followed by SIGCONT (SPEC).
+    let mut fleet = pid1(&[
+        "--grace-ms",
+        "60000",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000 & kill -STOP $!; echo ready; wait",
+    ])
+    .spawn();
+    fleet.wait_output("ready", BOUND);
+    let child = only_child(fleet.pid);
+    let stopped_sleep = || {
+        std::fs::read_to_string(format!("/proc/{child}/task/{child}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<i32>().ok())
+            .any(|pid| {
+                common::status_field(pid, "State")
+                    .unwrap_or_default()
+                    .starts_with('T')
+            })
+    };
+    assert!(
+        common::eventually(BOUND, stopped_sleep),
+        "the sleep is stopped"
+    );
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 143, "not the 60 s grace");
+    assert_eq!(fleet.named("shutdown_complete")[0]["killed"], 0);
+}
