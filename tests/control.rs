@@ -665,6 +665,63 @@ fn a_live_socket_is_left_alone_and_a_planted_link_never_followed() {
 }
 
 #[test]
+fn a_state_dir_that_cannot_be_made_says_why_for_the_socket_too() {
+    // `docker run --user nobody` with the default state dir: the registry said "Permission
+    // denied", and the control socket then "No such file or directory" (it only opened the
+    // dir the registry had failed to make). Both give the cause now.
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.write(
+        "config.json",
+        &json!({"workers": [{"name": "a", "command": ["true"], "restart": "never"}]}).to_string(),
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let state = dir.path("root-only/state");
+    std::fs::create_dir(dir.path("root-only")).unwrap();
+    std::fs::set_permissions(
+        dir.path("root-only"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut fleet = common::wrapped(
+        &[
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        &[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    let persist = &fleet.named("handoff_persist_failed")[0];
+    assert!(
+        persist["error"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{persist}"
+    );
+    let control = &fleet.named("control_unavailable")[0];
+    assert!(
+        control["error"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{control}"
+    );
+}
+
+#[test]
 fn an_unusable_state_dir_means_no_socket_but_the_container_runs() {
     let dir = TempDir::new();
     let state = dir.path("state");

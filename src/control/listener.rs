@@ -39,7 +39,7 @@ fn socket_addresses(dir: &StateDir) -> Vec<String> {
 
 impl Listener {
     pub(super) fn open(path: &Path) -> Result<Listener, String> {
-        let dir = StateDir::open(path, false).map_err(|refusal| match refusal {
+        let dir = StateDir::open(path, true).map_err(|refusal| match refusal {
             Refusal::Refused(reason) => format!("state dir refused ({reason})"),
             Refusal::Failed(errno) => format!("state dir unusable ({})", errno.desc()),
         })?;
