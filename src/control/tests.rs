@@ -74,9 +74,16 @@ fn a_refused_state_dir_gives_no_socket() {
     let (server, event) = ControlServer::open(&dir);
     assert!(!server.is_listening());
     assert!(error_of(event).contains("state dir refused"));
-    let (server, event) = ControlServer::open(&dir.join("missing"));
+    // A missing dir is made, as the registry makes it; one that cannot be says why.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(dir.join("file"), b"").unwrap();
+    let (server, event) = ControlServer::open(&dir.join("file/state"));
     assert!(!server.is_listening());
-    assert!(error_of(event).contains("state dir unusable"));
+    let error = error_of(event);
+    assert!(
+        error.contains("state dir unusable") && !error.contains("No such file"),
+        "the cause, not ENOENT: {error}"
+    );
     assert_eq!(server.next_deadline(), None);
     std::fs::remove_dir_all(&dir).unwrap();
 }
