@@ -86,12 +86,54 @@ struct Sink {
     /// The last write found the disk full (ENOSPC, EDQUOT): what waits is kept and written
     /// again on the loop's retry, never discarded.
     is_stalled: bool,
+    /// A line of this stream was written in part (a full pipe or a terminal took part of a
+    /// write, or an event's rest was queued): until its end is written, nothing of the other
+    /// stream may go to the same pipe, file or terminal (`2>&1`, `docker run -t`), or it would
+    /// land inside the line.
+    is_mid_line: bool,
 }
 
 thread_local! {
     /// fleet-init is single-threaded: one pair of sinks, reached from the runtime and from
     /// `events::emit` alike.
     static SINKS: RefCell<[Sink; 2]> = RefCell::new([Sink::default(), Sink::default()]);
+}
+
+thread_local! {
+    /// stdout and stderr are one pipe, file, terminal or socket (`2>&1`; `docker run -t`, both
+    /// the pty), where a write may be cut anywhere: their lines must not interleave (see
+    /// `Sink::is_mid_line`).
+    static IS_SHARED_TARGET: std::cell::OnceCell<bool> = const { std::cell::OnceCell::new() };
+}
+
+/// Whether fd 1 and fd 2 are the same file (device and inode; a terminal's are its pty's).
+fn is_shared_target() -> bool {
+    IS_SHARED_TARGET.with(|shared| {
+        *shared.get_or_init(|| {
+            let id = |fd: i32| {
+                // SAFETY: fstat fills the struct it is given; fd 1 and 2 are only looked at.
+                let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+                let is_ok = unsafe { libc::fstat(fd, &mut stat) } == 0;
+                is_ok.then_some((stat.st_dev, stat.st_ino))
+            };
+            matches!((id(1), id(2)), (Some(a), Some(b)) if a == b)
+        })
+    })
+}
+
+fn other(stream: Stream) -> Stream {
+    match stream {
+        Stream::Stdout => Stream::Stderr,
+        Stream::Stderr => Stream::Stdout,
+    }
+}
+
+/// The other stream holds a line cut in two on the target both share: `stream` must wait.
+fn is_held_by_other(sinks: &[Sink; 2], stream: Stream) -> bool {
+    sinks
+        .get(other(stream).index())
+        .is_some_and(|sink| sink.is_mid_line && !sink.is_broken)
+        && is_shared_target()
 }
 
 fn with<T>(stream: Stream, f: impl FnOnce(&mut Sink) -> T) -> T {
@@ -115,9 +157,14 @@ impl Sink {
         self.pending.len().saturating_sub(self.written)
     }
 
-    fn flush(&mut self, stream: Stream) {
+    /// Writes what waits, as much as the stream takes now. `is_held`: the other stream has a
+    /// line cut in two on the target both share (nothing is written then).
+    fn flush(&mut self, stream: Stream, is_held: bool) {
         if self.pending_bytes() == 0 || self.is_broken {
             self.clear();
+            return;
+        }
+        if is_held {
             return;
         }
         let writer = self.writer(stream);
@@ -141,6 +188,13 @@ impl Sink {
             if written >= 0 {
                 self.written += usize::try_from(written).unwrap_or(0);
                 self.is_stalled = false;
+                if written > 0 {
+                    let last = self
+                        .written
+                        .checked_sub(1)
+                        .and_then(|at| self.pending.get(at));
+                    self.is_mid_line = last != Some(&b'\n');
+                }
                 continue;
             }
             // EAGAIN below: keep the buffer from growing by what was already written.
@@ -184,6 +238,7 @@ impl Sink {
     fn clear(&mut self) {
         self.pending.clear();
         self.written = 0;
+        self.is_mid_line = false;
     }
 }
 
@@ -231,7 +286,13 @@ pub fn append(stream: Stream, lines: &mut Vec<u8>) {
 
 /// Writes what `stream` holds, as much as it takes now.
 pub fn flush(stream: Stream) {
-    with(stream, |sink| sink.flush(stream));
+    SINKS.with(|sinks| {
+        let mut sinks = sinks.borrow_mut();
+        let is_held = is_held_by_other(&sinks, stream);
+        if let Some(sink) = sinks.get_mut(stream.index()) {
+            sink.flush(stream, is_held);
+        }
+    });
 }
 
 /// Whether the pipes of `stream` may be read into its buffer.
@@ -256,6 +317,11 @@ pub fn queue_rest(fd: i32, rest: &[u8]) -> bool {
     let is_queued = with(stream, |sink| {
         if sink.is_broken {
             return false;
+        }
+        // The start of the line went out directly: the line is open until its rest is
+        // written.
+        if sink.pending_bytes() == 0 {
+            sink.is_mid_line = true;
         }
         sink.pending.extend_from_slice(rest);
         true
@@ -356,10 +422,11 @@ pub fn offer_event(fd: i32, line: &[u8]) -> Offer {
         let Ok(mut sinks) = sinks.try_borrow_mut() else {
             return Offer::Direct;
         };
+        let is_held = is_held_by_other(&sinks, stream);
         let Some(sink) = sinks.get_mut(stream.index()) else {
             return Offer::Direct;
         };
-        if sink.pending_bytes() == 0 || sink.is_broken {
+        if sink.is_broken || (sink.pending_bytes() == 0 && !is_held) {
             Offer::Direct
         } else if sink.pending_bytes() < HIGH_WATER_BYTES + EVENT_ROOM_BYTES {
             sink.pending.extend_from_slice(line);
@@ -460,6 +527,62 @@ mod tests {
         assert!(!is_pending(Stream::Stderr));
         assert!(has_room_for_output(Stream::Stderr));
         assert_eq!(offer_event(2, b"e\n"), Offer::Direct);
+    }
+
+    #[test]
+    fn a_line_cut_by_a_full_shared_pipe_is_finished_before_the_other_stream_writes() {
+        // `2>&1` into one pipe (or `docker run -t`, one pty): stdout's pending lines fill the
+        // pipe and the write cuts a line; stderr, with room again, wrote into the middle of it
+        // (a collector saw half an event, a whole other event, then the rest).
+        IS_SHARED_TARGET.with(|shared| shared.set(true).unwrap());
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(write);
+        // SAFETY: fcntl on the pipe just made.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, 65536) }, 65536);
+        for stream in Stream::ALL {
+            with(stream, |sink| sink.writer = Some(Writer::Private(fd)));
+        }
+        let line_of = |fill: u8| {
+            let mut line = vec![fill; 999];
+            line.push(b'\n');
+            line
+        };
+        let mut out_lines: Vec<u8> = (0..100).flat_map(|_| line_of(b'o')).collect();
+        append(Stream::Stdout, &mut out_lines);
+        flush(Stream::Stdout);
+        assert!(is_pending(Stream::Stdout), "the pipe took part of it");
+        let mut err_lines: Vec<u8> = (0..10).flat_map(|_| line_of(b'e')).collect();
+        append(Stream::Stderr, &mut err_lines);
+        // An event of stderr queues behind as well.
+        assert_eq!(offer_event(2, b"{\"event\":\"x\"}\n"), Offer::Queued);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            if !is_pending(Stream::Stdout) && !is_pending(Stream::Stderr) {
+                break;
+            }
+            // Room for a bit more, then stderr first: the loop's order must not matter.
+            let mut buffer = [0u8; 5000];
+            if let Ok(count) = nix::unistd::read(&read, &mut buffer) {
+                out.extend_from_slice(&buffer[..count]);
+            }
+            flush(Stream::Stderr);
+            flush(Stream::Stdout);
+        }
+        out.extend(read_all(&read));
+        let lines: Vec<&[u8]> = out.split_inclusive(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), 111);
+        for line in &lines {
+            let is_whole = line.len() == 1000
+                && (line[..999].iter().all(|b| *b == b'o')
+                    || line[..999].iter().all(|b| *b == b'e'));
+            assert!(
+                is_whole || *line == b"{\"event\":\"x\"}\n",
+                "a torn line: {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // SAFETY: the write end made above, closed once.
+        unsafe { libc::close(fd) };
     }
 
     #[test]
