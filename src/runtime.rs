@@ -31,6 +31,8 @@ const PROC: &str = "/proc";
 /// How long before a drain that could not be settled is looked at again, and how many times.
 const RECHECK_MS: Millis = 2;
 const MAX_RECHECKS: u32 = 5;
+/// How long into a single command's shutdown its group is looked at for stopped members.
+const MEMBERS_CHECK_MS: Millis = 50;
 /// The least time the workers' last output lines get to go out after the last process is gone,
 /// even when the shutdown's grace is already over. The final event's wait for room comes out
 /// of the same time: a shutdown ends at most this long after its grace (9 s with the default
@@ -60,6 +62,8 @@ pub struct Runtime {
     children_of_turn: Option<Vec<leftovers::Child>>,
     /// A single command's shutdown looked for stopped members of the child's group (once).
     has_continued_members: bool,
+    /// When it looks, if the child is still there by then.
+    members_check_at: Option<Millis>,
     registry: Registry,
     /// The last reap found children (or a spawn made one since).
     has_children: bool,
@@ -149,6 +153,7 @@ impl Runtime {
             scan_of_turn: None,
             children_of_turn: None,
             has_continued_members: false,
+            members_check_at: None,
             registry,
             awaited: Vec::new(),
             others_due: None,
@@ -504,6 +509,9 @@ impl Runtime {
     /// process in that group (`sleep 1000 & kill -STOP $!`) could not act on it and took the
     /// whole grace, then SIGKILL. Once per shutdown, when a member of the group is stopped,
     /// the group gets SIGCONT after the signal, as the SPEC's stop rule gives it in config mode.
+    /// The look (a /proc scan, ~0.1 ms here) waits `MEMBERS_CHECK_MS`: a child that exits on
+    /// the signal at once, the usual case, ends the shutdown without it (the scan in that
+    /// turn made the fast-child shutdown ×1.27 of catatonit's, against ×1.10).
     fn continue_stopped_members(&mut self) {
         if self.has_continued_members
             || !self.is_proc_ours
@@ -512,17 +520,32 @@ impl Runtime {
         {
             return;
         }
+        let now = self.now();
+        match self.members_check_at {
+            None => {
+                self.members_check_at = Some(now.saturating_add(MEMBERS_CHECK_MS));
+                return;
+            }
+            Some(at) if now < at => return,
+            Some(_) => {}
+        }
+        self.members_check_at = None;
         self.has_continued_members = true;
         let is_group = self
             .supervisor
             .spec(0)
             .is_some_and(|spec| spec.signal_target == crate::config::SignalTarget::Group);
-        let Some(pgid) = self.supervisor.running_pids().first().copied() else {
+        // The child itself may be gone by now (a shell dies of the SIGTERM at once), its
+        // group not: while the group has a member its number cannot be reused.
+        let pgid = self.supervisor.running_pids().first().copied().or_else(|| {
+            self.supervisor
+                .draining_groups()
+                .first()
+                .map(|(_, pgid)| *pgid)
+        });
+        let (Some(pgid), true) = (pgid, is_group) else {
             return;
         };
-        if !is_group {
-            return;
-        }
         // A scan of its own: the turn's may be an earlier turn's.
         let table = procscan::scan(Path::new(PROC));
         if table.iter().any(|p| p.pgrp == pgid && p.state == 'T') {
@@ -570,6 +593,7 @@ impl Runtime {
             self.supervisor.next_deadline(),
             self.registry.next_retry(),
             recheck_at,
+            self.members_check_at,
             self.probes.next_deadline(),
             self.control.next_deadline(),
             self.output
