@@ -111,6 +111,8 @@ pub struct Started {
     /// With `output: "jsonl"`: the read ends of the child's stdout and stderr pipes, for the
     /// loop's output table to take.
     pub output: Option<ReadEnds>,
+    /// The child was made the terminal's foreground group: it goes back when the child exits.
+    pub has_terminal: bool,
 }
 
 impl AsFd for Started {
@@ -290,6 +292,7 @@ fn fork_child(
         pid,
         report: report_read,
         output,
+        has_terminal: options.foreground,
     })
 }
 
@@ -310,9 +313,9 @@ fn is_terminal_foreground() -> bool {
 /// SIGTTIN). fleet-init blocks SIGTTOU, so this works from anywhere; it is done only while the
 /// terminal still belongs to `pgid`.
 pub fn take_back_terminal(pgid: i32) {
-    // SAFETY: plain calls on fd 0; failures (no terminal, another foreground) change nothing.
+    // SAFETY: plain calls on fd 0; failures (another foreground) change nothing.
     unsafe {
-        if libc::isatty(libc::STDIN_FILENO) == 1 && libc::tcgetpgrp(libc::STDIN_FILENO) == pgid {
+        if libc::tcgetpgrp(libc::STDIN_FILENO) == pgid {
             libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
         }
     }
