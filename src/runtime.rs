@@ -284,14 +284,6 @@ impl Runtime {
         let mut did_act = self.check_starts();
         let mut sent_ahead = self.sent_ahead.take();
         let arrivals = self.inbox.drain();
-        // A stop that came with the shutdown's signal decides its SIGCONT (single command).
-        if !self.supervisor.is_shutting_down()
-            && arrivals
-                .iter()
-                .any(|arrival| matches!(arrival.acted_as, Some(libc::SIGTERM | libc::SIGINT)))
-        {
-            self.peek_job_states();
-        }
         for arrival in arrivals {
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
@@ -476,9 +468,9 @@ impl Runtime {
         let Some(signal) = self.inbox.waited_acted_as() else {
             return;
         };
-        // No job-state peek here (a syscall on cold caches, +14 µs to SIGTERM → child): the
-        // forward alone goes ahead; its SIGCONT, if the child turns out stopped, is decided
-        // in the turn, after the peek there.
+        // The forward alone goes ahead: a child that turns out stopped gets its SIGCONT when
+        // the reap reports the stop (`Input::JobState` during its stop). A job-state peek
+        // here (waitid, on cold caches) added ~14 µs to SIGTERM → child.
         if let Some(action) = self.supervisor.first_signal_action(signal) {
             self.execute(action);
             self.sent_ahead = Some(signal);
@@ -486,32 +478,6 @@ impl Runtime {
                 yield_to_receivers();
             }
             log::debug!("sent {} on ahead of the turn", signals::name(signal));
-        }
-    }
-
-    /// Whether the single command's child is stopped now, as the kernel will report it to the reap,
-    /// before a signal is acted on: a stop that came in the same wake-up as SIGTERM (a shell's
-    /// Ctrl-Z, then `kill`) is known when the SIGTERM is forwarded, and SIGCONT follows it.
-    /// WNOWAIT leaves the report for the reap.
-    fn peek_job_states(&mut self) {
-        use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
-        // Config mode sends every stop signal with its SIGCONT: nothing to look at.
-        if !self.supervisor.is_single() {
-            return;
-        }
-        let flags = WaitPidFlag::WSTOPPED
-            | WaitPidFlag::WCONTINUED
-            | WaitPidFlag::WNOHANG
-            | WaitPidFlag::WNOWAIT
-            | WaitPidFlag::__WALL;
-        for pid in self.supervisor.running_pids() {
-            let is_stopped = match nix::sys::wait::waitid(Id::Pid(Pid::from_raw(pid)), flags) {
-                Ok(WaitStatus::Stopped(..)) => true,
-                Ok(WaitStatus::Continued(_)) => false,
-                // Nothing new to report (or not our child any more): what is known stands.
-                _ => continue,
-            };
-            self.feed(Input::JobState { pid, is_stopped });
         }
     }
 

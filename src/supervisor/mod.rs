@@ -275,10 +275,21 @@ impl Supervisor {
             Input::Exited { pid, exit } => self.on_exited(pid, exit, now),
             Input::JobState { pid, is_stopped } => {
                 for w in &mut self.workers {
-                    if let Phase::Running(run) = &mut w.phase {
-                        if run.pid == pid {
-                            run.is_stopped = is_stopped;
-                        }
+                    let Phase::Running(run) = &mut w.phase else {
+                        continue;
+                    };
+                    if run.pid != pid {
+                        continue;
+                    }
+                    run.is_stopped = is_stopped;
+                    // Stopped while it is being stopped: a forwarded signal went alone to a
+                    // child not yet known stopped (the stop and SIGTERM came in one wake-up,
+                    // or the stop came after), and a stopped child cannot act on it. SIGCONT,
+                    // once a run, as the stop signal would have had it.
+                    if is_stopped && run.stop.is_some() && !run.is_continued_in_stop {
+                        run.is_continued_in_stop = true;
+                        self.actions
+                            .push(signal_worker(&w.spec, pid, libc::SIGCONT));
                     }
                 }
             }
@@ -420,6 +431,7 @@ impl Supervisor {
             sample_at,
             oom_kills_at_start: self.oom_kills,
             is_stopped: false,
+            is_continued_in_stop: false,
             sent_signals: 0,
         });
         let event = Event::info("worker_started")

@@ -419,6 +419,49 @@ fn single_mode_forwards_the_shutdown_signal_and_exits_with_the_childs_code() {
 }
 
 #[test]
+fn a_child_seen_stopped_after_its_forwarded_sigterm_gets_sigcont_once() {
+    // The stop and the SIGTERM arrive in one wake-up: the signal is forwarded alone (the
+    // child was running as far as anyone knew), and the reap then reports the stop. A stopped
+    // child cannot act on the signal: SIGCONT follows the report, once a run.
+    let mode = Mode::Single { remap_exit: vec![] };
+    let mut sim = Sim::new(mode, vec![spec("main")]);
+    let pid = sim.pids[&0];
+    sim.take_actions();
+    sim.feed(Input::Signal(libc::SIGTERM));
+    let cont = Action::SignalGroup {
+        pgid: pid,
+        signal: libc::SIGCONT,
+    };
+    assert!(
+        !sim.take_actions().contains(&cont),
+        "a running child: the signal alone"
+    );
+    sim.feed(Input::JobState {
+        pid,
+        is_stopped: true,
+    });
+    assert_eq!(sim.take_actions(), [cont.clone()]);
+    sim.feed(Input::JobState {
+        pid,
+        is_stopped: false,
+    });
+    sim.feed(Input::JobState {
+        pid,
+        is_stopped: true,
+    });
+    assert!(!sim.take_actions().contains(&cont), "once a run");
+    // Not stopping: a stop is the job's business (Ctrl-Z, a debugger).
+    let mut idle = Sim::new(Mode::Single { remap_exit: vec![] }, vec![spec("main")]);
+    let pid = idle.pids[&0];
+    idle.take_actions();
+    idle.feed(Input::JobState {
+        pid,
+        is_stopped: true,
+    });
+    assert!(idle.take_actions().is_empty());
+}
+
+#[test]
 fn single_mode_forwards_another_shutdown_signal_and_skips_the_grace_on_the_same_one() {
     // dumb-init's tests send SIGINT, then SIGTERM, then more: each must reach the child.
     let mode = Mode::Single { remap_exit: vec![] };

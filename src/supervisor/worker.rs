@@ -22,6 +22,8 @@ pub struct Run {
     pub oom_kills_at_start: Option<u64>,
     /// Stopped (SIGSTOP, Ctrl-Z) and not continued since, as the reaper last saw it.
     pub is_stopped: bool,
+    /// Given SIGCONT for a stop seen after its stop began (once a run).
+    pub is_continued_in_stop: bool,
     /// The signals fleet-init sent this run (forwarded, `ctl signal`), bit N-1 for signal N:
     /// a death by one of them is not a crash (SPEC).
     pub sent_signals: u64,
