@@ -440,7 +440,7 @@ fn a_child_seen_stopped_after_its_forwarded_sigterm_gets_sigcont_once() {
         pid,
         is_stopped: true,
     });
-    assert_eq!(sim.take_actions(), [cont.clone()]);
+    assert_eq!(sim.take_actions(), std::slice::from_ref(&cont));
     sim.feed(Input::JobState {
         pid,
         is_stopped: false,
