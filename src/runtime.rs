@@ -283,8 +283,7 @@ impl Runtime {
         // Starts first: a worker whose exec is confirmed is running for the signals that follow.
         let mut did_act = self.check_starts();
         let mut sent_ahead = self.sent_ahead.take();
-        let arrivals = self.inbox.drain();
-        for arrival in arrivals {
+        for arrival in self.inbox.drain() {
             log::debug!("received {}", signals::name(arrival.received));
             if let Some(signal) = arrival.acted_as {
                 if signal == libc::SIGCONT {
