@@ -123,6 +123,8 @@ pub const FAULTS: [i32; 8] = [
 
 /// The job-control signals dumb-init forwards and then stops itself for.
 pub const JOB_CONTROL: [i32; 3] = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+/// si_code of a signal the kernel sent, such as a terminal's Ctrl-Z to its foreground group.
+const SI_KERNEL: i32 = 0x80;
 
 /// dumb-init's `-r S:T`: a received S is acted on as T; T 0 drops it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -382,14 +384,27 @@ impl SignalInbox {
         if self.is_raised(signal, &received) {
             // The kernel's SIGIO: the control socket has a connection waiting.
             self.is_io_due |= signal == libc::SIGIO;
+            if JOB_CONTROL.contains(&signal) {
+                log::debug!(
+                    "{} from the terminal: nothing to stop as PID 1",
+                    name(signal)
+                );
+            }
             return;
         }
         arrived.push(signal);
     }
 
-    /// A fault signal or a SIGIO the kernel raised for fleet-init itself, not an arrival.
+    /// A fault signal or a SIGIO the kernel raised for fleet-init itself, not an arrival; and,
+    /// as PID 1, a job-control signal from its terminal (Ctrl-Z under `docker run -it`): with
+    /// no shell above to resume a job, forwarded it froze every worker for good, where tini,
+    /// supervisord and s6 as PID 1 ignore it. One sent with kill(2) (`docker kill -s TSTP`) is
+    /// an arrival and forwarded.
     fn is_raised(&self, signal: i32, received: &Received) -> bool {
-        (FAULTS.contains(&signal) || signal == libc::SIGIO) && !self.is_sent(received)
+        let is_terminal_stop =
+            self.self_pid == 1 && JOB_CONTROL.contains(&signal) && received.code == SI_KERNEL;
+        ((FAULTS.contains(&signal) || signal == libc::SIGIO) && !self.is_sent(received))
+            || is_terminal_stop
     }
 
     fn acted_as(&self, arrived: Vec<i32>) -> Vec<Arrival> {

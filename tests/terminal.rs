@@ -248,3 +248,35 @@ fn ctrl_z_under_pid1_does_not_freeze_the_child_for_good() {
     };
     assert_eq!(status.code(), Some(0), "{}", terminal.text());
 }
+
+#[test]
+fn ctrl_z_reaching_pid1_in_config_mode_stops_no_worker() {
+    // `docker run -it` with a config: fleet-init (PID 1) is the terminal's foreground, so
+    // Ctrl-Z is its SIGTSTP. Forwarded, it froze every worker for good (nothing above PID 1
+    // resumes a job); from the terminal it is now dropped, as tini, supervisord and s6 as PID 1
+    // ignore it. Ctrl-C still shuts down.
+    let dir = std::env::temp_dir().join(format!("fleet-test-ctrlz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"state_dir": dir.join("state"), "workers": [{"name": "tick",
+            "command": ["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick-$i; sleep 0.02; done"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let mut terminal = Terminal::run(&format!(
+        "unshare --pid --fork --mount-proc {} --config {}",
+        bin(),
+        config.display()
+    ));
+    terminal.wait_for("tick-3\"");
+    terminal.send("\x1a");
+    // Still ticking well after the Ctrl-Z.
+    let ticks = |text: &str| text.matches("\"tick-").count();
+    let at_ctrl_z = ticks(&terminal.text());
+    terminal.wait_for(&format!("tick-{}\"", at_ctrl_z + 20));
+    terminal.send("\x03");
+    terminal.wait_for("shutdown_complete");
+    let _ = std::fs::remove_dir_all(&dir);
+}
