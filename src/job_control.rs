@@ -21,11 +21,7 @@ pub struct JobControl {
 
 impl JobControl {
     pub fn new(is_on: bool) -> JobControl {
-        // SAFETY: plain calls on fd 0; without a terminal they fail, which answers no.
-        let is_terminal_job = unsafe {
-            libc::isatty(libc::STDIN_FILENO) == 1
-                && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
-        };
+        let is_terminal_job = crate::spawn::is_terminal_foreground();
         JobControl {
             is_on,
             is_terminal_job,

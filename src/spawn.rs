@@ -299,7 +299,7 @@ fn fork_child(
 /// Whether stdin is a terminal whose foreground process group is fleet-init's: only then is
 /// there a terminal to hand to a child (a shell's background job `fleet-init -- cmd &` took the
 /// terminal from the shell, which then quit).
-fn is_terminal_foreground() -> bool {
+pub fn is_terminal_foreground() -> bool {
     // SAFETY: plain calls on fd 0; without a terminal they fail, which answers no.
     unsafe {
         libc::isatty(libc::STDIN_FILENO) == 1

@@ -236,16 +236,7 @@ fn ctrl_z_under_pid1_does_not_freeze_the_child_for_good() {
     terminal.wait_for("ready-2");
     terminal.send("\x1a");
     terminal.wait_for("done-5");
-    let status = {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            if let Some(status) = terminal.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "did not exit");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    };
+    let status = common::wait_child(&mut terminal.child, BOUND).expect("did not exit");
     assert_eq!(status.code(), Some(0), "{}", terminal.text());
 }
 
