@@ -1179,3 +1179,32 @@ exit 3
         fleet.events
     );
 }
+
+#[test]
+fn a_death_by_a_real_time_signal_is_an_exit_like_any_other() {
+    // nix's waitpid turned a death by SIGRTMIN+N into EINVAL after the kernel had reaped the
+    // child: no worker_exited, no restart, and `ctl status` said the dead worker was ready.
+    let dir = TempDir::new();
+    let counter = dir.path("runs");
+    let script = format!(
+        "n=$(( $(cat {c} 2>/dev/null || echo 0) + 1 )); echo $n > {c}; \
+         if [ $n -eq 1 ]; then kill -37 $$; fi; echo second; exec sleep 1000",
+        c = counter.display()
+    );
+    let config =
+        json!({"workers": [{"name": "rt", "command": sh(&script), "backoff_initial_ms": 10}]});
+    let mut fleet = start_config(&dir, &config, true);
+    fleet.wait_output("second", BOUND);
+    assert_eq!(
+        trace(&fleet, "rt")[..4],
+        lines(&[
+            "started 1",
+            "exited signal=SIGRTMIN+3 crash 1",
+            "backoff 10",
+            "started 2"
+        ])
+    );
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+    assert_paired(&fleet);
+}

@@ -798,3 +798,12 @@ fn a_stopped_process_in_the_childs_group_is_continued_on_sigterm() {
     assert_eq!(fleet.wait_exit(BOUND), 143, "not the 60 s grace");
     assert_eq!(fleet.named("shutdown_complete")[0]["killed"], 0);
 }
+
+#[test]
+fn a_child_killed_by_a_real_time_signal_exits_128_plus_its_number() {
+    // It hung: the exit was lost in the reaper (nix has no name for signal 37), so PID 1 waited
+    // for ever with no child, and a later SIGTERM made it exit 0.
+    let mut fleet = pid1(&["--", "sh", "-c", "kill -37 $$; sleep 100"]).spawn();
+    assert_eq!(fleet.wait_exit(BOUND), 165);
+    assert_eq!(fleet.named("worker_exited")[0]["signal"], "SIGRTMIN+3");
+}
