@@ -22,7 +22,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::killpg;
 use nix::unistd::Pid;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,8 +71,9 @@ pub struct Runtime {
     has_children: bool,
     /// /proc/self names this process: the scans see this PID namespace.
     is_proc_ours: bool,
-    /// Escaped leftovers of draining workers already sent their stop signal.
-    stopped_leftovers: BTreeSet<i32>,
+    /// Escaped leftovers of draining workers, and the signal each was sent last (the stop
+    /// signal, then SIGKILL once the grace is over).
+    stopped_leftovers: BTreeMap<i32, i32>,
     /// Processes the shutdown signalled that are not fleet-init's children (`docker exec`'d
     /// ones, whose parent is outside the namespace): waitpid cannot see them exit, their
     /// pidfds can. The shutdown is complete only once they are gone too.
@@ -164,7 +165,7 @@ impl Runtime {
             starting: Vec::new(),
             rechecks: BTreeMap::new(),
             recheck_at: None,
-            stopped_leftovers: BTreeSet::new(),
+            stopped_leftovers: BTreeMap::new(),
             is_proc_ours,
             has_children: false,
             abnormal_end: None,
@@ -969,19 +970,27 @@ impl Runtime {
         leftovers::escaped_among(children, &generation, &name, pgid)
     }
 
-    /// The stop signal once for each escaped leftover; SIGKILL comes with the group's. They are
-    /// our unreaped children, so their pids cannot have been reused.
+    /// The drain's signal once for each escaped leftover: the stop signal within the grace,
+    /// SIGKILL after it (once more for one that had the stop signal). They are our unreaped
+    /// children, so their pids cannot have been reused.
     fn stop_leftovers(&mut self, worker: usize, leftovers: &[i32]) {
-        let Some(signal) = self.supervisor.spec(worker).map(|spec| spec.stop_signal) else {
+        let Some(signal) = self.supervisor.drain_signal(worker) else {
             return;
         };
+        let mut killed = Vec::new();
         for pid in leftovers {
-            if self.stopped_leftovers.insert(*pid) {
-                signal_process(*pid, signal);
+            if self.stopped_leftovers.insert(*pid, signal) == Some(signal) {
+                continue;
+            }
+            signal_process(*pid, signal);
+            if signal == libc::SIGKILL {
+                killed.push(*pid);
+            } else {
                 // A stopped process acts on the signal only once continued.
                 signal_process(*pid, libc::SIGCONT);
             }
         }
+        self.note_killed(killed);
     }
 
     fn signal_others_due(&mut self) {

@@ -88,6 +88,23 @@ impl Stop {
         }
     }
 
+    /// The same stop with a settle time from `now` on: a SIGKILL that went out with none (a
+    /// worker's main process, whose exit was certain) is given up on `settle_ms` after `now`
+    /// when what is left is no longer certain to go (the group, the escapees).
+    pub fn settling(self, settle_ms: Millis, now: Millis) -> Stop {
+        let state = match self.state {
+            State::Killing { give_up_at: None } => State::Killing {
+                give_up_at: Some(now.saturating_add(settle_ms)),
+            },
+            state => state,
+        };
+        Stop {
+            settle_ms: Some(settle_ms),
+            state,
+            ..self
+        }
+    }
+
     /// The table. Every (state, event) pair is here; a pair that changes nothing says so.
     pub fn handle(&mut self, event: Event, now: Millis) -> Option<Order> {
         let (next, order) = match (self.state, event) {
@@ -206,6 +223,24 @@ mod tests {
         assert!(stop.is_killed());
         stop.handle(Event::Empty, 450);
         assert_eq!(stop.next_deadline(), None, "no wake-up once over");
+    }
+
+    #[test]
+    fn a_kill_that_had_no_settle_time_gets_one_from_when_it_is_asked() {
+        // A worker's stop: its main process needed the SIGKILL, and only then did the rest of
+        // its group (and its escapees) become what is waited for.
+        let (mut stop, _) = Stop::begin(libc::SIGTERM, 100, None, 0);
+        stop.handle(Event::Tick, 100);
+        let mut stop = stop.settling(1000, 150);
+        assert_eq!(stop.next_deadline(), Some(1150));
+        assert_eq!(stop.current_signal(), libc::SIGKILL);
+        assert_eq!(stop.handle(Event::Tick, 1150), Some(Order::GiveUp));
+        // Still asking: the grace is unchanged and the settle time applies after the kill.
+        let (stop, _) = Stop::begin(libc::SIGTERM, 100, None, 0);
+        let mut stop = stop.settling(1000, 50);
+        assert_eq!(stop.next_deadline(), Some(100));
+        assert_eq!(stop.handle(Event::Tick, 100), Some(Order::Kill));
+        assert_eq!(stop.next_deadline(), Some(1100));
     }
 
     #[test]

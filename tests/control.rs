@@ -955,3 +955,49 @@ fn a_single_command_answers_too_under_its_program_name() {
         "{exited}"
     );
 }
+
+/// Live processes whose command line is exactly `words`.
+fn processes_running(words: &[&str]) -> usize {
+    let wanted: Vec<u8> = words
+        .iter()
+        .flat_map(|w| [w.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(wanted.clone()))
+        .filter(|pid| {
+            !common::status_field(*pid, "State")
+                .unwrap_or_default()
+                .starts_with('Z')
+        })
+        .count()
+}
+
+#[test]
+fn an_escapee_that_ignores_the_stop_signal_gets_the_sigkill_its_group_got() {
+    // The main process needed the SIGKILL at the end of the grace, while its setsid'd child
+    // (ignoring SIGTERM) was still its child, out of reach; reparented to fleet-init, that
+    // child was sent the stop signal only, and the worker was never started again.
+    let escapee = ["sleep", "7013"];
+    let script = "setsid sh -c 'trap \"\" TERM; echo escapee; exec sleep 7013' & \
+                  trap '' TERM; sleep 1000";
+    let (_dir, mut fleet) = start(json!([
+        {"name": "both", "command": ["sh", "-c", script], "stop_grace_ms": 300}
+    ]));
+    fleet.wait_output("escapee", BOUND);
+    assert_eq!(processes_running(&escapee), 1);
+    assert_eq!(ctl(&fleet, &["restart", "both"]).code, 0);
+    fleet.wait_event_where("worker_started", |e| e["run"] == 2, BOUND);
+    let exited = &exited_of(&fleet, "both")[0];
+    assert_eq!(
+        (&exited["signal"], &exited["likely_cause"]),
+        (&json!("SIGKILL"), &json!("stopped"))
+    );
+    fleet.wait_output_count("escapee", 2, BOUND);
+    assert_eq!(
+        processes_running(&escapee),
+        1,
+        "the first run's escapee is gone"
+    );
+}

@@ -214,6 +214,16 @@ impl Supervisor {
             .collect()
     }
 
+    /// The signal an escapee of a draining worker found only now gets: its stop signal within
+    /// the grace, SIGKILL once the grace is over (the group had its SIGKILL while the escapee
+    /// was not ours to see yet: still a child of the worker's main process).
+    pub fn drain_signal(&self, index: usize) -> Option<i32> {
+        match self.workers.get(index).map(|w| &w.phase) {
+            Some(Phase::Draining { stop, .. }) => Some(stop.current_signal()),
+            _ => None,
+        }
+    }
+
     /// Each worker's name and state, in config order.
     pub fn states(&self) -> Vec<(&str, state::State)> {
         self.workers
@@ -592,10 +602,7 @@ impl Supervisor {
         // signal (a stop, a shutdown) is not sent it again.
         // A stop already under way goes on with its deadlines; otherwise the group's starts now.
         let stop = match run.stopping {
-            Some(stop) => Stop {
-                settle_ms: Some(KILL_SETTLE_MS),
-                ..stop
-            },
+            Some(stop) => stop.settling(KILL_SETTLE_MS, now),
             None => Stop::asked(
                 stop_signal,
                 now.saturating_add(grace_ms),
