@@ -349,11 +349,17 @@ fn a_failed_dependency_fails_its_dependents_out_loud() {
     let mut fleet = start_config(&dir, &config, true);
     let warn = fleet.wait_event("health_warn");
     assert_eq!(
-        (&warn["worker"], &warn["reason"], &warn["dependency"]),
+        (
+            &warn["worker"],
+            &warn["reason"],
+            &warn["dependency"],
+            &warn["level"]
+        ),
         (
             &json!("api"),
             &json!("dependency_failed"),
-            &json!("migrate")
+            &json!("migrate"),
+            &json!("warn")
         )
     );
     // Nothing is left to run: the container ends, failed.

@@ -545,7 +545,7 @@ impl Supervisor {
             );
         }
         // Nothing of this run is left to drain: decide at once.
-        let then = self.after_exit(index, Cause::SpawnFailed, now);
+        let then = self.after_exit(index, Cause::SpawnFailed, false, now);
         self.leave_draining(index, then, now);
     }
 
@@ -619,7 +619,7 @@ impl Supervisor {
         if !was_group_signalled {
             self.stop_group(pid, stop_signal);
         }
-        let then = self.after_exit(index, cause, now);
+        let then = self.after_exit(index, cause, exit.is_success(), now);
         let is_shutting_down = self.shutdown.is_some();
         if let Some(Phase::Draining { then: next, .. }) =
             self.workers.get_mut(index).map(|w| &mut w.phase)
@@ -644,7 +644,9 @@ impl Supervisor {
 
     /// Applies the restart rules to an exit of the given cause; emits `max_crashes_exceeded`,
     /// `health_warn` and `backoff` as they apply.
-    fn after_exit(&mut self, index: usize, cause: Cause, now: Millis) -> After {
+    /// `is_success`: the run exited 0 (a oneshot that a forwarded signal ended is `clean_exit`,
+    /// not counted as a crash, but it did not complete).
+    fn after_exit(&mut self, index: usize, cause: Cause, is_success: bool, now: Millis) -> After {
         if self.shutdown.is_some() {
             return After::StayDown;
         }
@@ -660,10 +662,14 @@ impl Supervisor {
         };
         let spec = &w.spec;
         // A oneshot that exited 0 is completed: what is after it may start; never again.
-        if spec.oneshot && cause == Cause::CleanExit {
+        if spec.oneshot && cause == Cause::CleanExit && is_success {
             w.outcome = Outcome::Clean;
             return After::StayDown;
         }
+        // Done with its job: a service that ended cleanly once it had been ready (one that
+        // never was is no dependency's *ready*: down for good, it fails them); a oneshot only
+        // by exiting 0, above.
+        let is_clean = cause == Cause::CleanExit && !spec.oneshot && w.order.is_ready;
         if cause.is_crash() && w.crash_count >= spec.max_crashes {
             w.outcome = Outcome::Failed;
             let event = Event::error("max_crashes_exceeded")
@@ -683,13 +689,15 @@ impl Supervisor {
         }
         let restarts = match spec.restart {
             RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => cause != Cause::CleanExit,
+            // A oneshot that did not complete runs again, whatever ended it.
+            RestartPolicy::OnFailure => cause != Cause::CleanExit || spec.oneshot,
             RestartPolicy::Never => false,
         };
         if !restarts {
-            w.outcome = match cause {
-                Cause::CleanExit => Outcome::Clean,
-                _ => Outcome::Failed,
+            w.outcome = if is_clean {
+                Outcome::Clean
+            } else {
+                Outcome::Failed
             };
             return After::StayDown;
         }

@@ -46,7 +46,8 @@ impl WorkerOrder {
 /// Where a dependency stands for the workers after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Standing {
-    /// Ready (a service) or completed (a oneshot that exited 0, a service done cleanly).
+    /// Ready (a service) or completed (a oneshot that exited 0, a service done cleanly once it
+    /// had been ready).
     Satisfied,
     Pending,
     /// Down for good after a failure: what is after it can never start.
@@ -164,7 +165,8 @@ impl Supervisor {
             w.phase = Phase::Done;
             w.outcome = Outcome::Failed;
             w.order.is_dependency_failed = true;
-            let event = Event::error("health_warn")
+            // `warn`, as every `health_warn` (README's events table).
+            let event = Event::warn("health_warn")
                 .with("worker", w.spec.name.clone())
                 .with("reason", "dependency_failed")
                 .with("dependency", dependency);

@@ -484,3 +484,66 @@ fn ctl_ready_waits_for_readiness_and_a_dependency_stopped_by_ctl_holds_its_depen
         "started once the api is ready again"
     );
 }
+
+#[test]
+fn a_oneshot_ended_by_a_forwarded_signal_has_not_completed_and_runs_again() {
+    // `docker kill -s HUP` for nginx reached the migration too: it died of the SIGHUP, was
+    // `clean_exit` (a signal fleet-init sent), and counted as completed: the api started on
+    // a half-migrated database.
+    let mut sim = Sim::new(vec![oneshot("migrate"), spec("api", &["migrate"])]);
+    sim.feed(Input::Signal(libc::SIGHUP));
+    sim.exit(0, Exit::Signal(libc::SIGHUP));
+    let exited = sim.named("worker_exited")[0].clone();
+    assert_eq!(
+        (
+            field(&exited, "likely_cause"),
+            field(&exited, "crash_count")
+        ),
+        ("clean_exit".into(), 0.into()),
+        "not a crash"
+    );
+    assert_eq!(sim.started("api"), 0, "not completed");
+    assert_eq!(field(sim.named("backoff")[0], "ms"), 0);
+    assert_eq!(sim.started("migrate"), 2, "run again at once");
+    sim.exit(0, Exit::Code(0));
+    assert_eq!(sim.state(0), State::Completed);
+    assert_eq!(sim.started("api"), 1);
+}
+
+#[test]
+fn a_oneshot_with_restart_never_ended_by_a_forwarded_signal_fails_its_dependents() {
+    let mut migrate = oneshot("migrate");
+    migrate.restart = RestartPolicy::Never;
+    let mut sim = Sim::new(vec![migrate, spec("api", &["migrate"])]);
+    sim.feed(Input::Signal(libc::SIGHUP));
+    sim.exit(0, Exit::Signal(libc::SIGHUP));
+    assert_eq!((sim.state(0), sim.state(1)), (State::Failed, State::Failed));
+    assert_eq!(
+        field(sim.named("health_warn")[0], "reason"),
+        "dependency_failed"
+    );
+    assert_eq!(sim.started("api"), 0);
+}
+
+#[test]
+fn a_service_that_exits_cleanly_before_it_is_ready_is_no_dependency_s_ready() {
+    // `db` with a readiness check that never passed exited 0 (`restart: never`): the api
+    // started after it as if it had been ready, and `ctl ready` said ready.
+    let mut db = with_ready(spec("db", &[]), None);
+    db.restart = RestartPolicy::Never;
+    let mut sim = Sim::new(vec![db, spec("api", &["db"])]);
+    sim.advance(300);
+    sim.exit(0, Exit::Code(0));
+    assert_eq!(sim.state(0), State::Failed, "never ready: not completed");
+    assert_eq!(sim.state(1), State::Failed);
+    assert_eq!(field(sim.named("health_warn")[0], "dependency"), "db");
+    assert_eq!(sim.started("api"), 0);
+    // Once ready, a clean end satisfies what is after it, as before.
+    let mut db = with_ready(spec("db", &[]), None);
+    db.restart = RestartPolicy::Never;
+    let mut sim = Sim::new(vec![db, spec("api", &["db"]), spec("late", &["db", "api"])]);
+    sim.answer(0, true);
+    assert_eq!(sim.started("api"), 1);
+    sim.exit(0, Exit::Code(0));
+    assert_eq!(sim.state(0), State::Completed);
+}
