@@ -531,3 +531,38 @@ fn an_escapee_being_drained_when_the_init_died_is_found_by_name() {
     );
     assert!(eventually(BOUND, || !is_alive(escapee)));
 }
+
+#[test]
+fn a_copy_of_a_live_generation_s_file_under_another_name_is_refused() {
+    // A copy of a live fleet-init's file under another name, its owner changed to a dead pid:
+    // the reap judged the same generation alive by one file and dead by the other, and killed
+    // the live generation's processes.
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let live = "0123456789abcdef0123456789abcdef";
+    let mut victim = sleeper(&[("FLEET_INIT_GENERATION", live)]);
+    let pid = victim.id() as i32;
+    let me = std::process::id() as i32;
+    let mut own = handoff_of(json!([]), &boot_id());
+    own["generation"] = json!(live);
+    own["owner"] = json!({"pid": me, "start_time": start_time(me)});
+    write_handoff(&state, &format!("handoff-{live}.json"), &own);
+    let mut copy = handoff_of(json!([]), &boot_id());
+    copy["generation"] = json!(live);
+    write_handoff(&state, &format!("handoff-{DEAD_GENERATION}.json"), &copy);
+    let (code, fleet) = reap(&state);
+    assert!(is_alive(pid), "{:?}", fleet.events);
+    assert!(fleet.named("reaped").is_empty());
+    assert_eq!(code, 1, "a refused file");
+    let reasons: Vec<&str> = fleet
+        .named("reap_skipped")
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&format!("refused: its name is not its generation's ({live})").as_str()),
+        "{reasons:?}"
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}

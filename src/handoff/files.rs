@@ -48,6 +48,15 @@ fn load(dir: &StateDir, name: String) -> Loaded {
         }
     };
     match Handoff::decode(&bytes) {
+        // A generation has one file, named after it: a copy under another name (planted, or
+        // restored from a backup) would let a reap judge a live generation dead by a forged
+        // owner while its own file says it is alive.
+        Ok(handoff) if handoff.generation_id().map(format::file_name) != Some(name.clone()) => {
+            Loaded::Refused {
+                reason: format!("its name is not its generation's ({})", handoff.generation),
+                name,
+            }
+        }
         Ok(handoff) => Loaded::Usable { name, handoff },
         Err(error) => {
             let millis = SystemTime::now()
@@ -86,6 +95,8 @@ mod tests {
             std::fs::set_permissions(path.join(name), std::fs::Permissions::from_mode(mode))
                 .unwrap();
         };
+        let good_name = "handoff-0123456789abcdef0123456789abcdef.json";
+        write(good_name, good, 0o600);
         write("handoff-1.json", good, 0o600);
         write("handoff-2.json", b"{torn", 0o600);
         write("handoff-3.json", good, 0o666);
@@ -108,7 +119,8 @@ mod tests {
         assert_eq!(
             summary,
             [
-                "handoff-1.json: usable",
+                "handoff-0123456789abcdef0123456789abcdef.json: usable",
+                "handoff-1.json: refused: its name is not its generation's (0123456789abcdef0123456789abcdef)",
                 "handoff-2.json: corrupt, moved: true",
                 "handoff-3.json: refused: writable by group or others (mode 666)",
                 "handoff-4.json: refused: a symlink",
