@@ -8,7 +8,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Two workers, each a tree of 4 processes, some of them setsid'd out of the group.
@@ -565,4 +565,69 @@ fn a_copy_of_a_live_generation_s_file_under_another_name_is_refused() {
     );
     victim.kill().unwrap();
     victim.wait().unwrap();
+}
+
+fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_protected_process_is_skipped_with_its_subtree_and_reported_once_reparented() {
+    // 3 carries the dead id, 5 (its child, protected) does not, nor do 5's two sleeps. The
+    // walk from 3 went through 5 and signalled the sleeps; 5 itself, reparented away once 3
+    // was gone, was not in the last scan's tree and was never reported.
+    let dir = TempDir::new();
+    let state = dir.path("state");
+    let generation = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+    let mut tree = Command::new("sh")
+        .args([
+            "-c",
+            "env -u FLEET_INIT_GENERATION sh -c 'sleep 1001 & sleep 1002 & wait' & wait",
+        ])
+        .env("FLEET_INIT_GENERATION", generation)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outer = tree.id() as i32;
+    let inner = || {
+        children_of(outer)
+            .into_iter()
+            .find(|pid| children_of(*pid).len() == 2)
+    };
+    assert!(eventually(BOUND, || inner().is_some()), "the tree is up");
+    let inner = inner().unwrap();
+    let sleeps = children_of(inner);
+    let mut handoff = handoff_of(json!([]), &boot_id());
+    handoff["generation"] = json!(generation);
+    write_handoff(&state, &format!("handoff-{generation}.json"), &handoff);
+    let protect = inner.to_string();
+    let args = [
+        "--reap",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--grace-ms",
+        "2000",
+        "--protect",
+        &protect,
+    ];
+    let mut fleet = subreaper(&args).spawn();
+    let code = fleet.wait_exit(BOUND);
+    let alive: Vec<bool> = sleeps.iter().map(|pid| is_alive(*pid)).collect();
+    let skipped: Vec<(Value, Value)> = fleet
+        .named("reap_skipped")
+        .iter()
+        .map(|e| (e["pid"].clone(), e["reason"].clone()))
+        .collect();
+    for pid in sleeps.iter().chain([&inner]) {
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let _ = tree.wait();
+    assert_eq!(alive, [true, true], "the protected process's children");
+    assert_eq!(skipped, [(json!(inner), json!("protected pid"))]);
+    assert_eq!(fleet.named("reaped").len(), 1, "the outer sh alone");
+    assert_eq!(code, 0);
 }

@@ -99,7 +99,11 @@ pub fn select(
     // One index of the table for every walk below: a tree of thousands of processes is walked
     // in O(n log n), not O(n^2).
     let by_pid: BTreeMap<i32, &ProcStat> = table.iter().map(|p| (p.pid, p)).collect();
-    let children = children_map(table);
+    // A protected process met in a tree is skipped with its subtree: no walk goes below it.
+    let mut children = children_map(table);
+    for pid in protected {
+        children.remove(pid);
+    }
     let recorded: BTreeMap<(i32, u64), (usize, &str)> = dead
         .iter()
         .enumerate()
@@ -248,6 +252,37 @@ mod tests {
             },
             entries: vec![],
         }
+    }
+
+    #[test]
+    fn a_protected_process_inside_a_tree_is_skipped_with_its_subtree() {
+        // 3 carries the dead id; 5, its child, is protected; 7 and 8 are 5's, with no id.
+        let table = [
+            proc(1, 0, 100, 'S'),
+            proc(3, 1, 103, 'S'),
+            proc(4, 3, 104, 'S'),
+            proc(5, 3, 105, 'S'),
+            proc(7, 5, 107, 'S'),
+            proc(8, 5, 108, 'S'),
+        ];
+        let dead = [DeadGeneration {
+            generation: DEAD.into(),
+            owner_start_time: 100,
+            entries: vec![],
+            is_own: false,
+        }];
+        let mut marks = |p: &ProcStat| {
+            Lookup::Found(Marks {
+                generation: (p.pid == 3).then(|| DEAD.into()),
+                worker: None,
+            })
+        };
+        let selection = select(&table, &dead, &mut marks, &[5], 2);
+        assert_eq!(
+            selection.targets.keys().copied().collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert_eq!(selection.protected.keys().copied().collect::<Vec<_>>(), [5]);
     }
 
     #[test]

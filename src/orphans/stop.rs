@@ -47,7 +47,8 @@ pub struct Gone {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub gone: Vec<Gone>,
-    /// The final scan's selection: whatever it still names is a survivor.
+    /// The final scan's selection: whatever it still names is a survivor. Its `protected` are
+    /// those of every scan: one met in a tree early on may be reparented out of it by the end.
     pub last: Selection,
 }
 
@@ -70,10 +71,14 @@ pub fn stop(
     let (mut engine, _) = Stop::begin(libc::SIGTERM, grace_ms, Some(KILL_WAIT_MS), 0);
     let mut members: BTreeMap<i32, Member> = BTreeMap::new();
     let mut outcome = Outcome::default();
+    let mut protected = BTreeMap::new();
     loop {
         // A process found now gets what the others got by now: SIGTERM, or SIGKILL after it.
         let selection = select(&procscan::scan(proc_root));
         enlist(&mut members, &selection, engine.current_signal(), proc_root);
+        for (pid, target) in &selection.protected {
+            protected.entry(*pid).or_insert_with(|| target.clone());
+        }
         outcome.last = selection;
         collect_gone(&mut members, &mut outcome, proc_root);
         let is_empty = members.is_empty()
@@ -98,6 +103,7 @@ pub fn stop(
             }
         }
     }
+    outcome.last.protected = protected;
     // What the last scan named and is gone by now is no survivor.
     let last = &mut outcome.last;
     last.targets
