@@ -956,24 +956,6 @@ fn a_single_command_answers_too_under_its_program_name() {
     );
 }
 
-/// Live processes whose command line is exactly `words`.
-fn processes_running(words: &[&str]) -> usize {
-    let wanted: Vec<u8> = words
-        .iter()
-        .flat_map(|w| [w.as_bytes(), b"\0"].concat())
-        .collect();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(wanted.clone()))
-        .filter(|pid| {
-            !common::status_field(*pid, "State")
-                .unwrap_or_default()
-                .starts_with('Z')
-        })
-        .count()
-}
-
 #[test]
 fn an_escapee_that_ignores_the_stop_signal_gets_the_sigkill_its_group_got() {
     // The main process needed the SIGKILL at the end of the grace, while its setsid'd child

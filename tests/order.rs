@@ -455,3 +455,24 @@ fn a_health_command_that_cannot_exec_is_named_in_health_failed() {
     fleet.signal(libc::SIGTERM);
     assert_eq!(fleet.wait_exit(BOUND), 0);
 }
+
+#[test]
+fn what_a_command_check_leaves_in_its_group_goes_when_it_exits() {
+    // `sleep 8881 &` in a readiness check and `sleep 8882 &` in a health check stayed until
+    // the shutdown: one more for every try, every interval.
+    let dir = TempDir::new();
+    let config = json!({
+        "workers": [{"name": "api", "command": ["sleep", "30"],
+            "ready": {"command": ["sh", "-c", "sleep 8881 & exit 0"], "interval_ms": 50},
+            "health": {"command": ["sh", "-c", "sleep 8882 & exit 0"], "interval_ms": 50}}]
+    });
+    let mut fleet = start_config(&dir, &config, true);
+    fleet.wait_event("worker_ready");
+    let left = || processes_running(&["sleep", "8881"]) + processes_running(&["sleep", "8882"]);
+    // Health checks every 50 ms: without the kill, the sleeps pile up (8 after 400 ms); with
+    // it, only a check in flight has one (2: one may be dying of its SIGKILL as we look).
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(left() <= 2, "{} sleeps left by the checks", left());
+    fleet.signal(libc::SIGTERM);
+    assert_eq!(fleet.wait_exit(BOUND), 0);
+}

@@ -182,6 +182,16 @@ impl Probes {
     pub fn on_exit(&mut self, pid: i32, exit: Exit) -> Option<Input> {
         let position = self.commands.iter().position(|probe| probe.pid == pid)?;
         let probe = self.commands.swap_remove(position);
+        // A check is over when its main process is: what it left in its group (`cmd &`) goes
+        // with it, as a worker's group goes with its exit. Reaped in this same turn, its id
+        // names its group still (a group's id stays taken while a member lives).
+        match nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(probe.pid),
+            nix::sys::signal::SIGKILL,
+        ) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(errno) => log::warn!("killpg({}, SIGKILL) failed: {errno}", probe.pid),
+        }
         // Reaped, so its report pipe is closed: what it says is final.
         let exec_failure = probe
             .started

@@ -731,3 +731,21 @@ impl Drop for Frozen {
         });
     }
 }
+
+/// Live processes whose command line is exactly `words`.
+pub fn processes_running(words: &[&str]) -> usize {
+    let wanted: Vec<u8> = words
+        .iter()
+        .flat_map(|w| [w.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(wanted.clone()))
+        .filter(|pid| {
+            !status_field(*pid, "State")
+                .unwrap_or_default()
+                .starts_with('Z')
+        })
+        .count()
+}
