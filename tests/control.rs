@@ -285,6 +285,7 @@ fn signal_reaches_the_worker_by_its_signal_target() {
     let config = json!({"workers": [
         {"name": "api", "command": ["sh", "-c", script]},
         service("db"),
+        service("web"),
     ]});
     let mut fleet = start_config(&dir, &config, true);
     assert!(
@@ -316,6 +317,16 @@ fn signal_reaches_the_worker_by_its_signal_target() {
         "{}",
         refused.stderr
     );
+    // One delivered and one refused: exit 1, and the one delivered is said too (it was
+    // signalled, and only the refusal was printed).
+    let partial = ctl(&fleet, &["signal", "CONT", "web", "db"]);
+    assert_eq!(
+        (partial.code, partial.stdout.trim()),
+        (1, "web: signalled"),
+        "{}",
+        partial.stderr
+    );
+    assert!(partial.stderr.contains("db: not running (stopped)"));
 }
 
 #[test]

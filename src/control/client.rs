@@ -194,6 +194,13 @@ fn connect(path: &Path, deadline: Instant) -> Result<UnixStream, Failure> {
 fn show(options: &CtlOptions, reply: &Value) -> i32 {
     let is_ok = reply["ok"] == true;
     if !is_ok {
+        // A per-worker request done for some workers and refused for others: what was done
+        // is said as well.
+        for item in reply["workers"].as_array().into_iter().flatten() {
+            if item.get("result").is_some() {
+                println!("{}: {}", text(&item["name"]), text(&item["result"]));
+            }
+        }
         let error = reply["error"].as_str().unwrap_or("refused");
         eprintln!("fleet-init ctl: {}", crate::cli::one_line(error));
         return EXIT_REFUSED;
