@@ -192,14 +192,14 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::lines::{line_head, line_prefix, render, LineSplitter};
+    use super::super::lines::{line_head, line_prefix, render, LineSplitter, Piece};
     use super::*;
 
     /// The output of `chunks` through the general path: `push`, then `render` each piece.
     fn general(prefix: &[u8], chunks: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut splitter = LineSplitter::default();
-        let mut emit = |piece: &[u8], partial: bool| render(&mut out, prefix, piece, partial);
+        let mut emit = |piece: &[u8], kind: Piece| render(&mut out, prefix, piece, kind);
         for chunk in chunks {
             splitter.push(chunk, &mut emit);
         }
@@ -214,7 +214,7 @@ mod tests {
         for chunk in chunks {
             splitter.push_rendered(chunk, prefix, &mut out);
         }
-        splitter.finish(&mut |piece, partial| render(&mut out, prefix, piece, partial));
+        splitter.finish(&mut |piece, kind| render(&mut out, prefix, piece, kind));
         out
     }
 

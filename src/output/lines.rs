@@ -8,25 +8,43 @@ use super::clean;
 /// output"); every piece but the last carries `partial: true`.
 pub const MAX_PIECE_BYTES: usize = 16 * 1024;
 
+/// What a piece of a line is: the whole line, a piece with more to follow (`partial: true`),
+/// or the last piece of a split line. Only a whole line may be embedded as `json`: the tail
+/// of a long text line that happens to read as an object is still text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece {
+    Whole,
+    Partial,
+    Last,
+}
+
+impl Piece {
+    pub fn is_partial(self) -> bool {
+        self == Piece::Partial
+    }
+}
+
 /// The bytes of one stream not yet ended by a newline, carried from one read to the next.
 #[derive(Debug, Default)]
 pub struct LineSplitter {
     carry: Vec<u8>,
+    /// Pieces of the carried line went out already: its end is a `Last` piece.
+    is_continued: bool,
 }
 
 impl LineSplitter {
-    /// Cuts `data` (what one read returned) into pieces: `emit(bytes, is_partial)` for each
+    /// Cuts `data` (what one read returned) into pieces: `emit(bytes, piece)` for each
     /// complete line (without its newline) and for each full 16 KiB piece of a longer line.
     /// What is left without a newline waits for the next call or for `finish`. The reference
     /// `push_rendered` is tested against.
     #[cfg(test)]
-    pub fn push(&mut self, data: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
+    pub fn push(&mut self, data: &[u8], emit: &mut impl FnMut(&[u8], Piece)) {
         let Some(mut rest) = self.complete_carried_line(data, emit) else {
             return;
         };
         while let Some(end) = find_newline(rest) {
             let (line, after) = rest.split_at(end);
-            emit_line(line, emit);
+            emit_line(line, false, emit);
             rest = after.get(1..).unwrap_or_default();
         }
         self.hold(rest, emit);
@@ -38,7 +56,7 @@ impl LineSplitter {
     /// are the same. `prefix` is what `line_prefix` made.
     pub fn push_rendered(&mut self, data: &[u8], prefix: &[u8], out: &mut Vec<u8>) {
         let mut rest = {
-            let mut emit = |piece: &[u8], is_partial: bool| render(out, prefix, piece, is_partial);
+            let mut emit = |bytes: &[u8], piece: Piece| render(out, prefix, bytes, piece);
             match self.complete_carried_line(data, &mut emit) {
                 Some(rest) => rest,
                 None => return,
@@ -51,14 +69,12 @@ impl LineSplitter {
                 break;
             };
             let (line, after) = rest.split_at(end);
-            emit_line(line, &mut |piece, is_partial| {
-                render(out, prefix, piece, is_partial)
+            emit_line(line, false, &mut |bytes, piece| {
+                render(out, prefix, bytes, piece)
             });
             rest = after.get(1..).unwrap_or_default();
         }
-        self.hold(rest, &mut |piece, is_partial| {
-            render(out, prefix, piece, is_partial)
-        });
+        self.hold(rest, &mut |bytes, piece| render(out, prefix, bytes, piece));
     }
 
     /// A line begun in an earlier read is ended by the first newline of `data`: emitted, and
@@ -66,7 +82,7 @@ impl LineSplitter {
     fn complete_carried_line<'a>(
         &mut self,
         data: &'a [u8],
-        emit: &mut impl FnMut(&[u8], bool),
+        emit: &mut impl FnMut(&[u8], Piece),
     ) -> Option<&'a [u8]> {
         if self.carry.is_empty() {
             return Some(data);
@@ -77,21 +93,21 @@ impl LineSplitter {
         };
         let (line, after) = data.split_at(end);
         self.carry.extend_from_slice(line);
-        emit_line(&self.carry, emit);
+        emit_line(&self.carry, std::mem::take(&mut self.is_continued), emit);
         self.carry.clear();
         Some(after.get(1..).unwrap_or_default())
     }
 
     /// Keeps `rest` (no newline in it) for the next read, but no more than 16 KiB of it.
-    fn hold(&mut self, rest: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
+    fn hold(&mut self, rest: &[u8], emit: &mut impl FnMut(&[u8], Piece)) {
         self.carry.extend_from_slice(rest);
         self.emit_full_pieces(emit);
     }
 
     /// End of the stream: a last line without a newline goes out as it is.
-    pub fn finish(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
+    pub fn finish(&mut self, emit: &mut impl FnMut(&[u8], Piece)) {
         if !self.carry.is_empty() {
-            emit_line(&self.carry, emit);
+            emit_line(&self.carry, std::mem::take(&mut self.is_continued), emit);
             self.carry.clear();
         }
     }
@@ -103,12 +119,13 @@ impl LineSplitter {
 
     /// A carry over 16 KiB cannot be one piece whatever follows: its full pieces go now, so
     /// that what is held stays bounded.
-    fn emit_full_pieces(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
+    fn emit_full_pieces(&mut self, emit: &mut impl FnMut(&[u8], Piece)) {
         let mut start = 0;
         while self.carry.len().saturating_sub(start) > MAX_PIECE_BYTES {
             let rest = self.carry.get(start..).unwrap_or_default();
             let cut = piece_end(rest);
-            emit(rest.get(..cut).unwrap_or_default(), true);
+            emit(rest.get(..cut).unwrap_or_default(), Piece::Partial);
+            self.is_continued = true;
             start += cut;
         }
         if start > 0 {
@@ -117,16 +134,19 @@ impl LineSplitter {
     }
 }
 
-/// A whole line: in pieces when it is over 16 KiB, the last one not partial.
-fn emit_line(line: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
+/// A line's end (all of it unless `is_continued`: its first pieces went out already): in
+/// pieces when it is over 16 KiB, the last one not partial.
+fn emit_line(line: &[u8], is_continued: bool, emit: &mut impl FnMut(&[u8], Piece)) {
     let mut rest = line;
+    let mut is_split = is_continued;
     while rest.len() > MAX_PIECE_BYTES {
         let cut = piece_end(rest);
         let (piece, after) = rest.split_at(cut);
-        emit(piece, true);
+        emit(piece, Piece::Partial);
+        is_split = true;
         rest = after;
     }
-    emit(rest, false);
+    emit(rest, if is_split { Piece::Last } else { Piece::Whole });
 }
 
 /// Where a 16 KiB piece of `bytes` (longer than that) ends: before a UTF-8 sequence that would
@@ -163,12 +183,13 @@ fn find_newline(bytes: &[u8]) -> Option<usize> {
 
 /// Renders one piece as an `output` event line (with its newline) onto `out`. `prefix` is what
 /// `line_prefix` made, shared by the lines of a batch.
-pub fn render(out: &mut Vec<u8>, prefix: &[u8], piece: &[u8], is_partial: bool) {
+pub fn render(out: &mut Vec<u8>, prefix: &[u8], piece: &[u8], kind: Piece) {
+    let is_partial = kind.is_partial();
     // The text may go under `json` instead: the prefix up to the key.
     let prefix = prefix.strip_suffix(clean::LINE_KEY).unwrap_or(prefix);
     out.reserve(prefix.len() + piece.len() + 32);
     out.extend_from_slice(prefix);
-    let could_be_json = !is_partial && piece.first() == Some(&b'{');
+    let could_be_json = kind == Piece::Whole && piece.first() == Some(&b'{');
     let start = out.len();
     out.extend_from_slice(b"\"line\":");
     // Most lines are ASCII: escaped in one pass, no UTF-8 validation needed.
@@ -422,7 +443,7 @@ mod tests {
     fn split(chunks: &[&[u8]]) -> Vec<(Vec<u8>, bool)> {
         let mut splitter = LineSplitter::default();
         let mut pieces = Vec::new();
-        let mut emit = |piece: &[u8], partial: bool| pieces.push((piece.to_vec(), partial));
+        let mut emit = |piece: &[u8], kind: Piece| pieces.push((piece.to_vec(), kind.is_partial()));
         for chunk in chunks {
             splitter.push(chunk, &mut emit);
         }
@@ -438,7 +459,12 @@ mod tests {
             "2026-01-01T00:00:00.000Z",
             &line_head("api", "stdout"),
         );
-        render(&mut out, &prefix, piece, partial);
+        let kind = if partial {
+            Piece::Partial
+        } else {
+            Piece::Whole
+        };
+        render(&mut out, &prefix, piece, kind);
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
         serde_json::from_slice(&out).unwrap()
@@ -511,12 +537,49 @@ mod tests {
     }
 
     #[test]
+    fn the_tail_of_a_split_line_is_text_even_when_it_reads_as_an_object() {
+        // `q` x 16 KiB then `{"inj":1}`: the last piece went out as `json` (no `line`, so the
+        // rejoin recipe failed, and a collector took fields from the tail of a text line).
+        let mut line = vec![b'q'; MAX_PIECE_BYTES];
+        line.extend_from_slice(b"{\"inj\":1}\n");
+        let mut prefix = Vec::new();
+        line_prefix(&mut prefix, "T", &line_head("api", "stdout"));
+        // In one read, and in reads that cut the line anywhere (the carry's way).
+        for cut in [
+            line.len(),
+            10,
+            MAX_PIECE_BYTES,
+            MAX_PIECE_BYTES + 1,
+            MAX_PIECE_BYTES + 3,
+        ] {
+            let mut splitter = LineSplitter::default();
+            let mut out = Vec::new();
+            splitter.push_rendered(&line[..cut], &prefix, &mut out);
+            splitter.push_rendered(&line[cut..], &prefix, &mut out);
+            let events: Vec<Value> = out
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            assert_eq!(events.len(), 2, "cut at {cut}");
+            assert_eq!(events[0]["partial"], true);
+            assert_eq!(events[1]["line"], "{\"inj\":1}", "cut at {cut}");
+            assert!(events[1].get("json").is_none() && events[1].get("partial").is_none());
+        }
+        // A whole line that is an object is still embedded.
+        let mut out = Vec::new();
+        LineSplitter::default().push_rendered(b"{\"inj\":1}\n", &prefix, &mut out);
+        let event: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(event["json"]["inj"], 1);
+    }
+
+    #[test]
     fn what_is_carried_stays_bounded() {
         let mut splitter = LineSplitter::default();
         let mut count = 0;
         for _ in 0..100 {
-            splitter.push(&[b'z'; 10_000], &mut |_, partial| {
-                assert!(partial);
+            splitter.push(&[b'z'; 10_000], &mut |_, piece| {
+                assert!(piece.is_partial());
                 count += 1;
             });
             assert!(splitter.carried_bytes() <= MAX_PIECE_BYTES);
@@ -583,7 +646,7 @@ mod tests {
         let mut out = Vec::new();
         let mut prefix = Vec::new();
         line_prefix(&mut prefix, "T", &line_head("api", "stderr"));
-        render(&mut out, &prefix, line, false);
+        render(&mut out, &prefix, line, Piece::Whole);
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(
             text.contains(&format!(

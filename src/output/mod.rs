@@ -100,8 +100,8 @@ impl Output {
                     }
                     Read::Empty => *is_done = true,
                     Read::End => {
-                        splitter.finish(&mut |piece: &[u8], is_partial: bool| {
-                            lines::render(&mut self.rendered, prefix, piece, is_partial);
+                        splitter.finish(&mut |bytes: &[u8], piece: lines::Piece| {
+                            lines::render(&mut self.rendered, prefix, bytes, piece);
                         });
                         pipe.is_closed = true;
                         *is_done = true;

@@ -90,8 +90,8 @@ impl Supervisor {
             } else {
                 match (request.verb, request.signal) {
                     (Verb::Stop, _) => Ok(self.stop_by_request(index, now)),
-                    (Verb::Start, _) => Ok(self.start_by_request(index, now)),
-                    (Verb::Restart, _) => Ok(self.restart_by_request(index, now)),
+                    (Verb::Start, _) => self.start_by_request(index, now),
+                    (Verb::Restart, _) => self.restart_by_request(index, now),
                     (Verb::Signal, Some(signal)) => self.signal_by_request(index, signal),
                     _ => Err(format!("{verb} is not a per-worker verb")),
                 }
@@ -172,15 +172,21 @@ impl Supervisor {
 
     /// A new run (the run count goes on; crashes and last exit are kept); a pending backoff is
     /// cut short.
-    fn start_by_request(&mut self, index: usize, now: Millis) -> &'static str {
+    fn start_by_request(&mut self, index: usize, now: Millis) -> Verdict {
+        // What it is after is down for good: it could only fail again at once.
+        if let Some(dependency) = self.failed_dependency(index) {
+            return Err(format!(
+                "cannot start: {dependency:?}, which it is after, failed"
+            ));
+        }
         let Some(w) = self.workers.get_mut(index) else {
-            return "not running";
+            return Err("not running".into());
         };
         w.is_held_down = false;
         let result = match &mut w.phase {
             // Its exit (as `stopped`) restarts it: see `after_manual_stop`.
             Phase::Running(run) if run.stop == Some(StopReason::Manual) => "starting",
-            Phase::Running(_) | Phase::Starting => return "already running",
+            Phase::Running(_) | Phase::Starting => return Ok("already running"),
             Phase::Draining { then, .. } => {
                 *then = After::RestartAt(now);
                 "starting"
@@ -196,19 +202,27 @@ impl Supervisor {
             }
         };
         self.tick_worker(index, now);
-        result
+        let is_held = matches!(
+            self.workers.get(index).map(|w| &w.phase),
+            Some(Phase::Waiting { start_at }) if *start_at <= now
+        );
+        // Held by `after`: it starts once what it is after is ready (not now, as said).
+        if result == "starting" && is_held && !self.may_start(index) {
+            return Ok("waiting for the workers it is after");
+        }
+        Ok(result)
     }
 
     /// A clean-class stop then start: the exit is `stopped` and the new run starts at once,
     /// counted in the clean-restart budget like a clean exit.
-    fn restart_by_request(&mut self, index: usize, now: Millis) -> &'static str {
+    fn restart_by_request(&mut self, index: usize, now: Millis) -> Verdict {
         let Some(w) = self.workers.get_mut(index) else {
-            return "not running";
+            return Err("not running".into());
         };
         if matches!(&w.phase, Phase::Running(run) if run.stop.is_none()) {
             w.is_held_down = false;
             self.stop_worker(index, StopReason::Manual, now);
-            return "restarting";
+            return Ok("restarting");
         }
         self.start_by_request(index, now)
     }

@@ -84,6 +84,17 @@ impl Supervisor {
         }
     }
 
+    /// The first worker this one is after that is down for good, if any: it can never start.
+    pub(super) fn failed_dependency(&self, index: usize) -> Option<String> {
+        let w = self.workers.get(index)?;
+        w.order
+            .dependencies
+            .iter()
+            .find(|d| self.standing(**d) == Standing::Failed)
+            .and_then(|d| self.workers.get(*d))
+            .map(|d| d.spec.name.clone())
+    }
+
     /// Whether every worker this one is after is ready or completed.
     pub(super) fn may_start(&self, index: usize) -> bool {
         self.workers.get(index).is_some_and(|w| {
@@ -151,14 +162,9 @@ impl Supervisor {
             if !matches!(w.phase, Phase::Waiting { .. }) {
                 continue;
             }
-            let failed = w
-                .order
-                .dependencies
-                .iter()
-                .find(|d| self.standing(**d) == Standing::Failed)
-                .and_then(|d| self.workers.get(*d))
-                .map(|d| d.spec.name.clone());
-            let Some(dependency) = failed else { continue };
+            let Some(dependency) = self.failed_dependency(index) else {
+                continue;
+            };
             let Some(w) = self.workers.get_mut(index) else {
                 continue;
             };

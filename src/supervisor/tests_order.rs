@@ -547,3 +547,31 @@ fn a_service_that_exits_cleanly_before_it_is_ready_is_no_dependency_s_ready() {
     sim.exit(0, Exit::Code(0));
     assert_eq!(sim.state(0), State::Completed);
 }
+
+#[test]
+fn ctl_start_of_a_worker_held_by_after_says_so_and_of_one_whose_dependency_failed_refuses() {
+    // It answered `starting` for a worker that stayed waiting, and for one whose dependency
+    // had failed it answered `starting`, then failed it again with a second dependency_failed.
+    let mut migrate = oneshot("migrate");
+    migrate.restart = RestartPolicy::Never;
+    // `other` keeps the container up once migrate and api are down.
+    let mut sim = Sim::new(vec![migrate, spec("api", &["migrate"]), spec("other", &[])]);
+    let reply = sim.ctl(Verb::Start, &["api"]);
+    assert_eq!(
+        (&reply["ok"], &reply["workers"][0]["result"]),
+        (&true.into(), &"waiting for the workers it is after".into())
+    );
+    assert_eq!(sim.state(1), State::Waiting);
+    assert_eq!(sim.count("worker_waiting"), 1);
+    sim.exit(0, Exit::Code(1));
+    assert_eq!(sim.state(1), State::Failed);
+    let reply = sim.ctl(Verb::Start, &["api"]);
+    assert_eq!(reply["ok"], false);
+    assert_eq!(
+        reply["workers"][0]["error"],
+        "cannot start: \"migrate\", which it is after, failed"
+    );
+    assert_eq!(sim.count("health_warn"), 1, "no second dependency_failed");
+    assert_eq!(sim.state(1), State::Failed);
+    assert_eq!(sim.started("api"), 0);
+}

@@ -732,8 +732,8 @@ impl Drop for Frozen {
     }
 }
 
-/// Live processes whose command line is exactly `words`.
-pub fn processes_running(words: &[&str]) -> usize {
+/// The live processes whose command line is exactly `words`.
+pub fn pids_running(words: &[&str]) -> Vec<i32> {
     let wanted: Vec<u8> = words
         .iter()
         .flat_map(|w| [w.as_bytes(), b"\0"].concat())
@@ -742,10 +742,11 @@ pub fn processes_running(words: &[&str]) -> usize {
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(wanted.clone()))
-        .filter(|pid| {
-            !status_field(*pid, "State")
-                .unwrap_or_default()
-                .starts_with('Z')
-        })
-        .count()
+        .filter(|pid| is_alive(*pid))
+        .collect()
+}
+
+/// How many live processes have exactly `words` as their command line.
+pub fn processes_running(words: &[&str]) -> usize {
+    pids_running(words).len()
 }
