@@ -714,3 +714,77 @@ fn a_goodbye_line_written_on_sigterm_comes_before_the_worker_exited() {
         fleet.events
     );
 }
+
+#[test]
+fn a_burst_of_short_lines_loses_no_event_with_a_reader_that_keeps_up() {
+    // One 128 KiB read of `seq` renders to ~2 MB, far past the stream's 512 KiB: every event
+    // offered meanwhile (worker_exited, backoff, max_crashes_exceeded, shutdown_started) was
+    // dropped with a reader that keeps up.
+    let dir = TempDir::new();
+    let config = json!({"workers": [{"name": "burst", "command": sh("seq 1 200000; exit 1"),
+        "restart": "on-failure", "max_crashes": 2, "backoff_initial_ms": 50}]});
+    let mut fleet = start_config(&dir, &config, true);
+    assert_eq!(fleet.wait_exit(Duration::from_secs(60)), 1);
+    let names: Vec<&str> = fleet
+        .events
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .filter(|name| !matches!(*name, "output" | "worker_ready"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "init_started",
+            "handoff_persisted",
+            "worker_started",
+            "worker_exited",
+            "backoff",
+            "worker_started",
+            "worker_exited",
+            "max_crashes_exceeded",
+            "shutdown_started",
+            "shutdown_complete"
+        ]
+    );
+    assert!(fleet
+        .events
+        .iter()
+        .all(|e| e.get("events_dropped").is_none()));
+}
+
+#[test]
+fn into_a_file_a_workers_lines_all_come_before_its_exit() {
+    // A file never fills: nothing excuses a line of the worker's after its `worker_exited`.
+    // The read after the exit's reap stopped at the first signal waiting (44,000 of 200,000
+    // lines came after the event).
+    let dir = TempDir::new();
+    let config = dir.write(
+        "config.json",
+        &json!({"state_dir": dir.path("state"), "workers": [{"name": "seq",
+            "command": sh("seq 1 200000"), "restart": "never"}]})
+        .to_string(),
+    );
+    let out = dir.path("out.jsonl");
+    let mut child = Guarded(
+        pid1_command(&["--config", config.to_str().unwrap()])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_child(&mut child.0, Duration::from_secs(60)).expect("fleet-init exits");
+    assert_eq!(status.code(), Some(0));
+    let events: Vec<Value> = read_to_string(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    let exited = events
+        .iter()
+        .position(|e| e["event"] == "worker_exited")
+        .expect("worker_exited");
+    let before = events[..exited]
+        .iter()
+        .filter(|e| e["event"] == "output")
+        .count();
+    assert_eq!(before, 200_000);
+}

@@ -15,12 +15,18 @@ const LINE_END: &[u8] = b"\"}\n";
 /// at once, and always without AVX2) before a line that is not plain or that ends too close to
 /// the end of `data` for whole 32-byte blocks: the general path takes that one. `line_prefix` is what
 /// `lines::line_prefix` made (it ends with `LINE_KEY`).
+/// It also stops once `out` holds `limit` bytes or more (overshooting by one line at most).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-pub fn render_plain_lines(out: &mut Vec<u8>, line_prefix: &[u8], data: &[u8]) -> usize {
+pub fn render_plain_lines(
+    out: &mut Vec<u8>,
+    line_prefix: &[u8],
+    data: &[u8],
+    limit: usize,
+) -> usize {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { avx2::render_lines(out, line_prefix, data) };
+        return unsafe { avx2::render_lines(out, line_prefix, data, limit) };
     }
     0
 }
@@ -43,16 +49,28 @@ mod avx2 {
     /// `render_plain_lines` with AVX2. The lines are written into `out`'s spare capacity, and
     /// its length moves past them only once they are whole.
     #[target_feature(enable = "avx2")]
-    pub fn render_lines(out: &mut Vec<u8>, line_prefix: &[u8], data: &[u8]) -> usize {
+    pub fn render_lines(out: &mut Vec<u8>, line_prefix: &[u8], data: &[u8], limit: usize) -> usize {
         let room = room_for_a_line(line_prefix.len());
         let mut taken = 0;
         loop {
+            if out.len() >= limit {
+                return taken;
+            }
             let rest = data.get(taken..).unwrap_or_default();
-            // Room for many lines at once (a line of 100 bytes renders to about 200).
-            out.reserve(room.saturating_add(rest.len().saturating_mul(4)));
+            // Room for many lines at once (a line of 100 bytes renders to about 200), but
+            // lines start only while `out` is short of `limit`.
+            let wanted = rest
+                .len()
+                .saturating_mul(4)
+                .min(limit.saturating_sub(out.len()));
+            out.reserve(room.saturating_add(wanted));
             let length = out.len();
-            let (used, written, is_stopped) =
-                render_while_room(out.spare_capacity_mut(), room, line_prefix, rest);
+            let spare = out.spare_capacity_mut();
+            let usable = spare
+                .len()
+                .min(room.saturating_add(limit.saturating_sub(length)));
+            let spare = spare.get_mut(..usable).unwrap_or_default();
+            let (used, written, is_stopped) = render_while_room(spare, room, line_prefix, rest);
             // SAFETY: `render_while_room` initialised the first `written` bytes of the spare
             // capacity, which starts at `length`.
             unsafe { out.set_len(length + written) };
@@ -389,7 +407,7 @@ mod tests {
             b"\n",
         ]
         .concat();
-        let taken = render_plain_lines(&mut out, &line_prefix, &data);
+        let taken = render_plain_lines(&mut out, &line_prefix, &data, usize::MAX);
         if std::arch::is_x86_feature_detected!("avx2") {
             assert_eq!(taken, 82);
             assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 2);
@@ -405,7 +423,10 @@ mod tests {
             b"short\n",
         ] {
             let before = out.clone();
-            assert_eq!(render_plain_lines(&mut out, &line_prefix, data), 0);
+            assert_eq!(
+                render_plain_lines(&mut out, &line_prefix, data, usize::MAX),
+                0
+            );
             assert_eq!(out, before);
         }
     }

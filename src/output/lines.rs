@@ -54,17 +54,39 @@ impl LineSplitter {
     /// (see `clean`; most lines are) is escaped and copied by the scan that finds its newline;
     /// any other (and every line without AVX2) goes the way of `push`, then `render`. The bytes
     /// are the same. `prefix` is what `line_prefix` made.
+    #[cfg(test)]
     pub fn push_rendered(&mut self, data: &[u8], prefix: &[u8], out: &mut Vec<u8>) {
+        let taken = self.push_rendered_within(data, prefix, out, usize::MAX);
+        assert_eq!(taken, data.len());
+    }
+
+    /// `push_rendered` that stops at the end of the line that takes `out` to `limit` bytes or
+    /// more, and returns how many bytes of `data` it took: what follows is for a later call
+    /// (one read of short lines renders to many times its size, and a stream's buffer stays
+    /// bounded by its room, plus one line).
+    pub fn push_rendered_within(
+        &mut self,
+        data: &[u8],
+        prefix: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> usize {
         let mut rest = {
             let mut emit = |bytes: &[u8], piece: Piece| render(out, prefix, bytes, piece);
             match self.complete_carried_line(data, &mut emit) {
                 Some(rest) => rest,
-                None => return,
+                None => return data.len(),
             }
         };
         loop {
-            let taken = clean::render_plain_lines(out, prefix, rest);
+            if out.len() >= limit {
+                return data.len().saturating_sub(rest.len());
+            }
+            let taken = clean::render_plain_lines(out, prefix, rest, limit);
             rest = rest.get(taken..).unwrap_or_default();
+            if out.len() >= limit {
+                return data.len().saturating_sub(rest.len());
+            }
             let Some(end) = find_newline(rest) else {
                 break;
             };
@@ -75,6 +97,7 @@ impl LineSplitter {
             rest = after.get(1..).unwrap_or_default();
         }
         self.hold(rest, &mut |bytes, piece| render(out, prefix, bytes, piece));
+        data.len()
     }
 
     /// A line begun in an earlier read is ended by the first newline of `data`: emitted, and
@@ -571,6 +594,43 @@ mod tests {
         LineSplitter::default().push_rendered(b"{\"inj\":1}\n", &prefix, &mut out);
         let event: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(event["json"]["inj"], 1);
+    }
+
+    #[test]
+    fn a_read_of_short_lines_renders_no_further_than_its_limit_and_the_rest_follows() {
+        // 128 KiB of empty lines renders to ~14 MB: the whole read went into the stream's
+        // buffer, far past its 512 KiB (the audit: 16 MB of VmHWM; events dropped behind it
+        // with a healthy reader).
+        let mut prefix = Vec::new();
+        line_prefix(
+            &mut prefix,
+            "2026-01-01T00:00:00.000Z",
+            &line_head("api", "stdout"),
+        );
+        for data in [vec![b'\n'; 128 * 1024], b"ab\n".repeat(40_000), {
+            let mut mixed = b"x\xff\n".repeat(5_000);
+            mixed.extend_from_slice(&[b'{'; 40_000]);
+            mixed.extend_from_slice(b"\nlast");
+            mixed
+        }] {
+            let mut whole = Vec::new();
+            let mut reference = LineSplitter::default();
+            reference.push_rendered(&data, &prefix, &mut whole);
+            let mut splitter = LineSplitter::default();
+            let (mut out, mut rest, mut calls) = (Vec::new(), &data[..], 0);
+            while !rest.is_empty() {
+                let mut batch = Vec::new();
+                let taken = splitter.push_rendered_within(rest, &prefix, &mut batch, 64 * 1024);
+                // One line past the limit at most (a 16 KiB piece of escapes is ~100 KiB).
+                assert!(batch.len() < 64 * 1024 + 100 * 1024, "{}", batch.len());
+                assert!(taken > 0);
+                out.extend_from_slice(&batch);
+                rest = &rest[taken..];
+                calls += 1;
+            }
+            assert_eq!(out, whole, "the same bytes, in {calls} calls");
+            assert_eq!(splitter.carried_bytes(), reference.carried_bytes());
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ struct Pipe {
     head: String,
     /// EOF was read: the descriptor is closed at the end of this turn's reads.
     is_closed: bool,
+    /// Bytes read and not rendered yet (the stream's buffer was full before the read's end):
+    /// rendered first, and nothing more is read from the pipe until they are.
+    backlog: Vec<u8>,
 }
 
 /// Every open worker pipe, and the buffers reads are made into.
@@ -60,6 +63,7 @@ impl Output {
                 splitter: lines::LineSplitter::default(),
                 head: lines::line_head(worker, stream.name()),
                 is_closed: false,
+                backlog: Vec::new(),
             });
         }
     }
@@ -84,27 +88,46 @@ impl Output {
         while budget > 0 {
             let mut has_read = false;
             for (pipe, is_done) in self.pipes.iter_mut().zip(is_done.iter_mut()) {
-                if *is_done || !sink::has_room_for_output(pipe.stream) {
+                let room = sink::room_for_output(pipe.stream);
+                if *is_done || room == 0 {
                     continue;
                 }
-                let read = read_into(&pipe.fd, &mut self.scratch, &pipe.worker, pipe.stream);
                 lines::line_prefix(&mut self.prefix, &ts, &pipe.head);
                 let prefix = &self.prefix;
                 let splitter = &mut pipe.splitter;
-                match read {
-                    Read::Bytes(count) => {
-                        let data = self.scratch.get(..count).unwrap_or_default();
-                        splitter.push_rendered(data, prefix, &mut self.rendered);
-                        budget = budget.saturating_sub(count);
-                        has_read = true;
-                    }
-                    Read::Empty => *is_done = true,
-                    Read::End => {
-                        splitter.finish(&mut |bytes: &[u8], piece: lines::Piece| {
-                            lines::render(&mut self.rendered, prefix, bytes, piece);
-                        });
-                        pipe.is_closed = true;
-                        *is_done = true;
+                if !pipe.backlog.is_empty() {
+                    let taken = splitter.push_rendered_within(
+                        &pipe.backlog,
+                        prefix,
+                        &mut self.rendered,
+                        room,
+                    );
+                    pipe.backlog.drain(..taken);
+                    budget = budget.saturating_sub(taken);
+                    has_read = true;
+                } else {
+                    match read_into(&pipe.fd, &mut self.scratch, &pipe.worker, pipe.stream) {
+                        Read::Bytes(count) => {
+                            let data = self.scratch.get(..count).unwrap_or_default();
+                            let taken = splitter.push_rendered_within(
+                                data,
+                                prefix,
+                                &mut self.rendered,
+                                room,
+                            );
+                            pipe.backlog
+                                .extend_from_slice(data.get(taken..).unwrap_or_default());
+                            budget = budget.saturating_sub(count);
+                            has_read = true;
+                        }
+                        Read::Empty => *is_done = true,
+                        Read::End => {
+                            splitter.finish(&mut |bytes: &[u8], piece: lines::Piece| {
+                                lines::render(&mut self.rendered, prefix, bytes, piece);
+                            });
+                            pipe.is_closed = true;
+                            *is_done = true;
+                        }
                     }
                 }
                 if !self.rendered.is_empty() {
@@ -133,7 +156,7 @@ impl Output {
         let mut fds: Vec<PollFd<'_>> = self
             .pipes
             .iter()
-            .filter(|pipe| sink::has_room_for_output(pipe.stream))
+            .filter(|pipe| pipe.backlog.is_empty() && sink::has_room_for_output(pipe.stream))
             .map(|pipe| PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN))
             .collect();
         for stream in Stream::ALL {
@@ -144,6 +167,14 @@ impl Output {
             }
         }
         fds
+    }
+
+    /// Lines read and not rendered yet, with room for them now: the loop must not sleep (no
+    /// poll would say so: the bytes are out of the pipe already).
+    pub fn has_backlog_with_room(&self) -> bool {
+        self.pipes
+            .iter()
+            .any(|pipe| !pipe.backlog.is_empty() && sink::has_room_for_output(pipe.stream))
     }
 
     /// How soon the loop must come back to write lines waiting for room on a full disk;

@@ -297,7 +297,16 @@ pub fn flush(stream: Stream) {
 
 /// Whether the pipes of `stream` may be read into its buffer.
 pub fn has_room_for_output(stream: Stream) -> bool {
-    with(stream, |sink| sink.pending_bytes() < HIGH_WATER_BYTES)
+    room_for_output(stream) > 0
+}
+
+/// How many bytes of worker lines `stream`'s buffer takes now (a line that starts within it
+/// goes in whole). What is left for fleet-init's own events (`EVENT_ROOM_BYTES`) is never
+/// taken by worker lines.
+pub fn room_for_output(stream: Stream) -> usize {
+    with(stream, |sink| {
+        HIGH_WATER_BYTES.saturating_sub(sink.pending_bytes())
+    })
 }
 
 /// Whether a stream waits for room on a full disk: the loop retries after `STALLED_RETRY_MS`.
