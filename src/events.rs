@@ -396,6 +396,16 @@ pub fn emit_final(event: &Event) {
 /// `emit_final` with a wait for room of at most `wait_ms` (what is left of the shutdown's
 /// bound; 0 offers the line at once).
 pub fn emit_final_within(event: &Event, wait_ms: u16) {
+    // A worker line cut by the end of the output's time is finished first, out of the same
+    // wait: the event must not end up inside it, nor the stream end on half a line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms.into());
+    crate::output::sink::finish_line_within(deadline);
+    let wait_ms = u16::try_from(
+        deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_millis(),
+    )
+    .unwrap_or(0);
     let fd = EVENTS_FD.load(Ordering::Relaxed);
     if fd >= 0 && MAY_BE_FULL.load(Ordering::Relaxed) {
         // SAFETY: a descriptor of ours that lives as long as the process, borrowed for a poll.

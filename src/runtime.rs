@@ -40,6 +40,8 @@ const MEMBERS_CHECK_MS: Millis = 50;
 const FINAL_FLUSH_MS: Millis = 1000;
 /// The longest the final event waits for room in a slow reader's pipe.
 const FINAL_EVENT_WAIT_MS: Millis = 1000;
+/// Of the output's time, what is kept for the end of a line cut short and the final event.
+const FINAL_EVENT_RESERVE_MS: Millis = 200;
 
 /// Everything the loop needs besides the supervisor.
 pub struct Runtime {
@@ -861,8 +863,13 @@ impl Runtime {
     fn finish_output(&mut self) {
         let now = self.now();
         let grace_end = self.supervisor.grace_ends_at().unwrap_or(now);
-        let mut deadline = grace_end.max(now.saturating_add(FINAL_FLUSH_MS));
-        self.final_end = deadline;
+        self.final_end = grace_end.max(now.saturating_add(FINAL_FLUSH_MS));
+        // The last moments are the final event's, and the end of a line cut by the deadline:
+        // the stream ends on whole lines and on `shutdown_complete` whenever the reader moves.
+        let mut deadline = self
+            .final_end
+            .saturating_sub(FINAL_EVENT_RESERVE_MS)
+            .max(now);
         loop {
             let wake_fd = self.inbox.wake_fd();
             self.output.service(&|| is_readable(wake_fd));

@@ -788,3 +788,54 @@ fn into_a_file_a_workers_lines_all_come_before_its_exit() {
         .count();
     assert_eq!(before, 200_000);
 }
+
+#[test]
+fn a_slow_reader_at_the_end_gets_whole_lines_and_an_exact_count_of_the_rest() {
+    // A reader taking 64 KiB every 20 ms, a worker that wrote 300,000 lines and exited, a
+    // grace of 1 s: the stream ended inside a JSON line, with no shutdown_complete, and of
+    // ~129,000 lines not written only the 13,509 in fleet-init's buffer were counted.
+    let dir = TempDir::new();
+    let config = dir.write(
+        "config.json",
+        &json!({"state_dir": dir.path("state"), "grace_ms": 1000, "workers": [
+            {"name": "seq", "command": sh("seq 1 300000"), "restart": "never"}]})
+        .to_string(),
+    );
+    let mut child = Guarded(
+        pid1_command(&["--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut all, mut buffer) = (Vec::new(), vec![0u8; 64 * 1024]);
+        loop {
+            match stdout.read(&mut buffer) {
+                Ok(0) | Err(_) => return all,
+                Ok(count) => all.extend_from_slice(&buffer[..count]),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let status = wait_child(&mut child.0, Duration::from_secs(30)).expect("fleet-init exits");
+    assert_eq!(status.code(), Some(0));
+    let all = reader.join().unwrap();
+    assert_eq!(all.last(), Some(&b'\n'), "the stream ends on a whole line");
+    let events: Vec<Value> = String::from_utf8(all)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "shutdown_complete");
+    let written = events.iter().filter(|e| e["event"] == "output").count();
+    let lost = last["output_lines_lost"].as_u64().unwrap_or(0);
+    assert!(written < 300_000, "the reader was slow enough to test this");
+    assert_eq!(
+        written as u64 + lost,
+        300_000,
+        "written {written}, lost {lost}"
+    );
+}

@@ -197,7 +197,8 @@ impl Output {
     }
 
     /// The end: what could not be written in time is given up. Returns how many lines were
-    /// waiting (the lines still unread in the pipes are not counted: they were never read).
+    /// waiting: in the streams' buffers, read and not rendered, and still in the pipes (read
+    /// now to count them, up to `UNREAD_COUNT_BYTES` a pipe).
     pub fn abandon(&mut self) -> u64 {
         let open: Vec<&str> = self.pipes.iter().map(|pipe| pipe.worker.as_str()).collect();
         if !open.is_empty() {
@@ -206,11 +207,45 @@ impl Output {
                 open.join(", ")
             );
         }
+        let mut unread = 0u64;
+        for pipe in &self.pipes {
+            unread = unread.saturating_add(pipe.unwritten_lines(&mut self.scratch));
+        }
         self.pipes.clear();
         Stream::ALL
             .iter()
             .map(|stream| sink::abandon(*stream))
-            .fold(0u64, u64::saturating_add)
+            .fold(unread, u64::saturating_add)
+    }
+}
+
+/// At the end, how much of a pipe is read to count the lines given up: what a pipe holds (1
+/// MiB) and then some, but bounded against a writer that keeps going.
+const UNREAD_COUNT_BYTES: usize = 16 * 1024 * 1024;
+
+impl Pipe {
+    /// The lines of this pipe that were never written: its carried line, its backlog, and
+    /// what is still in the pipe.
+    fn unwritten_lines(&self, scratch: &mut Vec<u8>) -> u64 {
+        let newlines = |bytes: &[u8]| bytes.iter().filter(|b| **b == b'\n').count();
+        let mut lines = newlines(&self.backlog);
+        let mut ends_mid_line = self.splitter.carried_bytes() > 0 && self.backlog.is_empty()
+            || self.backlog.last().is_some_and(|b| *b != b'\n');
+        if scratch.len() < READ_BYTES {
+            scratch.resize(READ_BYTES, 0);
+        }
+        let mut budget = UNREAD_COUNT_BYTES;
+        while budget > 0 {
+            let Read::Bytes(count) = read_into(&self.fd, scratch, &self.worker, self.stream) else {
+                break;
+            };
+            let data = scratch.get(..count).unwrap_or_default();
+            lines += newlines(data);
+            ends_mid_line = data.last().is_some_and(|b| *b != b'\n');
+            budget = budget.saturating_sub(count);
+        }
+        let lines = lines.saturating_add(usize::from(ends_mid_line));
+        u64::try_from(lines).unwrap_or(u64::MAX)
     }
 }
 

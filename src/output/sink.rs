@@ -362,13 +362,57 @@ pub fn waiting_fd(stream: Stream) -> Option<i32> {
 
 /// Gives up what `stream` still holds (the shutdown's grace ended with the reader stalled);
 /// returns how many lines that was, for the shutdown's summary and a diagnostic.
+///
+/// A line written in part stays: its end is what `finish_line_within` writes before the last
+/// event, so that the stream does not end on a cut JSON line (nor the event follow it on the
+/// same line). It is not counted: it is not lost yet.
 pub fn abandon(stream: Stream) -> u64 {
     with(stream, |sink| {
         let rest = sink.pending.get(sink.written..).unwrap_or_default();
-        let lines = rest.iter().filter(|b| **b == b'\n').count();
-        sink.clear();
+        let kept = match rest.iter().position(|b| *b == b'\n') {
+            Some(end) if sink.is_mid_line && sink.written > 0 => end.saturating_add(1),
+            _ => 0,
+        };
+        let lines = rest
+            .get(kept..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        let end = sink.written.saturating_add(kept);
+        sink.pending.truncate(end);
+        if kept == 0 {
+            sink.clear();
+        }
         u64::try_from(lines).unwrap_or(u64::MAX)
     })
+}
+
+/// Writes the end of a line `abandon` kept, waiting for room until `deadline` at most.
+pub fn finish_line_within(deadline: std::time::Instant) {
+    for stream in Stream::ALL {
+        loop {
+            flush(stream);
+            let Some(fd) = waiting_fd(stream) else {
+                break;
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let millis = u16::try_from(left.as_millis().min(60_000)).unwrap_or(60_000);
+            let timeout = nix::poll::PollTimeout::from(millis);
+            // SAFETY: the sink's descriptors live as long as the process.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let mut fds = [nix::poll::PollFd::new(
+                borrowed,
+                nix::poll::PollFlags::POLLOUT,
+            )];
+            if nix::poll::poll(&mut fds, timeout).is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// Writes one line of fleet-init's own (at most PIPE_BUF bytes) to stream fd `fd` at once,
