@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, BOUND};
+use common::{bin, TempDir, BOUND};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -85,6 +85,7 @@ fn an_interactive_shell_reads_the_terminal_as_subreaper() {
 /// An interactive `bash -i` on a pty (`script`), driven line by line: input goes in when the
 /// output so far shows what the previous step waited for.
 struct Terminal {
+    _state: TempDir,
     child: std::process::Child,
     input: std::process::ChildStdin,
     output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
@@ -96,9 +97,12 @@ impl Terminal {
     }
 
     fn run(command: &str) -> Terminal {
+        // A state dir of the test's own: not the machine's /run/fleet-init.
+        let state = TempDir::new();
         let mut child = Command::new("script")
             .args(["-qfec", command, "/dev/null"])
             .env("PS1", "$ ")
+            .env("FLEET_INIT_STATE_DIR", state.path("state"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -121,6 +125,7 @@ impl Terminal {
             child,
             input,
             output,
+            _state: state,
         }
     }
 

@@ -648,7 +648,21 @@ mod tests {
         flush(Stream::Stdout);
         let mut lines = b"a\nb\nc\n".to_vec();
         append(Stream::Stdout, &mut lines);
-        assert_eq!(abandon(Stream::Stdout), 4);
-        assert!(!is_pending(Stream::Stdout));
+        // The filler went out in part: its end stays for `finish_line_within`, uncounted (the
+        // stream must not end inside it); the three lines after it are given up.
+        assert_eq!(abandon(Stream::Stdout), 3);
+        assert!(is_pending(Stream::Stdout));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+        finish_line_within(deadline);
+        assert!(
+            is_pending(Stream::Stdout),
+            "nobody reads: still there after the wait"
+        );
+        // Nothing of a line written (not flushed): every line is given up, nothing stays.
+        let _err_reader = sink_on_pipe(Stream::Stderr);
+        let mut lines = b"a\nb\n".to_vec();
+        append(Stream::Stderr, &mut lines);
+        assert_eq!(abandon(Stream::Stderr), 2);
+        assert!(!is_pending(Stream::Stderr));
     }
 }
