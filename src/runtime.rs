@@ -851,7 +851,9 @@ impl Runtime {
                     spawn_failed(worker, failure)
                 }
             };
-            self.starting.swap_remove(index);
+            // `remove`, not `swap_remove`: the starts confirmed together are told in the order
+            // they were forked (config order), not with the last one moved to the front.
+            self.starting.remove(index);
             did_act |= self.feed(input);
         }
         did_act
