@@ -377,6 +377,7 @@ impl Supervisor {
         match &mut w.phase {
             Phase::Waiting { start_at } if !shutting_down && may_start && *start_at <= now => {
                 w.phase = Phase::Starting;
+                w.sent_while_starting = 0;
                 self.actions.push(Action::Spawn { worker: index });
             }
             Phase::Running(run) => {
@@ -442,7 +443,7 @@ impl Supervisor {
             oom_kills_at_start: self.oom_kills,
             is_stopped: false,
             is_continued_in_stop: false,
-            sent_signals: 0,
+            sent_signals: std::mem::take(&mut w.sent_while_starting),
         });
         let event = Event::info("worker_started")
             .with("worker", w.spec.name.clone())
@@ -856,8 +857,10 @@ impl Supervisor {
             let Some(pid) = w.live_pid() else { continue };
             names.push(Value::from(w.spec.name.clone()));
             self.actions.push(signal_worker(&w.spec, pid, signal));
-            if let Phase::Running(run) = &mut w.phase {
-                run.note_sent(signal);
+            match &mut w.phase {
+                Phase::Running(run) => run.note_sent(signal),
+                Phase::Starting => w.sent_while_starting |= signal_bit(signal),
+                _ => {}
             }
         }
         self.emit(

@@ -968,6 +968,28 @@ fn a_start_not_yet_confirmed_gets_forwarded_signals_and_its_stop_once_it_runs() 
     assert_eq!(field(sim.last("worker_exited"), "likely_cause"), "shutdown");
 }
 
+#[test]
+fn a_forwarded_signal_that_reached_a_start_not_yet_confirmed_is_no_crash() {
+    // The SIGHUP went to the forked child, but only a running run noted it: a death by it
+    // right after the exec was a crash (a burst of `docker kill -s HUP` during restarts hit
+    // max_crashes and shut the container down with exit 1).
+    let mut sim = Sim {
+        hold_starts: true,
+        ..Sim::config(vec![])
+    };
+    sim.sup = Supervisor::new(Mode::Config, 8000, vec![spec("api")]);
+    sim.feed(Input::Tick);
+    let pid = sim.pids[&0];
+    sim.feed(Input::Signal(libc::SIGHUP));
+    sim.feed(Input::Spawned { worker: 0, pid });
+    sim.exit_worker(0, Exit::Signal(libc::SIGHUP));
+    let exited = sim.last("worker_exited");
+    assert_eq!(
+        (field(exited, "likely_cause"), field(exited, "crash_count")),
+        ("clean_exit".into(), 0.into())
+    );
+}
+
 /// `first_signal_action` is what `Signal` does first, and `SignalSentAhead` does the rest: in
 /// every state below, for every kind of signal, from two copies of the same history.
 #[test]

@@ -84,6 +84,9 @@ pub struct Worker {
     pub fork_failures: u32,
     /// The forked child of a start not yet confirmed (`Starting`): signals reach it too.
     pub forked: Option<i32>,
+    /// What fleet-init sent that child (`signal_bit`s): the run it becomes starts with them,
+    /// so that a death by a forwarded signal is no crash however early it came.
+    pub sent_while_starting: u64,
     pub outcome: Outcome,
     /// Its place in the start order and its probes' state.
     pub order: super::order::WorkerOrder,
@@ -130,6 +133,7 @@ impl Worker {
             last_code: None,
             fork_failures: 0,
             forked: None,
+            sent_while_starting: 0,
             outcome: Outcome::Clean,
             order: super::order::WorkerOrder::default(),
             is_held_down: false,
