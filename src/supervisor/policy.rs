@@ -85,6 +85,9 @@ pub fn backoff_ms(initial_ms: Millis, max_ms: Millis, step: u32) -> Millis {
     initial_ms.saturating_mul(factor).min(max_ms)
 }
 
+/// How far past its budget the clean-restart window counts: the backoff's doublings stop at 63.
+const MAX_OVER_BUDGET: usize = 64;
+
 /// What the budget says about one clean-class restart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BudgetVerdict {
@@ -127,6 +130,12 @@ impl CleanBudget {
             self.is_over = false;
         }
         self.restarts_at.push_back(now);
+        // Only the newest matter: the restarts inside the window are always the newest, and
+        // past the budget by 64 the backoff is at its cap. Kept longer, a day's window of
+        // instant restarts held one timestamp each (8 bytes a restart, ~36 MiB an hour).
+        while self.restarts_at.len() > budget.saturating_add(MAX_OVER_BUDGET) {
+            self.restarts_at.pop_front();
+        }
         let count = self.restarts_at.len();
         if count <= budget {
             return BudgetVerdict {
@@ -149,6 +158,26 @@ impl CleanBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_window_of_instant_restarts_keeps_a_bounded_list_and_the_same_verdicts() {
+        let (budget, window) = (10, 86_400_000);
+        let mut capped = CleanBudget::default();
+        for at in 0..200_000u64 {
+            let verdict = capped.record(at, budget, window, 1, 1 << 40);
+            assert!(capped.restarts_at.len() <= 10 + MAX_OVER_BUDGET);
+            let count = usize::try_from(at + 1).unwrap();
+            assert_eq!(verdict.count, count.min(10 + MAX_OVER_BUDGET), "at {at}");
+            assert_eq!(
+                verdict.warn,
+                at == 10,
+                "warns once, when it first goes over"
+            );
+        }
+        // A day later the window is empty again: back within the budget, at once.
+        let verdict = capped.record(200_000 + window, budget, window, 1, 1 << 40);
+        assert_eq!((verdict.count, verdict.delay_ms), (1, 0));
+    }
 
     #[test]
     fn classification_table() {
