@@ -90,6 +90,8 @@ fn start(workers: Value) -> (TempDir, Fleet) {
     let dir = TempDir::new();
     let mut fleet = start_config(&dir, &json!({ "workers": workers }), true);
     fleet.wait_event("worker_started");
+    // The socket is opened once the first workers are forked, a moment after their start.
+    assert!(eventually(BOUND, || ctl(&fleet, &["status"]).code == 0));
     (dir, fleet)
 }
 
@@ -292,6 +294,9 @@ fn signal_reaches_the_worker_by_its_signal_target() {
         eventually(BOUND, || armed.exists()),
         "the trap was never set"
     );
+    // The socket is opened once the first workers are forked: a worker can be up before it
+    // (CI saw exit 3, "no control socket", three workers in).
+    assert!(eventually(BOUND, || ctl(&fleet, &["status"]).code == 0));
     let out = ctl(&fleet, &["signal", "SIGHUP", "api"]);
     assert_eq!(
         (out.code, out.stdout.trim()),
