@@ -314,6 +314,7 @@ impl Runtime {
             self.output.flush();
         }
         self.scan_of_turn = None;
+        self.probes.kill_groups_of_ended();
         let reaped = zombies::reap_all();
         // Read after the reap, and used only until the next: a child in it that exits stays
         // an unreaped zombie meanwhile, so its pid cannot be reused under it.
@@ -325,14 +326,13 @@ impl Runtime {
         // after the event (3 of 5 `podman stop`s of a worker that says goodbye on SIGTERM).
         // Read to the end of what is there, not cut short by a signal waiting (the exit's own
         // SIGCHLD from a worker's child, say): a file as stdout had 44,000 of 200,000 lines of
-        // an exited worker after its `worker_exited`. A pipe holds 1 MiB at most: the read is
-        // bounded by the turn's budget all the same.
+        // an exited worker after its `worker_exited`.
         if reaped
             .exits
             .iter()
             .any(|(pid, _)| worker_pids.contains(pid))
         {
-            self.output.service(&|| false);
+            self.output.drain_after_exit();
         }
         self.job_control.after_reap(&reaped.stopped, &worker_pids);
         let job_states = reaped
@@ -570,11 +570,11 @@ impl Runtime {
     }
 
     fn sleep(&mut self) {
-        // Lines read and not rendered yet, and room for them: no sleep, the next turn goes on.
-        if self.output.has_backlog_with_room() {
-            self.is_output_due = true;
-            return;
-        }
+        // Lines read and not rendered yet, and room for them: no sleep, but a poll all the same
+        // (a zero timeout), so that clients, probes and starts are seen during a flood (a
+        // health check's connect once timed out behind one).
+        let has_backlog = self.output.has_backlog_with_room();
+        self.is_output_due |= has_backlog;
         let recheck_at = self.recheck_at.take();
         let deadlines = [
             self.supervisor.next_deadline(),
@@ -594,7 +594,8 @@ impl Runtime {
             .map(|deadline| deadline.saturating_sub(self.now()));
         // Nothing but signals can wake the loop (no pipe, pidfd, probe or client; connections
         // raise SIGIO): one sigtimedwait, as catatonit's one read, instead of a poll and a read.
-        if self.awaited.is_empty()
+        if !has_backlog
+            && self.awaited.is_empty()
             && self.starting.is_empty()
             && self.control.is_signal_driven()
             && self.output.is_quiet()
@@ -606,6 +607,7 @@ impl Runtime {
             return;
         }
         let timeout = match wait_ms {
+            _ if has_backlog => PollTimeout::ZERO,
             None => PollTimeout::NONE,
             Some(ms) => PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
         };

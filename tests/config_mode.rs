@@ -1208,24 +1208,3 @@ fn a_death_by_a_real_time_signal_is_an_exit_like_any_other() {
     assert_eq!(fleet.wait_exit(BOUND), 0);
     assert_paired(&fleet);
 }
-
-#[test]
-fn workers_started_together_are_told_in_config_order() {
-    // The starts confirmed in one turn were taken off their list with swap_remove: `a, d, c,
-    // b` for four workers forked in config order.
-    let dir = TempDir::new();
-    let workers: Vec<Value> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|name| json!({"name": name, "command": ["sleep", "1000"]}))
-        .collect();
-    let mut fleet = start_config(&dir, &json!({"workers": workers}), true);
-    fleet.wait_nth("worker_started", 4, BOUND);
-    let started: Vec<&str> = fleet
-        .named("worker_started")
-        .iter()
-        .map(|e| e["worker"].as_str().unwrap())
-        .collect();
-    assert_eq!(started, ["a", "b", "c", "d"]);
-    fleet.signal(libc::SIGTERM);
-    assert_eq!(fleet.wait_exit(BOUND), 0);
-}

@@ -10,6 +10,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// A loopback port nobody listens on (bound, then released).
@@ -475,4 +476,48 @@ fn what_a_command_check_leaves_in_its_group_goes_when_it_exits() {
     assert!(left() <= 2, "{} sleeps left by the checks", left());
     fleet.signal(libc::SIGTERM);
     assert_eq!(fleet.wait_exit(BOUND), 0);
+}
+
+#[test]
+fn a_tcp_check_beside_a_flood_into_a_fast_stdout_is_still_seen() {
+    // A worker flooding short lines into a stdout that takes everything (here /dev/null) left
+    // a backlog every turn, and the loop went round without its poll: the readiness check's
+    // connect was never seen to complete, and timed out.
+    let dir = TempDir::new();
+    let port = free_port();
+    let config = dir.write(
+        "config.json",
+        &json!({"state_dir": dir.path("state"), "workers": [
+            {"name": "flood", "command": ["yes"]},
+            {"name": "svc", "command": ["python3", listener_script(&dir), port.to_string(), "0.2"],
+             "ready": {"tcp": port, "interval_ms": 50, "timeout_ms": 8000}}]})
+        .to_string(),
+    );
+    let events = dir.path("events.jsonl");
+    let _child = Guarded(
+        pid1_command(&["--events", "stderr", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&events).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let outcome = || {
+        read_to_string(&events)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|e| {
+                e["worker"] == "svc"
+                    && (e["event"] == "worker_ready" || e["event"] == "health_failed")
+            })
+    };
+    assert!(
+        eventually(BOUND, || outcome().is_some()),
+        "neither ready nor failed"
+    );
+    assert_eq!(
+        outcome().unwrap()["event"],
+        "worker_ready",
+        "{}",
+        outcome().unwrap()
+    );
 }

@@ -100,8 +100,10 @@ pub fn select(
     // in O(n log n), not O(n^2).
     let by_pid: BTreeMap<i32, &ProcStat> = table.iter().map(|p| (p.pid, p)).collect();
     // A protected process met in a tree is skipped with its subtree: no walk goes below it.
+    // The reader itself is protected, and after an abnormal end its own descendants are the
+    // walk's (`is_own`): that one root stays.
     let mut children = children_map(table);
-    for pid in protected {
+    for pid in protected.iter().filter(|pid| **pid != self_pid) {
         children.remove(pid);
     }
     let recorded: BTreeMap<(i32, u64), (usize, &str)> = dead
@@ -403,6 +405,13 @@ mod tests {
             ..dead[0].clone()
         }];
         let mut nothing = |_: &ProcStat| Lookup::Found(Marks::default());
+        // The reader (1 here) is among the protected at run time: its tree is walked still.
+        let protected_reader = select(&table, &own, &mut nothing, &[1], 1);
+        assert_eq!(
+            protected_reader.targets.len(),
+            select(&table, &own, &mut nothing, &[], 1).targets.len()
+        );
+        assert!(!protected_reader.targets.is_empty());
         let selection = select(&table, &own, &mut nothing, &[], 1);
         assert_eq!(
             selection.targets.len(),

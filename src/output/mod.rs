@@ -22,9 +22,13 @@ use std::time::SystemTime;
 
 /// One read takes at most this much from a pipe.
 const READ_BYTES: usize = 128 * 1024;
-/// One turn of the loop reads at most this much in all, so that exits and timers are looked
-/// at between the batches of a worker that floods its output (a signal ends a batch at once).
-const TURN_READ_BYTES: usize = 4 * 1024 * 1024;
+/// One turn of the loop renders at most about this much in all (or reads it, for bytes that
+/// render to less), so that exits, timers and probes are looked at between the batches of a
+/// worker that floods its output (a signal ends a batch at once). Counted in rendered bytes:
+/// 4 MiB of short lines render to 200 MB, a turn of half a second.
+const TURN_BYTES: usize = 8 * 1024 * 1024;
+/// What an exit's drain reads at most: its two pipes' 1 MiB each, twice over.
+const EXIT_DRAIN_BYTES: usize = 4 * 1024 * 1024;
 
 /// One pipe of one worker run, kept until EOF: a daemonized child may write after the
 /// worker's main process is gone, and a restart gets pipes of its own.
@@ -72,6 +76,18 @@ impl Output {
     /// amount per call, and no more once `is_interrupted` (a signal or an exit is waiting) says
     /// so: the loop comes back at once when more is there, after the signals.
     pub fn service(&mut self, is_interrupted: &dyn Fn() -> bool) {
+        self.service_within(is_interrupted, false);
+    }
+
+    /// After a worker's exit, before its `worker_exited`: what it wrote is read to the end
+    /// (whatever signal waits), bounded by what its pipes hold (1 MiB each) and then some,
+    /// counted in bytes read: short lines render to many times their size, and all of them
+    /// must be in the stream's buffer, or in the pipe's backlog, before the event.
+    pub fn drain_after_exit(&mut self) {
+        self.service_within(&|| false, true);
+    }
+
+    fn service_within(&mut self, is_interrupted: &dyn Fn() -> bool, is_exit_drain: bool) {
         for stream in Stream::ALL {
             sink::flush(stream);
         }
@@ -84,7 +100,19 @@ impl Output {
         // One timestamp per batch: a batch is read within a millisecond or so.
         let ts = crate::events::rfc3339_millis(SystemTime::now());
         let mut is_done = vec![false; self.pipes.len()];
-        let mut budget = TURN_READ_BYTES;
+        let mut budget = if is_exit_drain {
+            EXIT_DRAIN_BYTES
+        } else {
+            TURN_BYTES
+        };
+        // The turn's budget counts what is rendered; an exit's drain, what is read.
+        let cost = |read: usize, rendered: usize| {
+            if is_exit_drain {
+                read
+            } else {
+                read.max(rendered)
+            }
+        };
         while budget > 0 {
             let mut has_read = false;
             for (pipe, is_done) in self.pipes.iter_mut().zip(is_done.iter_mut()) {
@@ -103,7 +131,7 @@ impl Output {
                         room,
                     );
                     pipe.backlog.drain(..taken);
-                    budget = budget.saturating_sub(taken);
+                    budget = budget.saturating_sub(cost(taken, self.rendered.len()));
                     has_read = true;
                 } else {
                     match read_into(&pipe.fd, &mut self.scratch, &pipe.worker, pipe.stream) {
@@ -117,7 +145,7 @@ impl Output {
                             );
                             pipe.backlog
                                 .extend_from_slice(data.get(taken..).unwrap_or_default());
-                            budget = budget.saturating_sub(count);
+                            budget = budget.saturating_sub(cost(count, self.rendered.len()));
                             has_read = true;
                         }
                         Read::Empty => *is_done = true,

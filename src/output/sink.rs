@@ -370,7 +370,9 @@ pub fn abandon(stream: Stream) -> u64 {
     with(stream, |sink| {
         let rest = sink.pending.get(sink.written..).unwrap_or_default();
         let kept = match rest.iter().position(|b| *b == b'\n') {
-            Some(end) if sink.is_mid_line && sink.written > 0 => end.saturating_add(1),
+            // Part-written by a flush, or by `events::write_line` (its rest queued, nothing of
+            // the buffer written yet): its end is kept either way.
+            Some(end) if sink.is_mid_line => end.saturating_add(1),
             _ => 0,
         };
         let lines = rest
@@ -658,6 +660,21 @@ mod tests {
             is_pending(Stream::Stdout),
             "nobody reads: still there after the wait"
         );
+        // An event written in part by `events::write_line`, its rest queued (nothing of the
+        // buffer written yet): its end stays too, and it is no worker line lost.
+        let _out_reader = sink_on_pipe(Stream::Stdout);
+        with(Stream::Stdout, |sink| sink.clear());
+        let mut filler = vec![b'f'; 4 << 20];
+        filler.push(b'\n');
+        append(Stream::Stdout, &mut filler);
+        flush(Stream::Stdout);
+        abandon(Stream::Stdout);
+        with(Stream::Stdout, |sink| sink.clear());
+        assert!(queue_rest(1, b"rest of an event\n"));
+        let mut lines = b"x\n".to_vec();
+        append(Stream::Stdout, &mut lines);
+        assert_eq!(abandon(Stream::Stdout), 1);
+        assert!(is_pending(Stream::Stdout), "the event's end stays");
         // Nothing of a line written (not flushed): every line is given up, nothing stays.
         let _err_reader = sink_on_pipe(Stream::Stderr);
         let mut lines = b"a\nb\n".to_vec();

@@ -182,16 +182,6 @@ impl Probes {
     pub fn on_exit(&mut self, pid: i32, exit: Exit) -> Option<Input> {
         let position = self.commands.iter().position(|probe| probe.pid == pid)?;
         let probe = self.commands.swap_remove(position);
-        // A check is over when its main process is: what it left in its group (`cmd &`) goes
-        // with it, as a worker's group goes with its exit. Reaped in this same turn, its id
-        // names its group still (a group's id stays taken while a member lives).
-        match nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(probe.pid),
-            nix::sys::signal::SIGKILL,
-        ) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(errno) => log::warn!("killpg({}, SIGKILL) failed: {errno}", probe.pid),
-        }
         // Reaped, so its report pipe is closed: what it says is final.
         let exec_failure = probe
             .started
@@ -208,6 +198,25 @@ impl Probes {
             (Exit::Signal(signal), None) => Err(format!("killed by {}", signals::name(signal))),
         };
         Some(result(probe.worker, probe.worker_pid, outcome))
+    }
+
+    /// Before the reap: a check is over when its main process is, and what it left in its
+    /// group (`cmd &`) goes with it, as a worker's group goes with its exit. Its exited but
+    /// unreaped leader holds its pid, so the group's id is still its own when signalled here
+    /// (after the reap, an empty group's id could be a new process's). One waitid a check in
+    /// flight; a check that exits between this look and the reap keeps its leftovers.
+    pub fn kill_groups_of_ended(&self) {
+        for probe in &self.commands {
+            if has_ended(probe.pid) {
+                match nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(probe.pid),
+                    nix::sys::signal::SIGKILL,
+                ) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(errno) => log::warn!("killpg({}, SIGKILL) failed: {errno}", probe.pid),
+                }
+            }
+        }
     }
 
     /// The earliest probe timeout; `None` when nothing is in flight.
@@ -452,6 +461,20 @@ fn connect(address: &SocketAddr) -> Result<Option<OwnedFd>, Errno> {
         Err(Errno::EINPROGRESS) | Err(Errno::EINTR) => Ok(Some(socket)),
         Err(errno) => Err(errno),
     }
+}
+
+/// Whether our child `pid` has exited and waits to be reaped (not reaped here: WNOWAIT).
+fn has_ended(pid: i32) -> bool {
+    let Ok(id) = libc::id_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: an all-zero siginfo_t is a valid value for the kernel to fill in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: `info` is a valid siginfo_t the kernel writes into; nothing else is touched.
+    let result = unsafe { libc::waitid(libc::P_PID, id, &mut info, flags) };
+    // SAFETY: waitid filled `info` (si_pid is 0 when nothing has exited).
+    result == 0 && unsafe { info.si_pid() } == pid
 }
 
 #[cfg(test)]

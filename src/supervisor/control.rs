@@ -173,8 +173,12 @@ impl Supervisor {
     /// A new run (the run count goes on; crashes and last exit are kept); a pending backoff is
     /// cut short.
     fn start_by_request(&mut self, index: usize, now: Millis) -> Verdict {
-        // What it is after is down for good: it could only fail again at once.
-        if let Some(dependency) = self.failed_dependency(index) {
+        // Down, and what it is after is down for good: it could only fail again at once.
+        let is_down = matches!(
+            self.workers.get(index).map(|w| &w.phase),
+            Some(Phase::Waiting { .. } | Phase::Done)
+        );
+        if let Some(dependency) = self.failed_dependency(index).filter(|_| is_down) {
             return Err(format!(
                 "cannot start: {dependency:?}, which it is after, failed"
             ));
