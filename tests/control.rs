@@ -145,13 +145,9 @@ fn status_is_a_table_for_people_and_one_object_with_json() {
     let all = status(&fleet);
     assert_eq!(all["ok"], true);
     let api = worker(&all, "api");
-    // api's own start: the two workers' exec reports may come in either order.
-    let started = fleet
-        .named("worker_started")
-        .into_iter()
-        .find(|e| e["worker"] == "api")
-        .unwrap()
-        .clone();
+    // api's own start: the two workers' exec reports may come in either order, api's even
+    // after job's exit (waited for, not looked up among the lines read so far).
+    let started = fleet.wait_event_where("worker_started", |e| e["worker"] == "api", BOUND);
     assert_eq!(api["pid"], started["pid"]);
     assert_eq!(api["state"], "ready");
     assert_eq!((&api["runs"], &api["crashes"]), (&json!(1), &json!(0)));
