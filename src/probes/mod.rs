@@ -208,13 +208,7 @@ impl Probes {
     pub fn kill_groups_of_ended(&self) {
         for probe in &self.commands {
             if has_ended(probe.pid) {
-                match nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(probe.pid),
-                    nix::sys::signal::SIGKILL,
-                ) {
-                    Ok(()) | Err(Errno::ESRCH) => {}
-                    Err(errno) => log::warn!("killpg({}, SIGKILL) failed: {errno}", probe.pid),
-                }
+                kill_group(probe.pid);
             }
         }
     }
@@ -241,13 +235,7 @@ impl Probes {
             probe.is_killed = true;
             // Our unreaped child leads its own group: neither the pid nor the group can have
             // been reused.
-            match nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(probe.pid),
-                nix::sys::signal::SIGKILL,
-            ) {
-                Ok(()) | Err(Errno::ESRCH) => {}
-                Err(errno) => log::warn!("killpg({}, SIGKILL) failed: {errno}", probe.pid),
-            }
+            kill_group(probe.pid);
         }
         let mut results = Vec::new();
         self.connects.retain(|probe| {
@@ -460,6 +448,15 @@ fn connect(address: &SocketAddr) -> Result<Option<OwnedFd>, Errno> {
         Ok(()) => Ok(None),
         Err(Errno::EINPROGRESS) | Err(Errno::EINTR) => Ok(Some(socket)),
         Err(errno) => Err(errno),
+    }
+}
+
+/// SIGKILL to the group our unreaped child `leader` leads (the caller's guarantee).
+fn kill_group(leader: i32) {
+    let pid = nix::unistd::Pid::from_raw(leader);
+    match nix::sys::signal::killpg(pid, nix::sys::signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(errno) => log::warn!("killpg({leader}, SIGKILL) failed: {errno}"),
     }
 }
 
